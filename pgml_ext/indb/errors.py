@@ -1,0 +1,75 @@
+"""Errors that become a PostgreSQL ERROR with a SQLSTATE, a message and a hint."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+# SQLSTATEs we raise (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+UNDEFINED_OBJECT = "42704"  # unknown model / signature / output
+INVALID_PARAMETER = "22023"  # input of the wrong shape, missing feature, bad argument
+INVALID_BINARY = "22P03"  # bytea that is not a tf.Example
+NULL_NOT_ALLOWED = "22004"  # NULL element inside an input array
+DATA_CORRUPTED = "XX001"  # model blob fails its checksum
+WRONG_OBJECT_TYPE = "42809"  # model with no signature we can use for this input
+PREREQUISITE_STATE = "55000"  # e.g. TensorFlow cannot load after LLVM JIT
+INTERNAL = "XX000"
+
+
+class PgmlError(Exception):
+    """An error meant for the SQL user; ``reported()`` turns it into ``plpy.error``."""
+
+    def __init__(
+        self, message: str, sqlstate: str, *, detail: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.hint = hint
+
+
+def _plpy():
+    import plpy  # builtin module inside PL/Python; tests put a fake in sys.modules
+
+    return plpy
+
+
+_sql_error: type | None = None
+
+
+def sql_error(message: str, sqlstate: str, detail: str | None = None, hint: str | None = None):
+    """A plpy.Error that PL/Python reports as ``ERROR:  pgml: <message>``.
+
+    PL/Python prefixes messages with the exception's class name ("plpy.Error: ...");
+    a subclass named ``pgml`` in ``builtins`` makes that prefix our own.
+    """
+    global _sql_error
+    if _sql_error is None:
+        _sql_error = type("pgml", (_plpy().Error,), {"__module__": "builtins"})
+    err = _sql_error(message)
+    err.sqlstate, err.detail, err.hint = sqlstate, detail, hint
+    return err
+
+
+@contextlib.contextmanager
+def reported(model: str | None = None) -> Iterator[None]:
+    """Turn our exceptions into a clean ERROR (no traceback dump) for the SQL caller.
+
+    Errors raised by PostgreSQL itself (plpy.SPIError, including query cancel) pass
+    through untouched so that PostgreSQL reports them with their own SQLSTATE.
+    """
+    plpy = _plpy()
+    try:
+        yield
+    except PgmlError as e:
+        raise sql_error(e.message, e.sqlstate, e.detail, e.hint) from None
+    except (plpy.SPIError, plpy.Error):
+        raise
+    except Exception as e:  # a bug or a runtime failure: still an ERROR, never a crash
+        where = f" with model '{model}'" if model else ""
+        raise sql_error(
+            f"internal error{where}: {type(e).__name__}: {e}",
+            INTERNAL,
+            hint="This is a bug in pgml_ext or in the model; please report it.",
+        ) from None

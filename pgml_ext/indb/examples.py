@@ -1,0 +1,119 @@
+"""Decode serialized ``tf.train.Example`` protos with ``protobuf`` alone.
+
+Importing TensorFlow costs seconds and hundreds of MB per backend, so the message
+classes are built here from their descriptors (the same fields as TensorFlow's
+``feature.proto`` and ``example.proto``) in a private descriptor pool, which also
+keeps them from clashing with TensorFlow's own registration when both are loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from pgml_ext.indb.errors import INVALID_BINARY, PgmlError
+
+_F = descriptor_pb2.FieldDescriptorProto
+
+
+def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="pgml_ext/tf_example.proto", package="tensorflow", syntax="proto3"
+    )
+
+    def message(name: str, *fields: tuple, parent=None):
+        msg = (parent.nested_type if parent else fd.message_type).add(name=name)
+        for number, fname, ftype, label, type_name, packed, oneof in fields:
+            f = msg.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                f.type_name = type_name
+            if packed:
+                f.options.packed = True
+            if oneof is not None:
+                f.oneof_index = oneof
+        return msg
+
+    rep, opt = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
+    message("BytesList", (1, "value", _F.TYPE_BYTES, rep, None, False, None))
+    message("FloatList", (1, "value", _F.TYPE_FLOAT, rep, None, True, None))
+    message("Int64List", (1, "value", _F.TYPE_INT64, rep, None, True, None))
+    feature = message(
+        "Feature",
+        (1, "bytes_list", _F.TYPE_MESSAGE, opt, ".tensorflow.BytesList", False, 0),
+        (2, "float_list", _F.TYPE_MESSAGE, opt, ".tensorflow.FloatList", False, 0),
+        (3, "int64_list", _F.TYPE_MESSAGE, opt, ".tensorflow.Int64List", False, 0),
+    )
+    feature.oneof_decl.add(name="kind")
+    features = message(
+        "Features",
+        (1, "feature", _F.TYPE_MESSAGE, rep, ".tensorflow.Features.FeatureEntry", False, None),
+    )
+    entry = message(
+        "FeatureEntry",
+        (1, "key", _F.TYPE_STRING, opt, None, False, None),
+        (2, "value", _F.TYPE_MESSAGE, opt, ".tensorflow.Feature", False, None),
+        parent=features,
+    )
+    entry.options.map_entry = True
+    message("Example", (1, "features", _F.TYPE_MESSAGE, opt, ".tensorflow.Features", False, None))
+    return fd
+
+
+@functools.cache
+def example_class():
+    """The ``tensorflow.Example`` message class, wire-compatible with TensorFlow's."""
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(_file_descriptor())
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
+
+
+Features = dict[str, np.ndarray]
+
+
+def decode(data: bytes) -> Features:
+    """Serialized tf.Example -> {feature name: 1-D numpy array}.
+
+    float_list -> float32, int64_list -> int64, bytes_list -> object array of bytes.
+    """
+    example = example_class()()
+    try:
+        example.ParseFromString(data)
+    except DecodeError as e:
+        raise PgmlError(
+            f"input is not a serialized tf.train.Example ({len(data)} bytes): {e}",
+            INVALID_BINARY,
+            hint="Store inputs as tf.train.Example(...).SerializeToString(), "
+            "or pass a float4[] instead.",
+        ) from None
+    out: Features = {}
+    for name, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        if kind == "float_list":
+            out[name] = np.asarray(feature.float_list.value, dtype=np.float32)
+        elif kind == "int64_list":
+            out[name] = np.asarray(feature.int64_list.value, dtype=np.int64)
+        elif kind == "bytes_list":
+            out[name] = np.asarray(list(feature.bytes_list.value), dtype=object)
+        else:
+            out[name] = np.zeros(0, dtype=np.float32)
+    return out
+
+
+def encode(features: dict[str, np.ndarray | list]) -> bytes:
+    """{name: values} -> serialized tf.Example (floats, ints or bytes by dtype)."""
+    example = example_class()()
+    for name, values in features.items():
+        arr = np.asarray(values)
+        feature = example.features.feature[name]
+        if arr.dtype.kind == "f":
+            feature.float_list.value.extend(arr.astype(np.float32).ravel().tolist())
+        elif arr.dtype.kind in "iub":
+            feature.int64_list.value.extend(arr.astype(np.int64).ravel().tolist())
+        else:
+            feature.bytes_list.value.extend(
+                v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel()
+            )
+    return example.SerializeToString()

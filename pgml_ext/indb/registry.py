@@ -1,0 +1,116 @@
+"""Model rows, read through SPI from the pgml tables the extension created.
+
+Lookups run inside STABLE functions, so SPI sees the calling statement's snapshot: a
+version that commits while a statement runs is used from the next statement on, and
+one statement never mixes versions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
+
+_plans: dict[str, Any] = {}
+
+_RESOLVE = """
+SELECT m.id, m.name, m.version, m.runtime, m.signatures::text AS signatures, m.labels,
+       m.options::text AS options, m.checksum, m.size
+  FROM pgml.model_versions m
+ WHERE m.name = $1
+   AND m.version = coalesce($2,
+         (SELECT p.version FROM pgml.pins p WHERE p.name = $1),
+         (SELECT max(v.version) FROM pgml.model_versions v WHERE v.name = $1))
+"""
+_VERSIONS = "SELECT array_agg(version ORDER BY version) AS v FROM pgml.model_versions WHERE name = $1"
+_CHUNKS = "SELECT data FROM pgml.model_chunks WHERE model_id = $1 ORDER BY seq"
+_SETTING = "SELECT current_setting($1, true) AS value"
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: int
+    name: str
+    version: int
+    runtime: str
+    signatures: dict[str, Any]
+    labels: list[str] | None
+    options: dict[str, Any]
+    checksum: str
+    size: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+def _plpy():
+    import plpy
+
+    return plpy
+
+
+def plan(query: str, types: list[str]):
+    plan = _plans.get(query)
+    if plan is None:
+        plan = _plans[query] = _plpy().prepare(query, types)
+    return plan
+
+
+def parse_ref(model: str) -> tuple[str, int | None]:
+    """'mnist' -> ('mnist', None); 'mnist@3' -> ('mnist', 3): pin one version per call."""
+    name, sep, version = model.partition("@")
+    if not sep:
+        return model, None
+    if not version.isdigit():
+        raise PgmlError(
+            f"bad model reference '{model}'",
+            INVALID_PARAMETER,
+            hint="Use 'name' for the current version or 'name@N' for version N.",
+        )
+    return name, int(version)
+
+
+def resolve(model: str) -> ModelRow:
+    name, version = parse_ref(model)
+    rows = _plpy().execute(plan(_RESOLVE, ["text", "int4"]), [name, version])
+    if not rows:
+        known = _plpy().execute(plan(_VERSIONS, ["text"]), [name])[0]["v"]
+        if known:
+            raise PgmlError(
+                f"model '{name}' has no version {version}",
+                UNDEFINED_OBJECT,
+                detail=f"Versions: {', '.join(map(str, known))}.",
+            )
+        raise PgmlError(
+            f"model '{name}' is not registered",
+            UNDEFINED_OBJECT,
+            hint="See SELECT name, version FROM pgml.models; register with "
+            "pgml_ext.register_model(...) or pgml.load_model(name, path).",
+        )
+    r = rows[0]
+    if r["signatures"] is None:
+        raise PgmlError(f"model '{name}' v{r['version']} was never described", UNDEFINED_OBJECT)
+    return ModelRow(
+        id=r["id"],
+        name=r["name"],
+        version=r["version"],
+        runtime=r["runtime"],
+        signatures=json.loads(r["signatures"]),
+        labels=r["labels"],
+        options=json.loads(r["options"] or "{}"),
+        checksum=r["checksum"],
+        size=r["size"],
+    )
+
+
+def blob(model_id: int) -> bytes:
+    rows = _plpy().execute(plan(_CHUNKS, ["int8"]), [model_id])
+    return b"".join(r["data"] for r in rows)
+
+
+def setting(name: str, default: str) -> str:
+    value = _plpy().execute(plan(_SETTING, ["text"]), [name])[0]["value"]
+    return value if value not in (None, "") else default

@@ -1,0 +1,160 @@
+"""TensorFlow runtime: always works, heavy (seconds to import, ~0.5 GB per backend)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from pgml_ext.indb.errors import INVALID_PARAMETER, PREREQUISITE_STATE, PgmlError
+
+_PARSE_OPS = {"ParseExampleV2", "ParseExample", "ParseSingleExample"}
+
+
+def _preload_llvm_jit() -> None:
+    """Load PostgreSQL's JIT provider (libLLVM) now, before TensorFlow, if it exists.
+
+    The two LLVMs crash the backend in either order when left to themselves: a plain
+    TensorFlow import after the JIT has loaded segfaults in TensorFlow's static
+    initialisers, and a JIT-compiled query after TensorFlow segfaults in LLVM's. Loaded
+    in this order, LLVM first (global, as PostgreSQL does) and TensorFlow second with
+    RTLD_DEEPBIND so that its libraries bind to their own symbols, both work.
+    """
+    import ctypes
+
+    server_bin = os.path.dirname(os.path.realpath("/proc/self/exe"))  # .../15/bin
+    provider = os.path.join(os.path.dirname(server_bin), "lib", "llvmjit.so")
+    if os.path.exists(provider):
+        ctypes.CDLL(provider, mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+
+
+def import_tensorflow(threads: int = 1):
+    """Import TensorFlow once per process without risking the server (see above)."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-for-bit equal to client TF
+    if not getattr(sys, "argv", None):  # PL/Python has no argv; absl expects one
+        sys.argv = ["postgres"]
+    in_server = "plpy" in sys.builtin_module_names
+    flags = sys.getdlopenflags()
+    try:
+        if in_server:
+            _preload_llvm_jit()
+            sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)
+        import tensorflow as tf
+    except (ImportError, OSError) as e:
+        raise PgmlError(
+            f"TensorFlow could not be loaded in the server: {e}",
+            PREREQUISITE_STATE,
+            hint="Install it into the venv the server reads (make setup, see README).",
+        ) from None
+    finally:
+        sys.setdlopenflags(flags)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised by an earlier caller in this process
+        pass
+    return tf
+
+
+class TensorFlowRuntime:
+    name = "tensorflow"
+
+    def __init__(self, path: str, threads: int = 1) -> None:
+        self._tf = tf = import_tensorflow(threads)
+        self._loaded = tf.saved_model.load(path)
+        self._signatures = dict(self._loaded.signatures)
+
+    def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tf = self._tf
+        fn = self._signatures[signature]
+        try:
+            out = fn(**{k: tf.constant(v) for k, v in feeds.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            message = getattr(e, "message", None) or str(e)
+            raise PgmlError(
+                f"TensorFlow rejected the input: {message.strip().splitlines()[0]}",
+                INVALID_PARAMETER,
+            ) from None
+        return {k: v.numpy() for k, v in out.items()}
+
+    def describe(self, path: str) -> dict[str, dict[str, Any]]:
+        """Signatures as plain JSON: inputs, outputs, method and tf.Example parse spec."""
+        defs = _signature_defs(path)
+        described = {}
+        for name, fn in sorted(self._signatures.items()):
+            inputs = fn.structured_input_signature[1]
+            outputs = fn.structured_outputs
+            sig_def = defs.get(name)
+            described[name] = {
+                "method": sig_def.method_name if sig_def else "",
+                "inputs": {k: _spec(v, sig_def and sig_def.inputs.get(k)) for k, v in sorted(inputs.items())},
+                "outputs": {
+                    k: _spec(v, sig_def and sig_def.outputs.get(k)) for k, v in sorted(outputs.items())
+                },
+                "features": _parse_spec(fn) if _takes_strings(inputs) else None,
+            }
+        return described
+
+
+def _spec(t, info=None) -> dict[str, Any]:
+    """dtype and shape (None for unknown dims); TF1 exports keep shapes only in the
+    SignatureDef's TensorInfo, so fall back to it when the traced spec has no rank."""
+    shape = None if t.shape.rank is None else list(t.shape.as_list())
+    if shape is None and info is not None and not info.tensor_shape.unknown_rank:
+        shape = [d.size if d.size >= 0 else None for d in info.tensor_shape.dim]
+    return {"dtype": t.dtype.name, "shape": shape}
+
+
+def _takes_strings(inputs: dict) -> bool:
+    return len(inputs) == 1 and next(iter(inputs.values())).dtype.name == "string"
+
+
+def _signature_defs(path: str) -> dict[str, Any]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    return {k: v for mg in sm.meta_graphs for k, v in mg.signature_def.items()}
+
+
+def _parse_spec(fn) -> dict[str, dict[str, Any]] | None:
+    """The dense features a signature's ParseExample op reads, from the graph itself.
+
+    Looks through the signature's graph and every function in its library (TF2 traces
+    put the op inside a nested function), resolving the constant ``dense_keys`` input.
+    """
+    tf = sys.modules["tensorflow"]
+    graph_def = fn.graph.as_graph_def()
+    bodies = [list(graph_def.node)] + [list(f.node_def) for f in graph_def.library.function]
+    for nodes in bodies:
+        by_name = {n.name: n for n in nodes}
+        for node in nodes:
+            if node.op not in _PARSE_OPS:
+                continue
+            if node.op == "ParseExampleV2":
+                keys_input = node.input[3]
+            elif node.op == "ParseExample":
+                n_sparse = node.attr["Nsparse"].i
+                keys_input = node.input[2 + n_sparse]
+            else:  # ParseSingleExample keeps its keys in attributes
+                keys = [k.decode() for k in node.attr["dense_keys"].list.s]
+                keys_input = None
+            if keys_input is not None:
+                const = by_name.get(keys_input.split(":")[0].lstrip("^"))
+                if const is None or const.op != "Const":
+                    continue
+                keys = [k.decode() for k in tf.make_ndarray(const.attr["value"].tensor).ravel()]
+            shapes = [
+                [d.size for d in s.dim] for s in node.attr["dense_shapes"].list.shape
+            ]
+            dtypes = [tf.dtypes.as_dtype(t).name for t in node.attr["Tdense"].list.type]
+            return {
+                k: {"dtype": dt, "shape": sh} for k, dt, sh in zip(keys, dtypes, shapes, strict=False)
+            }
+    return None

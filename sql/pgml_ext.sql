@@ -1,0 +1,220 @@
+-- pgml_ext: score TensorFlow models inside PostgreSQL.
+--
+-- The single source of the extension's SQL; `make` builds extension/pgml_ext--VERSION.sql
+-- from it. Every PL/Python body is one call into the pgml_ext.indb Python package, which
+-- the server imports from the venv that scripts/bootstrap.sh puts on its path.
+
+-- Models --------------------------------------------------------------------------------
+
+CREATE TABLE pgml.model_versions (
+    id          bigserial PRIMARY KEY,
+    name        text NOT NULL CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'),
+    version     int NOT NULL CHECK (version > 0),
+    runtime     text NOT NULL,
+    signatures  jsonb,             -- read from the SavedModel at registration
+    labels      text[],
+    options     jsonb NOT NULL DEFAULT '{}',  -- signature, feature_map
+    size        bigint NOT NULL,
+    checksum    text NOT NULL,     -- sha256 of the stored SavedModel archive
+    created     timestamptz NOT NULL DEFAULT now(),
+    created_by  name NOT NULL DEFAULT current_user,
+    UNIQUE (name, version)
+);
+COMMENT ON TABLE pgml.model_versions IS 'Registered models, one row per version.';
+
+-- The SavedModel itself (a tar archive) in 8 MB chunks: any backend on any server that
+-- has the database can load it, with no files copied.
+CREATE TABLE pgml.model_chunks (
+    model_id  bigint NOT NULL REFERENCES pgml.model_versions (id) ON DELETE CASCADE,
+    seq       int NOT NULL,
+    data      bytea NOT NULL,
+    PRIMARY KEY (model_id, seq)
+);
+ALTER TABLE pgml.model_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+
+-- A pinned version is used instead of the newest one.
+CREATE TABLE pgml.pins (
+    name     text PRIMARY KEY,
+    version  int NOT NULL
+);
+
+SELECT pg_catalog.pg_extension_config_dump('pgml.model_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('pgml.model_versions_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgml.model_chunks', '');
+SELECT pg_catalog.pg_extension_config_dump('pgml.pins', '');
+
+CREATE VIEW pgml.models AS
+SELECT m.name,
+       m.version,
+       m.runtime,
+       (SELECT jsonb_object_agg(s.key, jsonb_build_object(
+                   'inputs', s.value -> 'inputs', 'outputs', s.value -> 'outputs',
+                   'features', s.value -> 'features'))
+          FROM jsonb_each(m.signatures) s) AS signature,
+       m.labels,
+       m.size,
+       m.checksum,
+       m.created,
+       m.version = coalesce(p.version, max(m.version) OVER (PARTITION BY m.name)) AS current,
+       p.version IS NOT NULL AS pinned
+  FROM pgml.model_versions m
+  LEFT JOIN pgml.pins p ON p.name = m.name
+ WHERE m.signatures IS NOT NULL;
+COMMENT ON VIEW pgml.models IS
+    'Registered models: name, version, runtime, input/output signature, labels, size, created.';
+
+-- Registration --------------------------------------------------------------------------
+
+-- Step 1 of an upload: reserve the next version of NAME (serialised per name).
+CREATE FUNCTION pgml._begin_registration(
+    name text, size bigint, checksum text, labels text[], runtime text, options jsonb)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    next_version int;
+    new_id bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pgml.model:' || name));
+    SELECT coalesce(max(v.version), 0) + 1 INTO next_version
+      FROM pgml.model_versions v WHERE v.name = _begin_registration.name;
+    INSERT INTO pgml.model_versions (name, version, runtime, labels, options, size, checksum)
+    VALUES (name, next_version, runtime, labels, coalesce(options, '{}'), size, checksum)
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END $$;
+
+-- Step 2, after the chunks are inserted: check the blob, read its signatures; returns
+-- the version.
+CREATE FUNCTION pgml._finish_registration(model_id bigint)
+RETURNS int LANGUAGE plpython3u AS $$
+from pgml_ext.indb import api
+return api.finish_registration(model_id)
+$$;
+
+CREATE FUNCTION pgml.load_model(
+    name text, path text, runtime text DEFAULT 'auto', labels text[] DEFAULT NULL,
+    signature text DEFAULT NULL)
+RETURNS int LANGUAGE plpython3u AS $$
+from pgml_ext.indb import api
+return api.load_model(name, path, runtime, labels, signature)
+$$;
+COMMENT ON FUNCTION pgml.load_model(text, text, text, text[], text) IS
+    'Registers the SavedModel in a directory on the database server; returns the new version.';
+-- Reads the server's file system: superusers only unless granted.
+REVOKE ALL ON FUNCTION pgml.load_model(text, text, text, text[], text) FROM PUBLIC;
+
+CREATE FUNCTION pgml.delete_model(name text, version int DEFAULT NULL)
+RETURNS int LANGUAGE sql AS $$
+    WITH gone AS (
+        DELETE FROM pgml.model_versions m
+         WHERE m.name = delete_model.name
+           AND (delete_model.version IS NULL OR m.version = delete_model.version)
+        RETURNING 1)
+    SELECT count(*)::int FROM gone
+$$;
+
+CREATE FUNCTION pgml.pin_model(name text, version int)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgml.model_versions m
+                    WHERE m.name = pin_model.name AND m.version = pin_model.version) THEN
+        RAISE EXCEPTION 'pgml: model ''%'' has no version %', name, version
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO pgml.pins VALUES (name, version)
+        ON CONFLICT ON CONSTRAINT pins_pkey DO UPDATE SET version = EXCLUDED.version;
+END $$;
+
+CREATE FUNCTION pgml.unpin_model(name text)
+RETURNS void LANGUAGE sql AS $$
+    DELETE FROM pgml.pins p WHERE p.name = unpin_model.name
+$$;
+
+-- Scoring -------------------------------------------------------------------------------
+-- STABLE: model lookups see the calling statement's snapshot, so one statement uses one
+-- version. Not STRICT: the optional arguments default to NULL; NULL input gives NULL.
+
+CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
+                             signature text DEFAULT NULL)
+RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.predict(model, input, output, signature)
+$$;
+
+CREATE FUNCTION pgml.predict(model text, input bytea, output text DEFAULT NULL,
+                             signature text DEFAULT NULL)
+RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.predict(model, input, output, signature)
+$$;
+
+CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
+RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.classify(model, input, signature)
+$$;
+
+CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL)
+RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.classify(model, input, signature)
+$$;
+
+CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
+RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.predict_class(model, input, signature)
+$$;
+
+CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
+RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.predict_class(model, input, signature)
+$$;
+
+-- fn_name(bytea) and fn_name(float4[]) in the current schema, bound to MODEL, so that
+-- `SELECT classify(image) FROM inputs` works as written. The SQL bodies are inlined
+-- by the planner, so they cost nothing over calling pgml.* directly.
+CREATE FUNCTION pgml.create_function(fn_name text, model text, kind text DEFAULT 'classify')
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    result_type text;
+    input_type text;
+BEGIN
+    result_type := CASE kind WHEN 'classify' THEN 'text'
+                             WHEN 'predict' THEN 'float4[]'
+                             WHEN 'predict_class' THEN 'int' END;
+    IF result_type IS NULL THEN
+        RAISE EXCEPTION 'pgml: unknown kind ''%''', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use classify, predict or predict_class.';
+    END IF;
+    IF current_schema() IS NULL THEN
+        RAISE EXCEPTION 'pgml: no current schema to create % in', fn_name
+            USING ERRCODE = 'invalid_schema_name';
+    END IF;
+    FOREACH input_type IN ARRAY ARRAY['bytea', 'float4[]'] LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I(input %s) RETURNS %s '
+            'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
+            current_schema(), fn_name, input_type, result_type,
+            format('SELECT pgml.%I(%L, input)', kind, model));
+        EXECUTE format('COMMENT ON FUNCTION %I.%I(%s) IS %L',
+            current_schema(), fn_name, input_type,
+            format('pgml.%s with model %s', kind, model));
+    END LOOP;
+END $$;
+
+-- This backend ---------------------------------------------------------------------------
+
+CREATE FUNCTION pgml.cached_models(
+    OUT name text, OUT version int, OUT runtime text, OUT load_ms float8)
+RETURNS SETOF record LANGUAGE plpython3u AS $$
+from pgml_ext.indb import api
+return api.cached_models()
+$$;
+
+CREATE FUNCTION pgml.clear_cache()
+RETURNS int LANGUAGE plpython3u AS $$
+from pgml_ext.indb import api
+return api.clear_cache()
+$$;
