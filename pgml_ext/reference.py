@@ -160,3 +160,41 @@ def export_serving_mnist(out_dir: str | os.PathLike) -> Path:
         )
         builder.save()
     return out
+
+
+def copy_rows(dbapi_conn, table: str, x: np.ndarray, y: np.ndarray, start: int = 0) -> None:
+    """COPY rows (id, pixels float4[], example bytea, label int) through a pg8000
+    DB-API connection: one round trip instead of one per row."""
+    import io
+
+    lines = []
+    for i, (pixels, label) in enumerate(zip(x, y, strict=True)):
+        arr = "{" + ",".join(f"{v:.9g}" for v in pixels.tolist()) + "}"
+        lines.append(f"{start + i}\t{arr}\t\\\\x{serialize(pixels).hex()}\t{int(label)}\n")
+    cur = dbapi_conn.cursor()
+    cur.execute(
+        f"COPY {table} (id, pixels, example, label) FROM STDIN",
+        stream=io.BytesIO("".join(lines).encode()),
+    )
+    cur.close()
+
+
+def load_table(engine, table: str, rows: int) -> str:
+    """Create ``table`` with the reference data cycled to ``rows`` rows; return the SQL
+    that did the cycling (the demo prints it)."""
+    import sqlalchemy as sa
+
+    x, y = digits()
+    sql = (
+        f"INSERT INTO {table}\nSELECT g, d.pixels, d.example, d.label\n"
+        f"  FROM generate_series(0, {rows - 1}) g JOIN {table}_distinct d ON d.id = g % {len(x)}"
+    )
+    ddl = "(id int PRIMARY KEY, pixels float4[], example bytea, label int)"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}, {table}_distinct"))
+        conn.execute(sa.text(f"CREATE TABLE {table}_distinct {ddl}"))
+        conn.execute(sa.text(f"CREATE TABLE {table} {ddl}"))
+        copy_rows(conn.connection.driver_connection, f"{table}_distinct", x, y)
+        conn.execute(sa.text(sql))
+        conn.execute(sa.text(f"ANALYZE {table}"))
+    return sql

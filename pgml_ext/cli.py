@@ -1,0 +1,161 @@
+"""The ``pgml-ext`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pgml_ext import __version__
+
+URL_HELP = (
+    "SQLAlchemy URL of the database, e.g. postgresql+pg8000://user@host:5432/db "
+    "(default: $PGML_EXT_URL, else the embedded cluster)"
+)
+
+
+def _url(args: argparse.Namespace) -> str:
+    if args.url:
+        return args.url
+    if os.environ.get("PGML_EXT_URL"):
+        return os.environ["PGML_EXT_URL"]
+    from pgml_ext.cluster import Cluster
+
+    return Cluster.default().url()
+
+
+def _db(args: argparse.Namespace) -> int:
+    from pgml_ext.cluster import Cluster
+
+    cluster = Cluster.default(args.port)
+    if args.action == "start":
+        print(cluster.start())
+    elif args.action == "stop":
+        cluster.stop()
+        print(f"stopped the cluster on port {cluster.port}", file=sys.stderr)
+    else:
+        print(cluster.url())
+    return 0
+
+
+def _install(args: argparse.Namespace) -> int:
+    from pgml_ext.client import install
+
+    print(f"pgml_ext {install(_url(args))} installed")
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from pgml_ext.client import register_model
+
+    labels = args.labels.split(",") if args.labels else None
+    version = register_model(
+        _url(args), args.name, args.path, labels=labels, runtime=args.runtime,
+        signature=args.signature, progress=True,
+    )
+    print(f"registered {args.name} version {version}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from pgml_ext.client import models
+
+    rows = models(_url(args))
+    header = ["name", "version", "runtime", "current", "size", "signatures", "created"]
+    table = [
+        [r["name"], str(r["version"]), r["runtime"], "*" if r["current"] else "",
+         f"{r['size'] / 1e6:.1f} MB", r["signatures"] or "", r["created"].strftime("%Y-%m-%d %H:%M")]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    for row in [header, *table]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no models registered)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pgml_ext import demo
+
+    demo.run(rows=args.rows, port=args.port)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pgml-ext",
+        description="Score TensorFlow models inside PostgreSQL: install the extension, "
+        "register models, and run an embedded PostgreSQL cluster for trying it out.",
+    )
+    p.add_argument("--version", action="version", version=f"pgml_ext {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="start, stop or locate the embedded PostgreSQL cluster",
+                        description="The embedded cluster runs as an unprivileged OS user on "
+                        "127.0.0.1; `db start` prints its SQLAlchemy URL.")
+    db.add_argument("action", choices=["start", "stop", "url"])
+    db.add_argument("--port", type=int, help="port (default $PGML_EXT_PORT or 54329)")
+    db.set_defaults(func=_db)
+
+    inst = sub.add_parser("install", help="create or update the extension in a database")
+    inst.add_argument("--url", help=URL_HELP)
+    inst.set_defaults(func=_install)
+
+    reg = sub.add_parser("register", help="upload a SavedModel into the database",
+                         description="Uploads the SavedModel directory PATH as model NAME; "
+                         "registering a name again makes a new version.")
+    reg.add_argument("name")
+    reg.add_argument("path", help="SavedModel directory (with saved_model.pb)")
+    reg.add_argument("--url", help=URL_HELP)
+    reg.add_argument("--labels", help="comma-separated class labels, in class-index order")
+    reg.add_argument("--runtime", default="auto", help="auto (default) or tensorflow")
+    reg.add_argument("--signature", help="signature to use by default (else chosen by input)")
+    reg.set_defaults(func=_register)
+
+    mods = sub.add_parser("models", help="list registered models")
+    mods.add_argument("--url", help=URL_HELP)
+    mods.set_defaults(func=_models)
+
+    demo = sub.add_parser("demo", help="train, register and score the reference model "
+                          "on 20,000 rows in an embedded cluster")
+    demo.add_argument("--rows", type=int, default=20_000)
+    demo.add_argument("--port", type=int, help="embedded cluster port")
+    demo.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as e:  # show the server's message, not a traceback
+        from sqlalchemy.exc import DBAPIError
+
+        if isinstance(e, DBAPIError):
+            print(f"pgml-ext: {_server_message(e)}", file=sys.stderr)
+            return 1
+        from pgml_ext.cluster import ClusterError
+        from pgml_ext.indb.errors import PgmlError
+
+        if isinstance(e, ClusterError | PgmlError | OSError):
+            print(f"pgml-ext: {getattr(e, 'message', e)}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _server_message(e) -> str:
+    orig = getattr(e, "orig", None)
+    fields = orig.args[0] if orig is not None and orig.args and isinstance(orig.args[0], dict) else None
+    if fields:  # pg8000: {'M': message, 'H': hint, ...}
+        text = fields.get("M", "")
+        if fields.get("D"):
+            text += f"\n  detail: {fields['D']}"
+        if fields.get("H"):
+            text += f"\n  hint: {fields['H']}"
+        return text
+    return str(orig or e).splitlines()[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""An embedded, throwaway PostgreSQL cluster for the demo, the tests and local use.
+
+The server runs as an unprivileged OS user (PostgreSQL refuses root): when we are root
+that is ``postgres``; otherwise the current user. It listens on loopback only and trusts
+local connections, so it is for development, never for data you care about.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("PGML_EXT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+HOME = Path(os.environ.get("PGML_EXT_HOME", "/var/tmp/pgml_ext"))
+DEFAULT_PORT = int(os.environ.get("PGML_EXT_PORT", "54329"))
+SERVER_USER = os.environ.get("PGML_EXT_SERVER_USER", "postgres")
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class Cluster:
+    datadir: Path
+    port: int = DEFAULT_PORT
+    host: str = "127.0.0.1"
+    user: str = "postgres"  # the database superuser we connect as
+
+    @classmethod
+    def default(cls, port: int | None = None) -> Cluster:
+        port = port or DEFAULT_PORT
+        return cls(HOME / f"cluster-{port}", port)
+
+    def url(self, database: str = "postgres", driver: str = "pg8000") -> str:
+        return f"postgresql+{driver}://{self.user}@{self.host}:{self.port}/{database}"
+
+    # -- running commands as the server's OS user ----------------------------------------
+
+    def _os_user(self) -> str | None:
+        return SERVER_USER if os.geteuid() == 0 else None
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [str(a) for a in args]
+        user = self._os_user()
+        if user:
+            cmd = ["runuser", "-u", user, "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+        if check and proc.returncode != 0:
+            raise ClusterError(f"{' '.join(args[:2])} failed:\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def _chown(self, path: Path) -> None:
+        user = self._os_user()
+        if user:
+            pw = pwd.getpwnam(user)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def initialized(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        if not self.initialized:
+            return False
+        return self._run(PG_BIN / "pg_ctl", "status", "-D", self.datadir, check=False).returncode == 0
+
+    def init(self) -> None:
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.datadir.parent, 0o755)
+        self.datadir.mkdir(mode=0o700, exist_ok=True)
+        self._chown(self.datadir)
+        self._run(
+            PG_BIN / "initdb", "-D", self.datadir, "-U", self.user, "-A", "trust",
+            "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+        )
+        with open(self.datadir / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# pgml_ext embedded cluster\n"
+                f"listen_addresses = '{self.host}'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.datadir}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                "shared_buffers = 256MB\nmax_connections = 50\n"
+                "logging_collector = off\n"
+            )
+
+    def start(self) -> str:
+        """Start (initialising on first use) and return the SQLAlchemy URL."""
+        if not self.initialized:
+            self.init()
+        if not self.running():
+            log = self.datadir / "server.log"
+            self._run(PG_BIN / "pg_ctl", "start", "-D", self.datadir, "-l", log, "-w", "-t", "60")
+            self._wait_ready()
+        return self.url()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ok = self._run(
+                PG_BIN / "pg_isready", "-h", self.host, "-p", str(self.port), check=False
+            )
+            if ok.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"server on port {self.port} did not become ready; see {self.datadir}/server.log")
+
+    def stop(self) -> None:
+        if self.running():
+            self._run(PG_BIN / "pg_ctl", "stop", "-D", self.datadir, "-m", "fast", "-w")
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join((self.datadir / "server.log").read_text().splitlines()[-lines:])
+        except OSError:
+            return ""
