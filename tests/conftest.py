@@ -1,0 +1,133 @@
+"""Fixtures: a real PostgreSQL cluster with PL/Python, real models, real data.
+
+One throwaway cluster per test session (initialised fresh, on its own port), one
+database with the extension installed, and the reference models built once and kept
+under $PGML_EXT_HOME/fixtures (rebuilt when pgml_ext/reference.py changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from pgml_ext import client, reference
+from pgml_ext.cluster import HOME, Cluster
+
+TEST_PORT = int(os.environ.get("PGML_EXT_TEST_PORT", "54339"))
+TEST_DB = "pgml_test"
+LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    c = Cluster(HOME / "test-cluster", TEST_PORT)
+    c.destroy()
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="session")
+def db_url(cluster: Cluster) -> str:
+    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {TEST_DB}"))
+    admin.dispose()
+    url = cluster.url(TEST_DB)
+    client.install(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    e = sa.create_engine(db_url)
+    yield e
+    e.dispose()
+
+
+def new_engine(url: str) -> sa.Engine:
+    """No pooling: every connect() is a new backend."""
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+
+def _fixture_dir(name: str, build) -> Path:
+    key = hashlib.sha256(Path(reference.__file__).read_bytes()).hexdigest()[:12]
+    out = HOME / "fixtures" / f"{name}-{key}"
+    if not (out / "saved_model.pb").exists():
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp)
+        tmp.rename(out)
+    # pgml.load_model reads it as the server's OS user
+    for p in [HOME, HOME / "fixtures", *out.rglob("*"), out]:
+        p.chmod(p.stat().st_mode | 0o055)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mlp_dir() -> Path:
+    """Keras 3 model.export of the reference MLP: serving_default takes float[?,784]."""
+    return _fixture_dir("mlp", reference.train_mlp)
+
+
+@pytest.fixture(scope="session")
+def serving_dir() -> Path:
+    """TF Serving's MNIST export: predict_images (floats) + serving_default (classify)."""
+    return _fixture_dir("serving", reference.export_serving_mnist)
+
+
+@pytest.fixture(scope="session")
+def models(engine: sa.Engine, mlp_dir: Path, serving_dir: Path) -> dict[str, str]:
+    """Registered once per session: 'mlp', 'mlp_labels' (with labels), 'mnist'."""
+    client.register_model(engine, "mlp", mlp_dir)
+    client.register_model(engine, "mlp_labels", mlp_dir, labels=LABELS)
+    client.register_model(engine, "mnist", serving_dir)
+    return {"mlp": "mlp", "mlp_labels": "mlp_labels", "mnist": "mnist"}
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    return reference.digits()
+
+
+@pytest.fixture(scope="session")
+def inputs(engine: sa.Engine) -> str:
+    """Table 'inputs' with the 1,797 reference digits (pixels, example, label)."""
+    reference.load_table(engine, "inputs", reference.N_DIGITS)
+    return "inputs"
+
+
+def scalar(engine: sa.Engine, sql: str, **params):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar()
+
+
+def rows(engine: sa.Engine, sql: str, **params) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def sql_error(engine: sa.Engine, sql: str, **params) -> tuple[str, str, str]:
+    """Run SQL that must fail; return (SQLSTATE, message, hint) of the server's ERROR."""
+    with engine.connect() as conn:
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            conn.execute(sa.text(sql), params)
+        fields = info.value.orig.args[0]
+        # the session stays usable after the error
+        conn.rollback()
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    return fields["C"], fields["M"], fields.get("H", "")
+
+
+def committed(engine: sa.Engine, sql: str, **params):
+    """Run SQL in its own committed transaction; return the first column of the first row."""
+    with engine.begin() as conn:
+        return conn.execute(sa.text(sql), params).scalar()

@@ -1,0 +1,34 @@
+"""Scores from the database equal TensorFlow run directly in the client on the
+reference data: max abs diff <= 1e-5 and the same arg-max, for every digit."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import rows
+
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def client_scores(mlp_dir, serving_dir, digits):
+    x, _ = digits
+    mlp = tf.saved_model.load(str(mlp_dir)).signatures["serving_default"]
+    serving = tf.saved_model.load(str(serving_dir)).signatures["predict_images"]
+    return {
+        "mlp": mlp(pixels=tf.constant(x))["output_0"].numpy(),
+        "mnist": serving(images=tf.constant(x))["scores"].numpy(),
+    }
+
+
+@pytest.mark.usefixtures("models", "inputs")
+@pytest.mark.parametrize("model", ["mlp", "mnist"])
+@pytest.mark.parametrize("column", ["pixels", "example"])
+def test_database_scores_equal_client_tensorflow(engine, client_scores, model, column):
+    signature = ", signature => 'predict_images'" if model == "mnist" else ""
+    got = rows(engine, f"SELECT pgml.predict('{model}', {column}{signature}) FROM inputs ORDER BY id")
+    db = np.asarray([r[0] for r in got], dtype=np.float32)
+    expected = client_scores[model]
+    assert db.shape == expected.shape == (1797, 10)
+    assert np.max(np.abs(db - expected)) <= TOLERANCE
+    assert (db.argmax(axis=1) == expected.argmax(axis=1)).all()

@@ -1,0 +1,104 @@
+"""Versioning and the per-backend cache, across two connections."""
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import committed, new_engine, rows, scalar
+from pgml_ext import client
+
+pytestmark = pytest.mark.usefixtures("models", "inputs")
+
+
+def labels(prefix: str) -> list[str]:
+    return [f"{prefix}{i}" for i in range(10)]
+
+
+def classify_one(conn, model: str) -> str:
+    return conn.execute(
+        sa.text("SELECT pgml.classify(:m, pixels) FROM inputs WHERE id = 4"), {"m": model}
+    ).scalar()
+
+
+def test_new_version_is_used_from_the_next_statement(db_url, mlp_dir):
+    a, b = new_engine(db_url), new_engine(db_url)
+    assert client.register_model(b, "ver", mlp_dir, labels=labels("a")) == 1
+    with a.connect() as conn_a:
+        assert classify_one(conn_a, "ver") == "a4"
+        assert client.register_model(b, "ver", mlp_dir, labels=labels("b")) == 2
+        conn_a.commit()
+        assert classify_one(conn_a, "ver") == "b4"
+        cached = conn_a.execute(sa.text("SELECT name, version FROM pgml.cached_models()")).all()
+        assert ("ver", 2) in cached
+        # an explicit version still reaches the old one
+        assert classify_one(conn_a, "ver@1") == "a4"
+
+
+def test_one_statement_never_mixes_versions(db_url, mlp_dir):
+    a, b = new_engine(db_url), new_engine(db_url)
+    client.register_model(b, "mix", mlp_dir, labels=labels("old"))
+    results: list = []
+
+    def slow_statement():
+        with a.connect() as conn:
+            results.extend(conn.execute(sa.text(
+                "SELECT pgml.classify('mix', pixels), pg_sleep(0.05) FROM inputs "
+                "WHERE id < 60 ORDER BY id")).all())
+
+    worker = threading.Thread(target=slow_statement)
+    worker.start()
+    time.sleep(1.0)  # mid-statement: commit a new version
+    client.register_model(b, "mix", mlp_dir, labels=labels("new"))
+    worker.join()
+    prefixes = {label[:3] for label, _ in results}
+    assert len(results) == 60 and len(prefixes) == 1
+    with a.connect() as conn:
+        assert classify_one(conn, "mix").startswith("new")
+
+
+def test_pin_and_unpin(engine, mlp_dir):
+    client.register_model(engine, "pinned", mlp_dir, labels=labels("one"))
+    client.register_model(engine, "pinned", mlp_dir, labels=labels("two"))
+    with engine.connect() as conn:
+        assert classify_one(conn, "pinned") == "two4"
+    committed(engine, "SELECT pgml.pin_model('pinned', 1)")
+    with engine.connect() as conn:
+        assert classify_one(conn, "pinned") == "one4"
+    assert rows(engine, "SELECT version, current, pinned FROM pgml.models WHERE name = 'pinned' "
+                        "ORDER BY version") == [(1, True, True), (2, False, True)]
+    committed(engine, "SELECT pgml.unpin_model('pinned')")
+    with engine.connect() as conn:
+        assert classify_one(conn, "pinned") == "two4"
+
+
+def test_delete_falls_back_to_previous_version(engine, mlp_dir):
+    client.register_model(engine, "gone", mlp_dir, labels=labels("v1-"))
+    client.register_model(engine, "gone", mlp_dir, labels=labels("v2-"))
+    assert committed(engine, "SELECT pgml.delete_model('gone', 2)") == 1
+    with engine.connect() as conn:
+        assert classify_one(conn, "gone") == "v1-4"
+    assert scalar(engine, "SELECT count(*) FROM pgml.model_chunks c JOIN pgml.model_versions m "
+                          "ON m.id = c.model_id WHERE m.name = 'gone' AND m.version = 2") == 0
+    assert committed(engine, "SELECT pgml.delete_model('gone')") == 1
+
+
+def test_cache_is_bounded_by_a_setting(db_url):
+    with new_engine(db_url).connect() as conn:
+        conn.execute(sa.text("SET pgml.model_cache_size = 1"))
+        for model in ("mlp", "mnist", "mlp_labels"):
+            classify_one(conn, model)
+        cached = conn.execute(sa.text("SELECT name FROM pgml.cached_models()")).scalars().all()
+        assert cached == ["mlp_labels"]
+        conn.execute(sa.text("SET pgml.model_cache_size = 3"))
+        for model in ("mlp", "mnist"):
+            classify_one(conn, model)
+        cached = conn.execute(sa.text("SELECT name FROM pgml.cached_models()")).scalars().all()
+        assert sorted(cached) == ["mlp", "mlp_labels", "mnist"]
+
+
+def test_versions_increase_per_name(engine, mlp_dir):
+    first = client.register_model(engine, "counter", mlp_dir)
+    second = client.register_model(engine, "counter", mlp_dir)
+    assert (first, second) == (1, 2)
