@@ -50,8 +50,13 @@ def _register(args: argparse.Namespace) -> int:
 
     labels = args.labels.split(",") if args.labels else None
     version = register_model(
-        _url(args), args.name, args.path, labels=labels, runtime=args.runtime,
-        signature=args.signature, progress=True,
+        _url(args),
+        args.name,
+        args.path,
+        labels=labels,
+        runtime=args.runtime,
+        signature=args.signature,
+        progress=True,
     )
     print(f"registered {args.name} version {version}")
     return 0
@@ -63,8 +68,15 @@ def _models(args: argparse.Namespace) -> int:
     rows = models(_url(args))
     header = ["name", "version", "runtime", "current", "size", "signatures", "created"]
     table = [
-        [r["name"], str(r["version"]), r["runtime"], "*" if r["current"] else "",
-         f"{r['size'] / 1e6:.1f} MB", r["signatures"] or "", r["created"].strftime("%Y-%m-%d %H:%M")]
+        [
+            r["name"],
+            str(r["version"]),
+            r["runtime"],
+            "*" if r["current"] else "",
+            f"{r['size'] / 1e6:.1f} MB",
+            r["signatures"] or "",
+            r["created"].strftime("%Y-%m-%d %H:%M"),
+        ]
         for r in rows
     ]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
@@ -91,9 +103,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"pgml_ext {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    db = sub.add_parser("db", help="start, stop or locate the embedded PostgreSQL cluster",
-                        description="The embedded cluster runs as an unprivileged OS user on "
-                        "127.0.0.1; `db start` prints its SQLAlchemy URL.")
+    db = sub.add_parser(
+        "db",
+        help="start, stop or locate the embedded PostgreSQL cluster",
+        description="The embedded cluster runs as an unprivileged OS user on "
+        "127.0.0.1; `db start` prints its SQLAlchemy URL.",
+    )
     db.add_argument("action", choices=["start", "stop", "url"])
     db.add_argument("--port", type=int, help="port (default $PGML_EXT_PORT or 54329)")
     db.set_defaults(func=_db)
@@ -102,9 +117,12 @@ def parser() -> argparse.ArgumentParser:
     inst.add_argument("--url", help=URL_HELP)
     inst.set_defaults(func=_install)
 
-    reg = sub.add_parser("register", help="upload a SavedModel into the database",
-                         description="Uploads the SavedModel directory PATH as model NAME; "
-                         "registering a name again makes a new version.")
+    reg = sub.add_parser(
+        "register",
+        help="upload a SavedModel into the database",
+        description="Uploads the SavedModel directory PATH as model NAME; "
+        "registering a name again makes a new version.",
+    )
     reg.add_argument("name")
     reg.add_argument("path", help="SavedModel directory (with saved_model.pb)")
     reg.add_argument("--url", help=URL_HELP)
@@ -117,8 +135,10 @@ def parser() -> argparse.ArgumentParser:
     mods.add_argument("--url", help=URL_HELP)
     mods.set_defaults(func=_models)
 
-    demo = sub.add_parser("demo", help="train, register and score the reference model "
-                          "on 20,000 rows in an embedded cluster")
+    demo = sub.add_parser(
+        "demo",
+        help="train, register and score the reference model on 20,000 rows in an embedded cluster",
+    )
     demo.add_argument("--rows", type=int, default=20_000)
     demo.add_argument("--port", type=int, help="embedded cluster port")
     demo.set_defaults(func=_demo)
@@ -146,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _server_message(e) -> str:
     orig = getattr(e, "orig", None)
-    fields = orig.args[0] if orig is not None and orig.args and isinstance(orig.args[0], dict) else None
+    fields = (
+        orig.args[0] if orig is not None and orig.args and isinstance(orig.args[0], dict) else None
+    )
     if fields:  # pg8000: {'M': message, 'H': hint, ...}
         text = fields.get("M", "")
         if fields.get("D"):

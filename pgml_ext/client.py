@@ -91,9 +91,12 @@ def register_model(
                 "options": json.dumps(options),
             },
         ).scalar_one()
-        insert = sa.text("INSERT INTO pgml.model_chunks (model_id, seq, data) VALUES (:id, :seq, :data)")
-        with tqdm(total=len(blob), unit="B", unit_scale=True, desc=f"uploading {name}",
-                  disable=not show) as bar:
+        insert = sa.text(
+            "INSERT INTO pgml.model_chunks (model_id, seq, data) VALUES (:id, :seq, :data)"
+        )
+        with tqdm(
+            total=len(blob), unit="B", unit_scale=True, desc=f"uploading {name}", disable=not show
+        ) as bar:
             for seq, chunk in enumerate(parts):
                 conn.execute(insert, {"id": model_id, "seq": seq, "data": chunk})
                 bar.update(len(chunk))

@@ -70,7 +70,9 @@ class Cluster:
     def running(self) -> bool:
         if not self.initialized:
             return False
-        return self._run(PG_BIN / "pg_ctl", "status", "-D", self.datadir, check=False).returncode == 0
+        return (
+            self._run(PG_BIN / "pg_ctl", "status", "-D", self.datadir, check=False).returncode == 0
+        )
 
     def init(self) -> None:
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +80,17 @@ class Cluster:
         self.datadir.mkdir(mode=0o700, exist_ok=True)
         self._chown(self.datadir)
         self._run(
-            PG_BIN / "initdb", "-D", self.datadir, "-U", self.user, "-A", "trust",
-            "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+            PG_BIN / "initdb",
+            "-D",
+            self.datadir,
+            "-U",
+            self.user,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
         )
         with open(self.datadir / "postgresql.conf", "a") as conf:
             conf.write(
@@ -110,7 +121,9 @@ class Cluster:
             if ok.returncode == 0:
                 return
             time.sleep(0.2)
-        raise ClusterError(f"server on port {self.port} did not become ready; see {self.datadir}/server.log")
+        raise ClusterError(
+            f"server on port {self.port} did not become ready; see {self.datadir}/server.log"
+        )
 
     def stop(self) -> None:
         if self.running():

@@ -88,6 +88,8 @@ def run(rows: int = 20_000, port: int | None = None) -> dict:
     print(f"    accuracy         {summary['accuracy']:.2%} of {len(result):,} rows")
     print(f"    throughput       {summary['rows_per_s']:,.0f} rows/s ({seconds:.2f} s)")
     print(f"    first call       {first_ms:,.0f} ms in a new backend (import + load)")
-    print(f"\n    The cluster keeps running: psql -h {cluster.host} -p {cluster.port} "
-          f"-U postgres {DEMO_DB}\n    Stop it with: pgml-ext db stop --port {cluster.port}")
+    print(
+        f"\n    The cluster keeps running: psql -h {cluster.host} -p {cluster.port} "
+        f"-U postgres {DEMO_DB}\n    Stop it with: pgml-ext db stop --port {cluster.port}"
+    )
     return summary

@@ -19,6 +19,10 @@ missing=()
 for pkg in "postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" python3-venv make; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# PGXS (Makefile.global, pg_regress): shipped by postgresql-client-15 on this Debian,
+# by postgresql-server-dev-15 on others.
+[ -f "/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] \
+  || missing+=("postgresql-server-dev-$PG_MAJOR")
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

@@ -132,41 +132,43 @@ $$;
 -- Scoring -------------------------------------------------------------------------------
 -- STABLE: model lookups see the calling statement's snapshot, so one statement uses one
 -- version. Not STRICT: the optional arguments default to NULL; NULL input gives NULL.
+-- SET jit = off applies to the lookups inside (not to the calling query): with JIT
+-- forced on, each tiny lookup would otherwise be JIT-compiled on every call.
 
 CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
                              signature text DEFAULT NULL)
-RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
 return api.predict(model, input, output, signature)
 $$;
 
 CREATE FUNCTION pgml.predict(model text, input bytea, output text DEFAULT NULL,
                              signature text DEFAULT NULL)
-RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
 return api.predict(model, input, output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
-RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
 return api.classify(model, input, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL)
-RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
 return api.classify(model, input, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
-RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
 return api.predict_class(model, input, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
-RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
 return api.predict_class(model, input, signature)
 $$;

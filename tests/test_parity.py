@@ -26,7 +26,9 @@ def client_scores(mlp_dir, serving_dir, digits):
 @pytest.mark.parametrize("column", ["pixels", "example"])
 def test_database_scores_equal_client_tensorflow(engine, client_scores, model, column):
     signature = ", signature => 'predict_images'" if model == "mnist" else ""
-    got = rows(engine, f"SELECT pgml.predict('{model}', {column}{signature}) FROM inputs ORDER BY id")
+    got = rows(
+        engine, f"SELECT pgml.predict('{model}', {column}{signature}) FROM inputs ORDER BY id"
+    )
     db = np.asarray([r[0] for r in got], dtype=np.float32)
     expected = client_scores[model]
     assert db.shape == expected.shape == (1797, 10)

@@ -15,18 +15,33 @@ from pgml_ext.indb.signatures import Signature
 
 F784 = {"dtype": "float32", "shape": [None, 784]}
 SERVING = {
-    "predict_images": Signature("predict_images", "tensorflow/serving/predict",
-                                {"images": F784}, {"scores": {"dtype": "float32", "shape": [None, 10]}}, None),
+    "predict_images": Signature(
+        "predict_images",
+        "tensorflow/serving/predict",
+        {"images": F784},
+        {"scores": {"dtype": "float32", "shape": [None, 10]}},
+        None,
+    ),
     "serving_default": Signature(
-        "serving_default", "tensorflow/serving/classify",
+        "serving_default",
+        "tensorflow/serving/classify",
         {"inputs": {"dtype": "string", "shape": [None]}},
-        {"classes": {"dtype": "string", "shape": [None, 10]},
-         "scores": {"dtype": "float32", "shape": [None, 10]}},
+        {
+            "classes": {"dtype": "string", "shape": [None, 10]},
+            "scores": {"dtype": "float32", "shape": [None, 10]},
+        },
         {"x": {"dtype": "float32", "shape": [784]}},
     ),
 }
-KERAS = {"serving_default": Signature("serving_default", "", {"pixels": F784},
-                                      {"output_0": {"dtype": "float32", "shape": [None, 10]}}, None)}
+KERAS = {
+    "serving_default": Signature(
+        "serving_default",
+        "",
+        {"pixels": F784},
+        {"output_0": {"dtype": "float32", "shape": [None, 10]}},
+        None,
+    )
+}
 
 
 def test_bytea_prefers_the_signature_that_takes_examples():
@@ -82,8 +97,14 @@ def test_parse_spec_checks_name_type_and_length():
 
 def test_float_array_shapes():
     sig = KERAS["serving_default"]
-    assert signatures.feeds_for_tensor(sig, np.ones(784, np.float32), "m")["pixels"].shape == (1, 784)
-    assert signatures.feeds_for_tensor(sig, np.ones((28, 28), np.float32), "m")["pixels"].shape == (1, 784)
+    assert signatures.feeds_for_tensor(sig, np.ones(784, np.float32), "m")["pixels"].shape == (
+        1,
+        784,
+    )
+    assert signatures.feeds_for_tensor(sig, np.ones((28, 28), np.float32), "m")["pixels"].shape == (
+        1,
+        784,
+    )
     with pytest.raises(PgmlError) as info:
         signatures.feeds_for_tensor(sig, np.ones(10, np.float32), "m")
     assert "784" in info.value.message and "got 10" in info.value.message

@@ -43,9 +43,14 @@ def test_one_statement_never_mixes_versions(db_url, mlp_dir):
 
     def slow_statement():
         with a.connect() as conn:
-            results.extend(conn.execute(sa.text(
-                "SELECT pgml.classify('mix', pixels), pg_sleep(0.05) FROM inputs "
-                "WHERE id < 60 ORDER BY id")).all())
+            results.extend(
+                conn.execute(
+                    sa.text(
+                        "SELECT pgml.classify('mix', pixels), pg_sleep(0.05) FROM inputs "
+                        "WHERE id < 60 ORDER BY id"
+                    )
+                ).all()
+            )
 
     worker = threading.Thread(target=slow_statement)
     worker.start()
@@ -66,8 +71,10 @@ def test_pin_and_unpin(engine, mlp_dir):
     committed(engine, "SELECT pgml.pin_model('pinned', 1)")
     with engine.connect() as conn:
         assert classify_one(conn, "pinned") == "one4"
-    assert rows(engine, "SELECT version, current, pinned FROM pgml.models WHERE name = 'pinned' "
-                        "ORDER BY version") == [(1, True, True), (2, False, True)]
+    assert rows(
+        engine,
+        "SELECT version, current, pinned FROM pgml.models WHERE name = 'pinned' ORDER BY version",
+    ) == [(1, True, True), (2, False, True)]
     committed(engine, "SELECT pgml.unpin_model('pinned')")
     with engine.connect() as conn:
         assert classify_one(conn, "pinned") == "two4"
@@ -79,8 +86,14 @@ def test_delete_falls_back_to_previous_version(engine, mlp_dir):
     assert committed(engine, "SELECT pgml.delete_model('gone', 2)") == 1
     with engine.connect() as conn:
         assert classify_one(conn, "gone") == "v1-4"
-    assert scalar(engine, "SELECT count(*) FROM pgml.model_chunks c JOIN pgml.model_versions m "
-                          "ON m.id = c.model_id WHERE m.name = 'gone' AND m.version = 2") == 0
+    assert (
+        scalar(
+            engine,
+            "SELECT count(*) FROM pgml.model_chunks c JOIN pgml.model_versions m "
+            "ON m.id = c.model_id WHERE m.name = 'gone' AND m.version = 2",
+        )
+        == 0
+    )
     assert committed(engine, "SELECT pgml.delete_model('gone')") == 1
 
 

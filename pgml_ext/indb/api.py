@@ -13,8 +13,9 @@ from pgml_ext.indb.errors import reported
 Input = bytes | list | None
 
 
-def predict(model: str | None, data: Input, output: str | None = None,
-            signature: str | None = None) -> list[float] | None:
+def predict(
+    model: str | None, data: Input, output: str | None = None, signature: str | None = None
+) -> list[float] | None:
     if model is None or data is None:
         return None
     with reported(model):
@@ -40,8 +41,9 @@ def finish_registration(model_id: int) -> int:
         return registration.finish(model_id)
 
 
-def load_model(name: str, path: str, runtime: str, labels: list[str] | None,
-               signature: str | None) -> int:
+def load_model(
+    name: str, path: str, runtime: str, labels: list[str] | None, signature: str | None
+) -> int:
     with reported(name):
         options = {"signature": signature} if signature else {}
         return registration.load_from_path(name, path, runtime, labels, options)

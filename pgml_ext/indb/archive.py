@@ -6,6 +6,7 @@ database can load the model without files being copied around.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -26,7 +27,8 @@ def pack(saved_model_dir: str | os.PathLike) -> bytes:
         raise PgmlError(
             f"'{root}' is not a SavedModel directory (no saved_model.pb in it)",
             INVALID_PARAMETER,
-            hint="Pass the directory written by model.export(dir) or tf.saved_model.save(obj, dir).",
+            hint="Pass the directory written by model.export(dir) "
+            "or tf.saved_model.save(obj, dir).",
         )
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -55,7 +57,8 @@ def verify(blob: bytes, expected: str, what: str) -> None:
     actual = checksum(blob)
     if actual != expected:
         raise PgmlError(
-            f"{what}: stored model is corrupt (sha256 {actual[:12]}..., expected {expected[:12]}...)",
+            f"{what}: stored model is corrupt "
+            f"(sha256 {actual[:12]}..., expected {expected[:12]}...)",
             DATA_CORRUPTED,
             hint="Register the model again; the stored blob does not match its checksum.",
         )
@@ -68,9 +71,7 @@ def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     for m in tar.getmembers():
         parts = Path(m.name).parts
         if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
-            raise PgmlError(
-                f"model archive has an unsafe entry '{m.name}'", DATA_CORRUPTED
-            )
+            raise PgmlError(f"model archive has an unsafe entry '{m.name}'", DATA_CORRUPTED)
         m.mode = 0o700 if m.isdir() else 0o600
         members.append(m)
     return members
@@ -91,10 +92,8 @@ def unpack(blob: bytes, cache_root: str | os.PathLike, key: str) -> Path:
     try:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
             tar.extractall(tmp, members=_safe_members(tar))
-        try:
+        with contextlib.suppress(OSError):  # another backend won the race: same bytes
             os.rename(tmp, target)
-        except OSError:  # another backend won the race; its copy is identical
-            pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -73,7 +73,7 @@ def example_class():
 Features = dict[str, np.ndarray]
 
 
-def decode(data: bytes) -> Features:
+def decode(data: bytes, model: str | None = None) -> Features:
     """Serialized tf.Example -> {feature name: 1-D numpy array}.
 
     float_list -> float32, int64_list -> int64, bytes_list -> object array of bytes.
@@ -82,9 +82,11 @@ def decode(data: bytes) -> Features:
     try:
         example.ParseFromString(data)
     except DecodeError as e:
+        where = f" for model '{model}'" if model else ""
         raise PgmlError(
-            f"input is not a serialized tf.train.Example ({len(data)} bytes): {e}",
+            f"input{where} is not a serialized tf.train.Example ({len(data)} bytes)",
             INVALID_BINARY,
+            detail=str(e),
             hint="Store inputs as tf.train.Example(...).SerializeToString(), "
             "or pass a float4[] instead.",
         ) from None

@@ -31,9 +31,7 @@ class LoadedModel:
     signatures: dict[str, Signature] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.signatures = {
-            k: Signature.from_json(k, v) for k, v in self.row.signatures.items()
-        }
+        self.signatures = {k: Signature.from_json(k, v) for k, v in self.row.signatures.items()}
 
     @classmethod
     def load(cls, row: ModelRow) -> LoadedModel:

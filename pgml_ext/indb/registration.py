@@ -65,8 +65,11 @@ def finish(model_id: int) -> int:
 def _check_usable(what: str, described: dict, options: dict) -> None:
     sigs = {k: Signature.from_json(k, v) for k, v in described.items()}
     if not sigs:
-        raise PgmlError(f"{what} has no signatures", WRONG_OBJECT_TYPE,
-                        hint="Export with model.export(dir) or tf.saved_model.save(..., signatures=...).")
+        raise PgmlError(
+            f"{what} has no signatures",
+            WRONG_OBJECT_TYPE,
+            hint="Export with model.export(dir) or tf.saved_model.save(..., signatures=...).",
+        )
     wanted = options.get("signature")
     if wanted and wanted not in sigs:
         raise PgmlError(

@@ -24,7 +24,9 @@ SELECT m.id, m.name, m.version, m.runtime, m.signatures::text AS signatures, m.l
          (SELECT p.version FROM pgml.pins p WHERE p.name = $1),
          (SELECT max(v.version) FROM pgml.model_versions v WHERE v.name = $1))
 """
-_VERSIONS = "SELECT array_agg(version ORDER BY version) AS v FROM pgml.model_versions WHERE name = $1"
+_VERSIONS = (
+    "SELECT array_agg(version ORDER BY version) AS v FROM pgml.model_versions WHERE name = $1"
+)
 _CHUNKS = "SELECT data FROM pgml.model_chunks WHERE model_id = $1 ORDER BY seq"
 _SETTING = "SELECT current_setting($1, true) AS value"
 

@@ -23,8 +23,14 @@ from pgml_ext.indb.errors import (
 DEFAULT = "serving_default"
 SCORE_OUTPUTS = ("scores", "probabilities", "predictions", "outputs", "output_0", "logits")
 FLOAT_DTYPES = {"float16", "float32", "float64", "bfloat16"}
-NUMPY_DTYPES = {"float16": np.float16, "float32": np.float32, "float64": np.float64,
-                "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
+NUMPY_DTYPES = {
+    "float16": np.float16,
+    "float32": np.float32,
+    "float64": np.float64,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
+}
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,9 @@ class Signature:
             return "a tf.Example with " + ", ".join(
                 f"{k} {v['dtype']}{_shape_text(v['shape'])}" for k, v in self.features.items()
             )
-        return ", ".join(f"{k} {v['dtype']}{_shape_text(v['shape'])}" for k, v in self.inputs.items())
+        return ", ".join(
+            f"{k} {v['dtype']}{_shape_text(v['shape'])}" for k, v in self.inputs.items()
+        )
 
 
 def _shape_text(shape: list | None) -> str:
@@ -68,9 +76,7 @@ def _ordered(sigs: dict[str, Signature]) -> list[Signature]:
     return sorted(sigs.values(), key=lambda s: (s.name != DEFAULT, s.name))
 
 
-def choose(
-    sigs: dict[str, Signature], model: str, kind: str, requested: str | None
-) -> Signature:
+def choose(sigs: dict[str, Signature], model: str, kind: str, requested: str | None) -> Signature:
     """The signature for an input of ``kind`` ('example' for bytea, 'tensor' for float4[])."""
     if requested:
         if requested not in sigs:
@@ -104,7 +110,9 @@ def choose(
     return candidates[0]
 
 
-def _fit(values: np.ndarray, spec: dict[str, Any], model: str, sig: Signature, what: str) -> np.ndarray:
+def _fit(
+    values: np.ndarray, spec: dict[str, Any], model: str, sig: Signature, what: str
+) -> np.ndarray:
     """Make one example's values a batch of one with the input's shape and dtype."""
     dtype = NUMPY_DTYPES.get(spec["dtype"])
     if dtype is None:
@@ -161,7 +169,7 @@ def feeds_for_example(
     sig: Signature, data: bytes, model: str, feature_map: dict[str, str] | None
 ) -> dict[str, np.ndarray]:
     """Serialized examples go in as they are; tensor inputs come from named features."""
-    features = examples.decode(data)
+    features = examples.decode(data, model)
     if sig.takes_examples:
         _check_features(sig, features, model)
         return {next(iter(sig.inputs)): np.asarray([data], dtype=object)}

@@ -92,9 +92,13 @@ class TensorFlowRuntime:
             sig_def = defs.get(name)
             described[name] = {
                 "method": sig_def.method_name if sig_def else "",
-                "inputs": {k: _spec(v, sig_def and sig_def.inputs.get(k)) for k, v in sorted(inputs.items())},
+                "inputs": {
+                    k: _spec(v, sig_def and sig_def.inputs.get(k))
+                    for k, v in sorted(inputs.items())
+                },
                 "outputs": {
-                    k: _spec(v, sig_def and sig_def.outputs.get(k)) for k, v in sorted(outputs.items())
+                    k: _spec(v, sig_def and sig_def.outputs.get(k))
+                    for k, v in sorted(outputs.items())
                 },
                 "features": _parse_spec(fn) if _takes_strings(inputs) else None,
             }
@@ -150,11 +154,10 @@ def _parse_spec(fn) -> dict[str, dict[str, Any]] | None:
                 if const is None or const.op != "Const":
                     continue
                 keys = [k.decode() for k in tf.make_ndarray(const.attr["value"].tensor).ravel()]
-            shapes = [
-                [d.size for d in s.dim] for s in node.attr["dense_shapes"].list.shape
-            ]
+            shapes = [[d.size for d in s.dim] for s in node.attr["dense_shapes"].list.shape]
             dtypes = [tf.dtypes.as_dtype(t).name for t in node.attr["Tdense"].list.type]
             return {
-                k: {"dtype": dt, "shape": sh} for k, dt, sh in zip(keys, dtypes, shapes, strict=False)
+                k: {"dtype": dt, "shape": sh}
+                for k, dt, sh in zip(keys, dtypes, shapes, strict=False)
             }
     return None

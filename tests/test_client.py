@@ -1,0 +1,116 @@
+"""Client side against a real server: install, register_model, SQLAlchemy, the CLI."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from conftest import scalar
+from pgml_ext import client
+from pgml_ext.sqlalchemy import FLOAT4_ARRAY, classify, predict, predict_class
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Inputs(Base):
+    __tablename__ = "inputs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pixels: Mapped[list[float]] = mapped_column(FLOAT4_ARRAY)
+    example: Mapped[bytes]
+    label: Mapped[int]
+
+
+def test_install_is_idempotent(db_url):
+    assert client.install(db_url) == client.install(db_url)
+    assert (
+        scalar(
+            sa.create_engine(db_url), "SELECT count(*) FROM pg_extension WHERE extname = 'pgml_ext'"
+        )
+        == 1
+    )
+
+
+@pytest.mark.usefixtures("models", "inputs")
+def test_sqlalchemy_core_and_orm(engine, digits):
+    x, _ = digits
+    with Session(engine) as session:
+        got = session.execute(
+            select(
+                Inputs.id,
+                classify("mlp", Inputs.example),
+                predict_class("mlp", Inputs.pixels),
+                func.pgml.predict("mnist", Inputs.pixels),
+            )
+            .where(predict_class("mlp", Inputs.pixels) == Inputs.label)
+            .order_by(Inputs.id)
+            .limit(3)
+        ).all()
+    assert [(i, c, p) for i, c, p, _ in got] == [(0, "0", 0), (1, "1", 1), (2, "2", 2)]
+    scores = got[0][3]
+    assert isinstance(scores, list) and len(scores) == 10
+    with engine.connect() as conn:
+        # Python values are cast to the right overload: numpy arrays and bytes score
+        # exactly as the stored row does
+        stored = conn.execute(
+            sa.text("SELECT pgml.classify('mlp', pixels) FROM inputs WHERE id = 5")
+        ).scalar()
+        assert conn.execute(select(func.pgml.classify("mlp", x[5]))).scalar() == stored
+        from pgml_ext import reference
+
+        assert conn.execute(select(predict_class("mnist", reference.serialize(x[6])))).scalar() == 6
+        assert conn.execute(select(predict("mlp", x[7]))).scalar()[7] > 0.5
+
+
+def test_func_pgml_is_typed():
+    assert isinstance(func.pgml.classify("m", sa.column("x")).type, sa.Text)
+    assert isinstance(func.pgml.predict_class("m", sa.column("x")).type, sa.Integer)
+    assert "pgml.predict(" in str(select(func.pgml.predict("m", sa.column("x"))))
+
+
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pgml_ext.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_help_explains():
+    out = _cli("--help").stdout
+    for command in ("db", "install", "register", "models", "demo"):
+        assert command in out
+    assert "SavedModel directory" in _cli("register", "--help").stdout
+
+
+def test_cli_install_register_models(db_url, mlp_dir):
+    assert "installed" in _cli("install", "--url", db_url).stdout
+    out = _cli(
+        "register", "cli_model", str(mlp_dir), "--url", db_url, "--labels", ",".join("abcdefghij")
+    ).stdout
+    assert "registered cli_model version 1" in out
+    listing = _cli("models", "--url", db_url).stdout
+    assert "cli_model" in listing and "serving_default" in listing
+
+
+def test_cli_errors_are_messages_not_tracebacks(db_url):
+    proc = _cli("register", "x", "/nonexistent", "--url", db_url, check=False)
+    assert proc.returncode == 1
+    assert "not a SavedModel directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_db_url(cluster):
+    assert (
+        _cli("db", "url", "--port", str(cluster.port))
+        .stdout.strip()
+        .endswith(f"127.0.0.1:{cluster.port}/postgres")
+    )
