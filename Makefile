@@ -29,7 +29,7 @@ $(SCRIPT): sql/pgml_ext.sql pyproject.toml Makefile
 $(CONTROL): extension/pgml_ext.control.in pyproject.toml Makefile
 	sed 's/@VERSION@/$(EXTVERSION)/' $< > $@
 
-.PHONY: setup demo test lint format
+.PHONY: setup demo test bench lint format
 setup:  ## Debian packages, the venv the server reads, the extension files (idempotent)
 	$(BOOTSTRAP)
 
@@ -38,6 +38,9 @@ demo: setup  ## the reference workload end to end on an embedded cluster
 
 test: setup  ## the whole suite against a real PostgreSQL it starts itself
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: setup  ## in-database scoring vs the alternatives; results in benchmarks/results
+	$(VENV)/bin/pgml-ext bench $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

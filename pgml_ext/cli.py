@@ -94,6 +94,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from pgml_ext import bench
+
+    bench.run(
+        rows=args.rows,
+        cnn_rows=args.cnn_rows,
+        naive_rows=args.naive_rows,
+        repeats=args.repeats,
+        out_dir=args.out,
+        port=args.port,
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pgml-ext",
@@ -142,6 +156,27 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=20_000)
     demo.add_argument("--port", type=int, help="embedded cluster port")
     demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark in-database scoring against the alternatives",
+        description="Scores the reference workload (MLP and CNN, tf.Example and float4[]) "
+        "inline, in batches, in parallel, with the client pull-score-push pipeline, with "
+        "naive per-row TensorFlow and on the compute floor, side by side; prints medians "
+        "and ratios and saves JSON, Markdown and a PNG chart.",
+    )
+    bench.add_argument("--rows", type=int, default=20_000, help="rows for the MLP (20,000)")
+    bench.add_argument("--cnn-rows", type=int, default=5_000, help="rows for the CNN (5,000)")
+    bench.add_argument(
+        "--naive-rows",
+        type=int,
+        default=2_000,
+        help="rows sampled for naive per-row TensorFlow (2,000)",
+    )
+    bench.add_argument("--repeats", type=int, default=3, help="runs per figure; medians (3)")
+    bench.add_argument("--out", default="benchmarks/results", help="where results go")
+    bench.add_argument("--port", type=int, help="embedded cluster port")
+    bench.set_defaults(func=_bench)
     return p
 
 

@@ -63,6 +63,7 @@ def register_model(
     *,
     signature: str | None = None,
     feature_map: dict[str, str] | None = None,
+    samples=None,
     progress: bool | None = None,
 ) -> int:
     """Upload a SavedModel into the database and return its new version.
@@ -70,7 +71,10 @@ def register_model(
     The upload and the server's check of the model (its signatures are read there) are
     one transaction: if anything fails, nothing is registered. ``signature`` names the
     signature to use by default; ``feature_map`` maps input names to tf.Example feature
-    names when they differ.
+    names when they differ. ``runtime``: ``"auto"`` converts each signature to LiteRT
+    and keeps the conversion only where it matches TensorFlow on sample inputs (the
+    model's own signature filled with random values, plus ``samples``, an array of
+    inputs, if given); ``"litert"`` requires that, ``"tensorflow"`` skips it.
     """
     blob = archive.pack(saved_model_dir)
     options = {k: v for k, v in {"signature": signature, "feature_map": feature_map}.items() if v}
@@ -101,8 +105,21 @@ def register_model(
                 conn.execute(insert, {"id": model_id, "seq": seq, "data": chunk})
                 bar.update(len(chunk))
         return conn.execute(
-            sa.text("SELECT pgml._finish_registration(:id)"), {"id": model_id}
+            sa.text("SELECT pgml._finish_registration(:id, :samples)"),
+            {"id": model_id, "samples": _npy(samples)},
         ).scalar_one()
+
+
+def _npy(samples) -> bytes | None:
+    if samples is None:
+        return None
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(samples, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
 
 
 def models(target: EngineOrUrl) -> list[dict]:

@@ -74,6 +74,10 @@ def run(rows: int = 20_000, port: int | None = None) -> dict:
         started = time.perf_counter()
         result = conn.execute(sa.text(score_sql)).all()
         seconds = time.perf_counter() - started
+    with engine.connect() as conn:
+        runtime = conn.execute(
+            sa.text("SELECT runtime FROM pgml.models WHERE name = :m AND current"), {"m": MODEL}
+        ).scalar_one()
     correct = sum(1 for _, predicted, label in result if predicted == str(label))
     summary = {
         "rows": len(result),
@@ -82,9 +86,10 @@ def run(rows: int = 20_000, port: int | None = None) -> dict:
         "seconds": seconds,
         "first_call_ms": first_ms,
         "model_version": version,
+        "runtime": runtime,
     }
     _say("result")
-    print(f"    model            {MODEL} v{version} (runtime tensorflow)")
+    print(f"    model            {MODEL} v{version} (runtime {summary['runtime']})")
     print(f"    accuracy         {summary['accuracy']:.2%} of {len(result):,} rows")
     print(f"    throughput       {summary['rows_per_s']:,.0f} rows/s ({seconds:.2f} s)")
     print(f"    first call       {first_ms:,.0f} ms in a new backend (import + load)")

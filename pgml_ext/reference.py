@@ -198,3 +198,34 @@ def load_table(engine, table: str, rows: int) -> str:
         conn.execute(sa.text(sql))
         conn.execute(sa.text(f"ANALYZE {table}"))
     return sql
+
+
+def export_wrapped_keras(out_dir: str | os.PathLike) -> Path:
+    """A SavedModel whose TFLite conversion is silently wrong (DESIGN.md): a tf.Module
+    wrapping a Keras 3 model converts to a flatbuffer without the weights. TensorFlow
+    scores it correctly; LiteRT gives wrong scores, so registration must fall back."""
+    tf = _quiet_tf()
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(784,)),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+    class Wrapped(tf.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32, name="x")])
+        def serve(self, x):
+            return {"scores": self.inner(x)}
+
+    wrapped = Wrapped(model)
+    out = Path(out_dir)
+    tf.saved_model.save(wrapped, str(out), signatures={"serving_default": wrapped.serve})
+    return out

@@ -10,8 +10,9 @@ CREATE TABLE pgml.model_versions (
     id          bigserial PRIMARY KEY,
     name        text NOT NULL CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'),
     version     int NOT NULL CHECK (version > 0),
-    runtime     text NOT NULL,
+    runtime     text NOT NULL,     -- requested at registration, then what serves it
     signatures  jsonb,             -- read from the SavedModel at registration
+    runtimes    jsonb,             -- per signature: runtime and why (LiteRT parity check)
     labels      text[],
     options     jsonb NOT NULL DEFAULT '{}',  -- signature, feature_map
     size        bigint NOT NULL,
@@ -32,6 +33,16 @@ CREATE TABLE pgml.model_chunks (
 );
 ALTER TABLE pgml.model_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 
+-- LiteRT flatbuffers converted at registration, one per signature that matched
+-- TensorFlow on sample inputs.
+CREATE TABLE pgml.model_litert (
+    model_id   bigint NOT NULL REFERENCES pgml.model_versions (id) ON DELETE CASCADE,
+    signature  text NOT NULL,
+    data       bytea NOT NULL,
+    checksum   text NOT NULL,
+    PRIMARY KEY (model_id, signature)
+);
+
 -- A pinned version is used instead of the newest one.
 CREATE TABLE pgml.pins (
     name     text PRIMARY KEY,
@@ -42,6 +53,7 @@ SELECT pg_catalog.pg_extension_config_dump('pgml.model_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('pgml.model_versions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgml.model_chunks', '');
 SELECT pg_catalog.pg_extension_config_dump('pgml.pins', '');
+SELECT pg_catalog.pg_extension_config_dump('pgml.model_litert', '');
 
 CREATE VIEW pgml.models AS
 SELECT m.name,
@@ -51,6 +63,7 @@ SELECT m.name,
                    'inputs', s.value -> 'inputs', 'outputs', s.value -> 'outputs',
                    'features', s.value -> 'features'))
           FROM jsonb_each(m.signatures) s) AS signature,
+       m.runtimes,
        m.labels,
        m.size,
        m.checksum,
@@ -82,12 +95,13 @@ BEGIN
     RETURN new_id;
 END $$;
 
--- Step 2, after the chunks are inserted: check the blob, read its signatures; returns
--- the version.
-CREATE FUNCTION pgml._finish_registration(model_id bigint)
+-- Step 2, after the chunks are inserted: check the blob, read its signatures, convert
+-- to LiteRT where it matches TensorFlow (SAMPLES: optional numpy .npy of extra inputs);
+-- returns the version.
+CREATE FUNCTION pgml._finish_registration(model_id bigint, samples bytea DEFAULT NULL)
 RETURNS int LANGUAGE plpython3u AS $$
 from pgml_ext.indb import api
-return api.finish_registration(model_id)
+return api.finish_registration(model_id, samples)
 $$;
 
 CREATE FUNCTION pgml.load_model(
@@ -135,24 +149,12 @@ $$;
 -- SET jit = off applies to the lookups inside (not to the calling query): with JIT
 -- forced on, each tiny lookup would otherwise be JIT-compiled on every call.
 
-CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
-                             signature text DEFAULT NULL)
-RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.predict(model, input, output, signature)
-$$;
-
+-- bytea: a serialized tf.train.Example.
 CREATE FUNCTION pgml.predict(model text, input bytea, output text DEFAULT NULL,
                              signature text DEFAULT NULL)
 RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
 return api.predict(model, input, output, signature)
-$$;
-
-CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
-RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.classify(model, input, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL)
@@ -161,16 +163,111 @@ from pgml_ext.indb import api
 return api.classify(model, input, signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
+CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
 RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
 return api.predict_class(model, input, signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
+-- float4[]: PL/Python would turn each element into a Python float (~11 us for 784);
+-- the public functions are SQL wrappers, inlined by the planner, that hand the array
+-- over in its binary form (array_send), which numpy reads in one step.
+CREATE FUNCTION pgml._predict_packed(model text, packed bytea, output text, signature text)
+RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
+from pgml_ext.indb import api
+return api.predict_packed(model, packed, output, signature)
+$$;
+
+CREATE FUNCTION pgml._classify_packed(model text, packed bytea, signature text)
+RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
+from pgml_ext.indb import api
+return api.top_class_packed(model, packed, signature, "label")
+$$;
+
+CREATE FUNCTION pgml._predict_class_packed(model text, packed bytea, signature text)
 RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
 from pgml_ext.indb import api
-return api.predict_class(model, input, signature)
+return api.top_class_packed(model, packed, signature, "index")
+$$;
+
+CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
+                             signature text DEFAULT NULL)
+RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_packed(model, array_send(input), output, signature)
+$$;
+
+CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._classify_packed(model, array_send(input), signature)
+$$;
+
+CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
+RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_class_packed(model, array_send(input), signature)
+$$;
+
+-- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D float4[] with
+-- one input per row. NULL elements of a bytea[] give NULL results.
+CREATE FUNCTION pgml.predict_batch(model text, inputs bytea[], output text DEFAULT NULL,
+                                   signature text DEFAULT NULL)
+RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
+from pgml_ext.indb import api
+return api.predict_batch(model, inputs, output, signature)
+$$;
+
+CREATE FUNCTION pgml._predict_batch_packed(model text, packed bytea, output text,
+                                           signature text)
+RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
+from pgml_ext.indb import api
+return api.predict_batch(model, packed, output, signature)
+$$;
+
+CREATE FUNCTION pgml.predict_batch(model text, inputs float4[], output text DEFAULT NULL,
+                                   signature text DEFAULT NULL)
+RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_batch_packed(model, array_send(inputs), output, signature)
+$$;
+
+CREATE FUNCTION pgml.classify_batch(model text, inputs bytea[], signature text DEFAULT NULL)
+RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
+from pgml_ext.indb import api
+return api.top_class_batch(model, inputs, signature, "label")
+$$;
+
+CREATE FUNCTION pgml._top_class_batch_packed(model text, packed bytea, signature text,
+                                             want text)
+RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
+from pgml_ext.indb import api
+return api.top_class_batch(model, packed, signature, want)
+$$;
+
+CREATE FUNCTION pgml.classify_batch(model text, inputs float4[], signature text DEFAULT NULL)
+RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._top_class_batch_packed(model, array_send(inputs), signature, 'label')
+$$;
+
+CREATE FUNCTION pgml.predict_class_batch(model text, inputs bytea[],
+                                         signature text DEFAULT NULL)
+RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL SAFE SET jit = off AS $$
+from pgml_ext.indb import api
+return api.top_class_batch(model, inputs, signature, "index")
+$$;
+
+CREATE FUNCTION pgml.predict_class_batch(model text, inputs float4[],
+                                         signature text DEFAULT NULL)
+RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._top_class_batch_packed(model, array_send(inputs), signature, 'index')::int[]
+$$;
+
+-- Score a whole table or query into TARGET (created if missing) in chunks: columns
+-- key, label, class_index and scores (jsonb {label: score}) or, with layout 'columns',
+-- one float4 column per class. One transaction: all rows or none. Returns rows written.
+CREATE FUNCTION pgml.score_into(model text, source text, target text,
+                                key text DEFAULT 'id', input text DEFAULT NULL,
+                                chunk_size int DEFAULT 1000, layout text DEFAULT 'json')
+RETURNS bigint LANGUAGE plpython3u SET jit = off AS $$
+from pgml_ext.indb import api
+return api.score_into(model, source, target, key, input, chunk_size, layout)
 $$;
 
 -- fn_name(bytea) and fn_name(float4[]) in the current schema, bound to MODEL, so that
@@ -213,6 +310,13 @@ CREATE FUNCTION pgml.cached_models(
 RETURNS SETOF record LANGUAGE plpython3u AS $$
 from pgml_ext.indb import api
 return api.cached_models()
+$$;
+
+-- {tensorflow_imported, litert_imported, rss_mb, cached_models} of this backend.
+CREATE FUNCTION pgml.backend_status()
+RETURNS jsonb LANGUAGE plpython3u AS $$
+from pgml_ext.indb import api
+return api.backend_status()
 $$;
 
 CREATE FUNCTION pgml.clear_cache()

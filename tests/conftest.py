@@ -85,6 +85,12 @@ def serving_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def wrapped_dir() -> Path:
+    """A tf.Module-wrapped Keras model: TFLite converts it silently wrong."""
+    return _fixture_dir("wrapped", reference.export_wrapped_keras)
+
+
+@pytest.fixture(scope="session")
 def models(engine: sa.Engine, mlp_dir: Path, serving_dir: Path) -> dict[str, str]:
     """Registered once per session: 'mlp', 'mlp_labels' (with labels), 'mnist'."""
     client.register_model(engine, "mlp", mlp_dir)

@@ -129,7 +129,7 @@ def test_models_view_describes_signatures(engine):
         "FROM pgml.models WHERE name = 'mnist'",
     )
     ((name, version, runtime, signature, size, checksum, current),) = got
-    assert runtime == "tensorflow" and current and size > 0 and len(checksum) == 64
+    assert runtime == "litert+tensorflow" and current and size > 0 and len(checksum) == 64
     assert set(signature) == {"predict_images", "serving_default"}
     assert signature["serving_default"]["features"] == {"x": {"dtype": "float32", "shape": [784]}}
     assert signature["predict_images"]["inputs"]["images"]["shape"] == [None, 784]
@@ -143,4 +143,4 @@ def test_cached_models_lists_what_this_backend_loaded(engine):
         cached = conn.execute(
             sa.text("SELECT name, version, runtime FROM pgml.cached_models()")
         ).all()
-    assert cached == [("mlp", 1, "tensorflow")]
+    assert cached == [("mlp", 1, "litert")]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgml_ext.indb import cache, registration
+from pgml_ext.indb import bulk, cache, registration
 from pgml_ext.indb.errors import reported
+from pgml_ext.indb.signatures import tensor_from_array_send
 
 Input = bytes | list | None
 
@@ -36,9 +37,70 @@ def predict_class(model: str | None, data: Input, signature: str | None = None) 
         return cache.get(model).top_class(data, signature)[0]
 
 
-def finish_registration(model_id: int) -> int:
+def predict_packed(
+    model: str | None, packed: bytes | None, output: str | None = None, signature: str | None = None
+) -> list[float] | None:
+    """predict() on ``array_send(float4[])``: the fast path of the float4[] overloads."""
+    if model is None or packed is None:
+        return None
+    with reported(model):
+        return cache.get(model).predict(tensor_from_array_send(packed, model), output, signature)
+
+
+def top_class_packed(
+    model: str | None, packed: bytes | None, signature: str | None, want: str
+) -> str | int | None:
+    if model is None or packed is None:
+        return None
+    with reported(model):
+        index, label = cache.get(model).top_class(tensor_from_array_send(packed, model), signature)
+        return label if want == "label" else index
+
+
+def _batch_input(model: str, data: list | bytes) -> list | object:
+    return tensor_from_array_send(data, model) if isinstance(data, bytes) else data
+
+
+def predict_batch(
+    model: str | None,
+    data: list | bytes | None,
+    output: str | None = None,
+    signature: str | None = None,
+) -> list | None:
+    """Scores for many inputs in one runtime call: bytea[] or array_send(float4[][])."""
+    if model is None or data is None:
+        return None
+    with reported(model):
+        return bulk.predict_batch(model, _batch_input(model, data), output, signature)
+
+
+def top_class_batch(
+    model: str | None, data: list | bytes | None, signature: str | None, want: str
+) -> list | None:
+    if model is None or data is None:
+        return None
+    with reported(model):
+        classes = bulk.top_classes_batch(model, _batch_input(model, data), signature)
+        pick = 1 if want == "label" else 0
+        return [c[pick] if c is not None else None for c in classes]
+
+
+def score_into(
+    model: str,
+    source: str,
+    target: str,
+    key: str,
+    input_column: str | None,
+    chunk_size: int,
+    layout: str,
+) -> int:
+    with reported(model):
+        return bulk.score_into(model, source, target, key, input_column, chunk_size, layout)
+
+
+def finish_registration(model_id: int, samples: bytes | None = None) -> int:
     with reported():
-        return registration.finish(model_id)
+        return registration.finish(model_id, samples)
 
 
 def load_model(
@@ -51,6 +113,23 @@ def load_model(
 
 def cached_models() -> list[dict[str, Any]]:
     return [m.info() for m in cache.loaded()]
+
+
+def backend_status() -> str:
+    import json
+    import os
+    import sys
+
+    with open("/proc/self/statm") as f:
+        rss_pages = int(f.read().split()[1])
+    return json.dumps(
+        {
+            "tensorflow_imported": "tensorflow" in sys.modules,
+            "litert_imported": "ai_edge_litert.interpreter" in sys.modules,
+            "rss_mb": round(rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1),
+            "cached_models": len(cache.loaded()),
+        }
+    )
 
 
 def clear_cache() -> int:

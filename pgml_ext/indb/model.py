@@ -1,67 +1,122 @@
-"""A model loaded in this backend: its row, its runtime and its signatures."""
+"""A model loaded in this backend: its row, its signatures and, lazily, its runtimes.
+
+Signatures that matched TensorFlow at registration run on LiteRT (flatbuffers from
+``pgml.model_litert``); the rest load the SavedModel into TensorFlow, only when first
+used, so a backend that only scores LiteRT signatures never imports TensorFlow.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import archive, registry, runtimes, signatures
+from pgml_ext.indb import archive, registry, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError
 from pgml_ext.indb.registry import ModelRow
+from pgml_ext.indb.runtimes import Runtime
 from pgml_ext.indb.signatures import Signature
 
 
 def model_dir() -> str:
-    """Where blobs are unpacked for the runtime: one directory per checksum, shared by
+    """Where blobs are unpacked for TensorFlow: one directory per checksum, shared by
     the backends of this server and readable by its OS user only."""
     default = os.path.join(tempfile.gettempdir(), f"pgml_ext-{os.getuid()}", "models")
     return registry.setting("pgml.model_dir", default)
 
 
-@dataclass
+def _threads() -> int:
+    return max(1, int(registry.setting("pgml.threads", "1")))
+
+
 class LoadedModel:
-    row: ModelRow
-    runtime: runtimes.Runtime
-    load_ms: float
-    signatures: dict[str, Signature] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.signatures = {k: Signature.from_json(k, v) for k, v in self.row.signatures.items()}
-
-    @classmethod
-    def load(cls, row: ModelRow) -> LoadedModel:
+    def __init__(self, row: ModelRow) -> None:
         started = time.perf_counter()
-        data = registry.blob(row.id)
-        archive.verify(data, row.checksum, f"model '{row.name}' v{row.version}")
-        path = archive.unpack(data, model_dir(), row.checksum)
-        threads = int(registry.setting("pgml.threads", "1"))
-        runtime = runtimes.load(row.runtime, str(path), threads)
-        return cls(row, runtime, (time.perf_counter() - started) * 1000)
+        self.row = row
+        self.signatures = {k: Signature.from_json(k, v) for k, v in row.signatures.items()}
+        self._choices: dict[tuple[str, str | None], Signature] = {}
+        self._litert: Runtime | None = None
+        self._tensorflow: Runtime | None = None
+        if any(row.runtime_of(s) == "litert" for s in self.signatures):
+            self._litert = self._load_litert()
+        self.load_ms = (time.perf_counter() - started) * 1000
+
+    load = classmethod(lambda cls, row: cls(row))
+
+    def _load_litert(self) -> Runtime:
+        from pgml_ext.indb.runtimes.litert import LiteRTRuntime
+
+        flatbuffers = {}
+        for signature, data, checksum in registry.litert_flatbuffers(self.row.id):
+            archive.verify(
+                data,
+                checksum,
+                f"model '{self.row.name}' v{self.row.version} (LiteRT signature {signature})",
+            )
+            flatbuffers[signature] = data
+        return LiteRTRuntime(flatbuffers, _threads())
+
+    def _load_tensorflow(self) -> Runtime:
+        started = time.perf_counter()
+        data = registry.blob(self.row.id)
+        archive.verify(data, self.row.checksum, f"model '{self.row.name}' v{self.row.version}")
+        path = archive.unpack(data, model_dir(), self.row.checksum)
+        from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
+
+        runtime = TensorFlowRuntime(str(path), _threads())
+        self.load_ms += (time.perf_counter() - started) * 1000
+        return runtime
+
+    def runtime_for(self, signature: str) -> Runtime:
+        if self._litert is not None and self.row.runtime_of(signature) == "litert":
+            return self._litert
+        if self._tensorflow is None:
+            self._tensorflow = self._load_tensorflow()
+        return self._tensorflow
+
+    def choose(self, kind: str, requested: str | None) -> Signature:
+        """The signature for an input form ('example' or 'tensor'), remembered."""
+        key = (kind, requested)
+        sig = self._choices.get(key)
+        if sig is None:
+            sig = self._choices[key] = signatures.choose(
+                self.signatures, self.row.name, kind, requested
+            )
+        return sig
+
+    def run(self, sig: Signature, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runtime_for(sig.name).run(sig.name, feeds)
 
     def score(
-        self, data: bytes | list, signature: str | None
+        self, data: bytes | list | np.ndarray, signature: str | None, batch: bool = False
     ) -> tuple[Signature, dict[str, np.ndarray]]:
-        """Run one input through the signature the input form calls for."""
+        """Run one input (or, with ``batch``, a list of Examples / an array of rows)
+        through the signature the input form calls for."""
         model = self.row.name
         requested = signature or self.row.options.get("signature")
-        if isinstance(data, bytes | bytearray | memoryview):
-            sig = signatures.choose(self.signatures, model, "example", requested)
-            feeds = signatures.feeds_for_example(
-                sig, bytes(data), model, self.row.options.get("feature_map")
-            )
+        feature_map = self.row.options.get("feature_map")
+        if isinstance(data, bytes | bytearray | memoryview) or (batch and isinstance(data, list)):
+            sig = self.choose("example", requested)
+            if batch:
+                feeds = signatures.feeds_for_examples(sig, data, model, feature_map)
+            else:
+                feeds = signatures.feeds_for_example(sig, bytes(data), model, feature_map)
         else:
-            sig = signatures.choose(self.signatures, model, "tensor", requested)
-            arr = signatures.tensor_from_array(data, model)
-            feeds = signatures.feeds_for_tensor(sig, arr, model)
-        return sig, self.runtime.run(sig.name, feeds)
+            sig = self.choose("tensor", requested)
+            arr = (
+                data if isinstance(data, np.ndarray) else signatures.tensor_from_array(data, model)
+            )
+            if batch:
+                feeds = signatures.feeds_for_tensor_batch(sig, arr, model)
+            else:
+                feeds = signatures.feeds_for_tensor(sig, arr, model)
+        return sig, self.run(sig, feeds)
 
-    def predict(self, data: bytes | list, output: str | None, signature: str | None) -> list[float]:
-        sig, out = self.score(data, signature)
+    def scores(self, sig: Signature, out: dict[str, np.ndarray], output: str | None) -> np.ndarray:
+        """The numeric output predict() returns, as [batch, values]."""
         name = signatures.score_output(sig, self.row.name, output)
         values = out[name]
         if values.dtype.kind not in "fiub":
@@ -70,36 +125,51 @@ class LoadedModel:
                 INVALID_PARAMETER,
                 hint="Use pgml.classify for text class labels.",
             )
-        return values[0].astype(np.float32).ravel().tolist()
+        return values.astype(np.float32).reshape(len(values), -1)
 
-    def top_class(self, data: bytes | list, signature: str | None) -> tuple[int, str]:
-        """(class index, label) of the highest score.
+    def top_classes(self, sig: Signature, out: dict[str, np.ndarray]) -> list[tuple[int, str]]:
+        """(class index, label) of the highest score, per batch row.
 
         Label: registered labels, else the signature's own 'classes' output, else the
         index as text. Index: for a 'classes' output, the label's position among the
         registered labels, or the label itself when it is a number.
         """
-        sig, out = self.score(data, signature)
-        scores = out[signatures.score_output(sig, self.row.name, None)][0].ravel()
-        best = int(np.argmax(scores))
+        best = self.scores(sig, out, None).argmax(axis=1)
         labels = self.row.labels
         classes = signatures.class_output(sig)
         if classes is None:
-            label = labels[best] if labels and best < len(labels) else str(best)
-            return best, label
-        raw = out[classes][0].ravel()[best]
-        label = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if labels and label in labels:
-            return labels.index(label), label
-        if label.lstrip("-").isdigit():
-            index = int(label)
-            return index, labels[index] if labels and 0 <= index < len(labels) else label
-        return best, label
+            return [
+                (int(i), labels[i] if labels and i < len(labels) else str(int(i))) for i in best
+            ]
+        result = []
+        class_rows = out[classes].reshape(len(best), -1)
+        for row, i in zip(class_rows, best, strict=True):
+            raw = row[i]
+            label = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if labels and label in labels:
+                result.append((labels.index(label), label))
+            elif label.lstrip("-").isdigit():
+                index = int(label)
+                result.append(
+                    (index, labels[index] if labels and 0 <= index < len(labels) else label)
+                )
+            else:
+                result.append((int(i), label))
+        return result
+
+    def predict(self, data: bytes | list, output: str | None, signature: str | None) -> list[float]:
+        sig, out = self.score(data, signature)
+        return self.scores(sig, out, output)[0].tolist()
+
+    def top_class(self, data: bytes | list, signature: str | None) -> tuple[int, str]:
+        sig, out = self.score(data, signature)
+        return self.top_classes(sig, out)[0]
 
     def info(self) -> dict[str, Any]:
+        loaded = [r.name for r in (self._litert, self._tensorflow) if r is not None]
         return {
             "name": self.row.name,
             "version": self.row.version,
-            "runtime": self.row.runtime,
+            "runtime": "+".join(loaded) or "none",
             "load_ms": round(self.load_ms, 1),
         }

@@ -6,8 +6,11 @@ run in one transaction, so a model is either fully registered or not at all.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+
+import numpy as np
 
 from pgml_ext.indb import archive, registry, runtimes
 from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, PgmlError
@@ -18,7 +21,13 @@ _ROW = (
     "SELECT name, version, runtime, checksum, options::text AS options "
     "FROM pgml.model_versions WHERE id = $1"
 )
-_DESCRIBE = "UPDATE pgml.model_versions SET signatures = $2::jsonb, runtime = $3 WHERE id = $1"
+_DESCRIBE = (
+    "UPDATE pgml.model_versions SET signatures = $2::jsonb, runtime = $3, runtimes = $4::jsonb "
+    "WHERE id = $1"
+)
+_LITERT = (
+    "INSERT INTO pgml.model_litert (model_id, signature, data, checksum) VALUES ($1, $2, $3, $4)"
+)
 _BEGIN = "SELECT pgml._begin_registration($1, $2, $3, $4, $5, $6::jsonb) AS id"
 _CHUNK = "INSERT INTO pgml.model_chunks (model_id, seq, data) VALUES ($1, $2, $3)"
 
@@ -29,9 +38,9 @@ def _plpy():
     return plpy
 
 
-def choose_runtime(requested: str) -> str:
-    if requested in ("auto", "tensorflow"):
-        return "tensorflow"
+def check_runtime(requested: str) -> str:
+    if requested in ("auto", *runtimes.RUNTIMES):
+        return requested
     raise PgmlError(
         f"unknown runtime '{requested}'",
         INVALID_PARAMETER,
@@ -39,8 +48,9 @@ def choose_runtime(requested: str) -> str:
     )
 
 
-def finish(model_id: int) -> int:
-    """Describe the uploaded blob's signatures and store them; return the version."""
+def finish(model_id: int, samples: bytes | None = None) -> int:
+    """Describe the uploaded blob, convert what converts to LiteRT, store it all;
+    return the version."""
     plpy = _plpy()
     rows = plpy.execute(registry.plan(_ROW, ["int8"]), [model_id])
     if not rows:
@@ -50,16 +60,48 @@ def finish(model_id: int) -> int:
     data = registry.blob(model_id)
     archive.verify(data, row["checksum"], what)
     path = str(archive.unpack(data, model_dir(), row["checksum"]))
-    runtime = choose_runtime(row["runtime"])
+    requested = check_runtime(row["runtime"])
     from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
 
-    described = TensorFlowRuntime(path, int(registry.setting("pgml.threads", "1"))).describe(path)
+    tf_runtime = TensorFlowRuntime(path, int(registry.setting("pgml.threads", "1")))
+    described = tf_runtime.describe(path)
     _check_usable(what, described, json.loads(row["options"] or "{}"))
+    outcomes = _choose_runtimes(what, path, described, requested, tf_runtime, samples)
+    insert = registry.plan(_LITERT, ["int8", "text", "bytea", "text"])
+    for o in outcomes:
+        if o.flatbuffer is not None:
+            plpy.execute(
+                insert, [model_id, o.signature, o.flatbuffer, archive.checksum(o.flatbuffer)]
+            )
+    used = sorted({o.runtime for o in outcomes})
     plpy.execute(
-        registry.plan(_DESCRIBE, ["int8", "text", "text"]),
-        [model_id, json.dumps(described), runtime],
+        registry.plan(_DESCRIBE, ["int8", "text", "text", "text"]),
+        [
+            model_id,
+            json.dumps(described),
+            "+".join(used),
+            json.dumps({o.signature: o.note() for o in outcomes}),
+        ],
     )
     return row["version"]
+
+
+def _choose_runtimes(what, path, described, requested, tf_runtime, samples):
+    from pgml_ext.indb.conversion import Outcome, convert_signature
+
+    sigs = [Signature.from_json(k, v) for k, v in sorted(described.items())]
+    if requested == "tensorflow":
+        return [Outcome(s.name, "tensorflow", "runtime 'tensorflow' was requested") for s in sigs]
+    user = np.load(io.BytesIO(samples), allow_pickle=False) if samples else None
+    outcomes = [convert_signature(path, s, tf_runtime, user) for s in sigs]
+    if requested == "litert" and not any(o.runtime == "litert" for o in outcomes):
+        raise PgmlError(
+            f"{what} cannot run on LiteRT",
+            WRONG_OBJECT_TYPE,
+            detail="; ".join(f"{o.signature}: {o.reason}" for o in outcomes),
+            hint="Register it with runtime => 'auto' or 'tensorflow'.",
+        )
+    return outcomes
 
 
 def _check_usable(what: str, described: dict, options: dict) -> None:
@@ -91,7 +133,7 @@ def load_from_path(
             hint="pgml.load_model reads the server's file system; from a client use "
             "pgml_ext.register_model(engine, name, local_dir) instead.",
         )
-    choose_runtime(runtime)
+    check_runtime(runtime)
     blob = archive.pack(path)
     model_id = plpy.execute(
         registry.plan(_BEGIN, ["text", "int8", "text", "text[]", "text", "text"]),

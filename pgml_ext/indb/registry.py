@@ -17,7 +17,7 @@ _plans: dict[str, Any] = {}
 
 _RESOLVE = """
 SELECT m.id, m.name, m.version, m.runtime, m.signatures::text AS signatures, m.labels,
-       m.options::text AS options, m.checksum, m.size
+       m.options::text AS options, m.checksum, m.size, m.runtimes::text AS runtimes
   FROM pgml.model_versions m
  WHERE m.name = $1
    AND m.version = coalesce($2,
@@ -28,6 +28,7 @@ _VERSIONS = (
     "SELECT array_agg(version ORDER BY version) AS v FROM pgml.model_versions WHERE name = $1"
 )
 _CHUNKS = "SELECT data FROM pgml.model_chunks WHERE model_id = $1 ORDER BY seq"
+_LITERT = "SELECT signature, data, checksum FROM pgml.model_litert WHERE model_id = $1"
 _SETTING = "SELECT current_setting($1, true) AS value"
 
 
@@ -42,6 +43,10 @@ class ModelRow:
     options: dict[str, Any]
     checksum: str
     size: int
+    runtimes: dict[str, Any]  # signature -> {"runtime": ..., "reason": ...}
+
+    def runtime_of(self, signature: str) -> str:
+        return self.runtimes.get(signature, {}).get("runtime", "tensorflow")
 
     @property
     def ref(self) -> str:
@@ -105,12 +110,19 @@ def resolve(model: str) -> ModelRow:
         options=json.loads(r["options"] or "{}"),
         checksum=r["checksum"],
         size=r["size"],
+        runtimes=json.loads(r["runtimes"] or "{}"),
     )
 
 
 def blob(model_id: int) -> bytes:
     rows = _plpy().execute(plan(_CHUNKS, ["int8"]), [model_id])
     return b"".join(r["data"] for r in rows)
+
+
+def litert_flatbuffers(model_id: int) -> list[tuple[str, bytes, str]]:
+    """(signature, flatbuffer, sha256) for the signatures converted at registration."""
+    rows = _plpy().execute(plan(_LITERT, ["int8"]), [model_id])
+    return [(r["signature"], r["data"], r["checksum"]) for r in rows]
 
 
 def setting(name: str, default: str) -> str:

@@ -6,7 +6,8 @@ registration from the SavedModel itself), so none of this needs TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,12 +35,32 @@ NUMPY_DTYPES = {
 
 
 @dataclass(frozen=True)
+class InputPlan:
+    """How one example's values become this input's batch of one (computed once)."""
+
+    dtype: Any  # numpy dtype, or None when pgml cannot feed it
+    inner: tuple | None  # shape without the batch dimension; None: unknown rank
+    expected: int | None  # element count when every inner dimension is known
+
+
+def _plan(spec: dict[str, Any]) -> InputPlan:
+    shape = spec["shape"]
+    inner = None if shape is None else tuple(shape[1:])
+    known = inner is not None and all(d is not None for d in inner)
+    return InputPlan(NUMPY_DTYPES.get(spec["dtype"]), inner, int(np.prod(inner)) if known else None)
+
+
+@dataclass(frozen=True)
 class Signature:
     name: str
     method: str
     inputs: dict[str, dict[str, Any]]
     outputs: dict[str, dict[str, Any]]
     features: dict[str, dict[str, Any]] | None
+    plans: dict[str, InputPlan] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plans", {k: _plan(v) for k, v in self.inputs.items()})
 
     @classmethod
     def from_json(cls, name: str, d: dict[str, Any]) -> Signature:
@@ -110,43 +131,37 @@ def choose(sigs: dict[str, Signature], model: str, kind: str, requested: str | N
     return candidates[0]
 
 
-def _fit(
-    values: np.ndarray, spec: dict[str, Any], model: str, sig: Signature, what: str
-) -> np.ndarray:
+def _fit(values: np.ndarray, sig: Signature, name: str, model: str, what: str) -> np.ndarray:
     """Make one example's values a batch of one with the input's shape and dtype."""
-    dtype = NUMPY_DTYPES.get(spec["dtype"])
-    if dtype is None:
+    plan = sig.plans[name]
+    if plan.dtype is None:
         raise PgmlError(
-            f"model '{model}' signature '{sig.name}' input {what} has dtype {spec['dtype']}, "
-            "which pgml cannot feed",
+            f"model '{model}' signature '{sig.name}' input {what} has dtype "
+            f"{sig.inputs[name]['dtype']}, which pgml cannot feed",
             WRONG_OBJECT_TYPE,
         )
-    shape = spec["shape"]
-    inner = None if shape is None else shape[1:]
-    if inner is None:
-        return values.astype(dtype).reshape(1, -1)
-    if all(d is not None for d in inner):
-        expected = int(np.prod(inner)) if inner else 1
-        if values.size != expected:
+    if plan.expected is not None:
+        if values.size != plan.expected:
             raise PgmlError(
-                f"model '{model}' expects {what} with {expected} values "
-                f"(shape {_shape_text(shape)}), got {values.size}",
+                f"model '{model}' expects {what} with {plan.expected} values "
+                f"(shape {_shape_text(sig.inputs[name]['shape'])}), got {values.size}",
                 INVALID_PARAMETER,
                 detail=f"Signature '{sig.name}' takes {sig.describe_inputs()}.",
             )
-        return values.astype(dtype).reshape([1, *inner])
-    if values.ndim == len(inner):
-        return values.astype(dtype)[np.newaxis]
-    if len(inner) == 1:
-        return values.astype(dtype).reshape(1, -1)
+        return values.astype(plan.dtype, copy=False).reshape((1, *plan.inner))
+    if plan.inner is None or len(plan.inner) == 1:
+        return values.astype(plan.dtype, copy=False).reshape(1, -1)
+    if values.ndim == len(plan.inner):
+        return values.astype(plan.dtype, copy=False)[np.newaxis]
     raise PgmlError(
-        f"model '{model}' expects {what} of shape {_shape_text(shape)}, got {values.shape}",
+        f"model '{model}' expects {what} of shape {_shape_text(sig.inputs[name]['shape'])}, "
+        f"got {values.shape}",
         INVALID_PARAMETER,
     )
 
 
 def tensor_from_array(values: list, model: str) -> np.ndarray:
-    """A float4[] argument: a Python list, nested for a multi-dimensional array."""
+    """A float4[] argument as a Python list (nested for a multi-dimensional array)."""
     if values and isinstance(values[0], list):  # PostgreSQL arrays are rectangular
         has_null = any(v is None for v in np.array(values, dtype=object).ravel())
     else:
@@ -160,9 +175,58 @@ def tensor_from_array(values: list, model: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+_ELEMENT = np.dtype([("length", ">i4"), ("value", ">f4")])
+FLOAT4_OID = 700
+
+
+def tensor_from_array_send(packed: bytes, model: str) -> np.ndarray:
+    """A float4[] as ``array_send`` wrote it: the binary wire format, parsed by numpy.
+
+    PL/Python turns a float4[784] argument into a list of 784 Python floats (~11 us);
+    the scoring functions pass ``array_send(input)`` as bytea instead, which arrives as
+    one bytes object: header (ndim, has-null flag, element type, dims and lower bounds),
+    then each element as a 4-byte length and a big-endian float4.
+    """
+    ndim, has_null, element_type = struct.unpack_from(">iii", packed, 0)
+    if element_type != FLOAT4_OID:
+        raise PgmlError(f"input for model '{model}' is not a float4[]", INVALID_PARAMETER)
+    if has_null:
+        raise PgmlError(
+            f"input array for model '{model}' contains NULL elements",
+            NULL_NOT_ALLOWED,
+            hint="Replace NULLs (coalesce) or filter those rows out.",
+        )
+    if ndim == 0:
+        return np.zeros(0, dtype=np.float32)
+    dims = struct.unpack_from(f">{2 * ndim}i", packed, 12)[0::2]
+    count = int(np.prod(dims))
+    elements = np.frombuffer(packed, dtype=_ELEMENT, count=count, offset=12 + 8 * ndim)
+    return elements["value"].astype(np.float32).reshape(dims)
+
+
 def feeds_for_tensor(sig: Signature, arr: np.ndarray, model: str) -> dict[str, np.ndarray]:
-    name, spec = next(iter(sig.inputs.items()))
-    return {name: _fit(arr, spec, model, sig, f"input '{name}'")}
+    name = next(iter(sig.inputs))
+    return {name: _fit(arr, sig, name, model, f"input '{name}'")}
+
+
+def feeds_for_tensor_batch(sig: Signature, arr: np.ndarray, model: str) -> dict[str, np.ndarray]:
+    """Rows of a 2-D (or higher) float4[]: one input per first-dimension entry."""
+    name = next(iter(sig.inputs))
+    rows = arr.shape[0] if arr.ndim else 0
+    fitted = [_fit(arr[i], sig, name, model, f"input '{name}' (row {i + 1})") for i in range(rows)]
+    if not fitted:
+        raise PgmlError(f"no inputs for model '{model}'", INVALID_PARAMETER)
+    return {name: np.concatenate(fitted)}
+
+
+def feeds_for_examples(
+    sig: Signature, batch: list[bytes], model: str, feature_map: dict[str, str] | None
+) -> dict[str, np.ndarray]:
+    """Several serialized Examples: fed as one batch."""
+    per_row = [feeds_for_example(sig, data, model, feature_map) for data in batch]
+    if not per_row:
+        raise PgmlError(f"no inputs for model '{model}'", INVALID_PARAMETER)
+    return {name: np.concatenate([f[name] for f in per_row]) for name in per_row[0]}
 
 
 def feeds_for_example(
@@ -174,7 +238,7 @@ def feeds_for_example(
         _check_features(sig, features, model)
         return {next(iter(sig.inputs)): np.asarray([data], dtype=object)}
     feeds = {}
-    for name, spec in sig.inputs.items():
+    for name in sig.inputs:
         feature = (feature_map or {}).get(name, name)
         if feature not in features and len(sig.inputs) == 1 and len(features) == 1:
             feature = next(iter(features))  # one input, one feature: pair them whatever the names
@@ -187,7 +251,7 @@ def feeds_for_example(
                 hint="Name the feature after the input, or register the model with a "
                 "feature_map {input: feature}.",
             )
-        feeds[name] = _fit(features[feature], spec, model, sig, f"feature '{feature}'")
+        feeds[name] = _fit(features[feature], sig, name, model, f"feature '{feature}'")
     return feeds
 
 

@@ -17,12 +17,4 @@ class Runtime(Protocol):
     def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-RUNTIMES = ("tensorflow",)
-
-
-def load(runtime: str, path: str, threads: int) -> Runtime:
-    if runtime == "tensorflow":
-        from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
-
-        return TensorFlowRuntime(path, threads)
-    raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+RUNTIMES = ("litert", "tensorflow")

@@ -1,0 +1,333 @@
+"""`pgml-ext bench` / `make bench`: the reference workload, every way of scoring it,
+side by side in one run on the embedded cluster.
+
+For the MLP and the CNN, with tf.Example (bytea) and float4[] inputs:
+- inline    SELECT pgml.classify(model, col) FROM inputs        (LiteRT, per row)
+- batch     SELECT unnest(pgml.classify_batch(model, array_agg(col))) FROM inputs
+- parallel  the inline query as a parallel aggregate (2 workers)
+- client    pull rows with pg8000, score with TensorFlow in the client, write the
+            classes back (seeds 003/004); TensorFlow import and model load not counted
+- naive     per-row TensorFlow in PL/Python (the same model registered with
+            runtime => 'tensorflow'), on a sample of rows
+- floor     the same LiteRT model on an in-memory numpy array, one call
+Each figure is the median of --repeats runs; ratios are computed from those medians.
+Also: first call in a new connection (import + load) and backend RSS after scoring.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from pgml_ext import client, reference
+from pgml_ext.cluster import HOME, Cluster
+
+BENCH_DB = "pgml_bench"
+
+
+def _say(text: str) -> None:
+    print(f"\033[1m==>\033[0m {text}", flush=True)
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _trained(name: str, build) -> Path:
+    out = HOME / "models" / name
+    if not (out / "saved_model.pb").exists():
+        _say(f"training the reference {name}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f"{name}.tmp{os.getpid()}")
+        build(tmp)
+        tmp.rename(out)
+    return out
+
+
+def _fresh_database(cluster: Cluster) -> sa.Engine:
+    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {BENCH_DB}"))
+    admin.dispose()
+    return sa.create_engine(cluster.url(BENCH_DB), poolclass=sa.pool.NullPool)
+
+
+class Workload:
+    def __init__(self, engine: sa.Engine, table: str, rows: int) -> None:
+        self.engine, self.table, self.rows = engine, table, rows
+        self.x, self.y = reference.cycled(rows)
+
+    def sql(self, conn, text: str) -> list:
+        return conn.execute(sa.text(text)).all()
+
+    # -- the ways of scoring -------------------------------------------------------------
+
+    def inline(self, conn, model: str, col: str, limit: int | None = None) -> None:
+        where = f" WHERE id < {limit}" if limit else ""
+        got = self.sql(conn, f"SELECT pgml.classify('{model}', {col}) FROM {self.table}{where}")
+        assert len(got) == (limit or self.rows)
+
+    def batch(self, conn, model: str, col: str) -> None:
+        got = self.sql(
+            conn,
+            f"SELECT unnest(pgml.classify_batch('{model}', array_agg({col} "
+            f"ORDER BY id))) FROM {self.table}",
+        )
+        assert len(got) == self.rows
+
+    def parallel(self, conn, model: str, col: str) -> None:
+        self.sql(
+            conn,
+            f"SELECT count(*) FILTER (WHERE pgml.classify('{model}', {col}) = "
+            f"label::text) FROM {self.table}",
+        )
+
+    def client(self, dbapi_conn, signature, col: str) -> None:
+        """Seeds 003/004: pull, score in the client with TensorFlow, push the classes back."""
+        import tensorflow as tf
+
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SELECT id, {col} FROM {self.table}")
+        fetched = cur.fetchall()
+        ids = [r[0] for r in fetched]
+        if col == "example":
+            parsed = tf.io.parse_example(
+                [r[1] for r in fetched],
+                {reference.FEATURE: tf.io.FixedLenFeature([784], tf.float32)},
+            )[reference.FEATURE]
+            x = parsed.numpy()
+        else:
+            x = np.asarray([r[1] for r in fetched], dtype=np.float32)
+        name, spec = signature["input"]
+        x = x.reshape([-1, *spec[1:]])
+        scores = signature["fn"](**{name: tf.constant(x)})[signature["output"]].numpy()
+        classes = [str(c) for c in scores.argmax(axis=1).tolist()]
+        cur.execute("TRUNCATE client_predictions")
+        cur.execute(
+            "INSERT INTO client_predictions SELECT * FROM unnest(%s::int[], %s::text[])",
+            (ids, classes),
+        )
+        dbapi_conn.commit()
+
+
+def _client_signature(saved_model: Path) -> dict[str, Any]:
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    ((name, spec),) = fn.structured_input_signature[1].items()
+    (output,) = fn.structured_outputs
+    return {"fn": fn, "input": (name, [-1, *spec.shape.as_list()[1:]]), "output": output}
+
+
+def _floor(engine: sa.Engine, model: str, x: np.ndarray, repeats: int) -> float:
+    """The same LiteRT flatbuffer the server runs, on numpy in this process, one call."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with engine.connect() as conn:
+        fb = conn.execute(
+            sa.text(
+                "SELECT l.data FROM pgml.model_litert l JOIN pgml.model_versions m ON m.id = "
+                "l.model_id WHERE m.name = :m AND l.signature = 'serving_default'"
+            ),
+            {"m": model},
+        ).scalar_one()
+    runner = Interpreter(model_content=fb, num_threads=1).get_signature_runner("serving_default")
+    ((name, details),) = runner.get_input_details().items()
+    batch = x.reshape([-1, *details["shape_signature"][1:]])
+    runner(**{name: batch})  # warm up: allocate for the batch size
+    return _median_seconds(lambda: runner(**{name: batch}), repeats)
+
+
+def _cold_start(url: str, model: str, col: str) -> dict[str, float]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        started = time.perf_counter()
+        conn.execute(sa.text(f"SELECT pgml.classify('{model}', {col}) FROM inputs LIMIT 1")).all()
+        first_ms = (time.perf_counter() - started) * 1000
+        conn.execute(sa.text(f"SELECT pgml.classify('{model}', {col}) FROM inputs")).all()
+        status = conn.execute(sa.text("SELECT pgml.backend_status()")).scalar()
+    engine.dispose()
+    return {
+        "first_call_ms": first_ms,
+        "rss_mb": status["rss_mb"],
+        "tensorflow_imported": status["tensorflow_imported"],
+    }
+
+
+PARALLEL = (
+    "SET max_parallel_workers_per_gather = 2",
+    "SET parallel_setup_cost = 0",
+    "SET parallel_tuple_cost = 0",
+    "SET min_parallel_table_scan_size = 0",
+)
+
+
+def _measure(
+    work: Workload, model: str, col: str, signature: dict, naive_rows: int, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Median seconds and rows/s of each way of scoring one model on one input column."""
+    n, naive_n = work.rows, min(naive_rows, work.rows)
+    seconds: dict[str, tuple[float, int]] = {}
+    with work.engine.connect() as conn:
+        work.inline(conn, model, col, limit=10)  # load the model in this backend
+        seconds["inline"] = _median_seconds(lambda: work.inline(conn, model, col), repeats), n
+        seconds["batch"] = _median_seconds(lambda: work.batch(conn, model, col), repeats), n
+    with work.engine.connect() as conn:
+        for setting in PARALLEL:
+            conn.execute(sa.text(setting))
+        work.parallel(conn, model, col)
+        seconds["parallel"] = _median_seconds(lambda: work.parallel(conn, model, col), repeats), n
+    raw = work.engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        work.client(dbapi, signature, col)  # warm up
+        seconds["client"] = _median_seconds(lambda: work.client(dbapi, signature, col), repeats), n
+    finally:
+        raw.close()
+    with work.engine.connect() as conn:
+        naive = f"{model}_tf"
+        work.inline(conn, naive, col, limit=10)
+        seconds["naive"] = (
+            _median_seconds(lambda: work.inline(conn, naive, col, limit=naive_n), repeats),
+            naive_n,
+        )
+    return {k: {"seconds": s, "rows_per_s": count / s} for k, (s, count) in seconds.items()}
+
+
+def run(
+    rows: int = 20_000,
+    cnn_rows: int = 5_000,
+    naive_rows: int = 2_000,
+    repeats: int = 3,
+    out_dir: str | os.PathLike = "benchmarks/results",
+    port: int | None = None,
+) -> dict:
+    cluster = Cluster.default(port)
+    _say(f"starting the embedded cluster (port {cluster.port})")
+    cluster.start()
+    engine = _fresh_database(cluster)
+    url = cluster.url(BENCH_DB)
+    client.install(engine)
+    mlp_dir = _trained("digits_mlp", reference.train_mlp)
+    cnn_dir = _trained("digits_cnn", reference.train_cnn)
+    _say("registering the MLP and the CNN (LiteRT after the parity check, and TensorFlow)")
+    for name, path in (("mlp", mlp_dir), ("cnn", cnn_dir)):
+        client.register_model(engine, name, path)
+        client.register_model(engine, f"{name}_tf", path, runtime="tensorflow")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE client_predictions (id int, class text)"))
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "repeats": repeats,
+        "models": {},
+    }
+    for model, path, n in (("mlp", mlp_dir, rows), ("cnn", cnn_dir, cnn_rows)):
+        _say(f"loading {n:,} rows for the {model}")
+        reference.load_table(engine, "inputs", n)
+        work = Workload(engine, "inputs", n)
+        signature = _client_signature(path)
+        floor_s = _floor(engine, model, work.x, repeats)
+        model_results: dict[str, Any] = {"rows": n, "inputs": {}}
+        for col, form in (("example", "tf.Example"), ("pixels", "float4[]")):
+            _say(f"{model} / {form}: inline, batch, parallel, client, naive ({repeats} runs each)")
+            timings = _measure(work, model, col, signature, naive_rows, repeats)
+            timings["floor"] = {"seconds": floor_s, "rows_per_s": n / floor_s}
+            model_results["inputs"][form] = {
+                "timings": timings,
+                "cold_litert": _cold_start(url, model, col),
+                "cold_tensorflow": _cold_start(url, f"{model}_tf", col),
+            }
+        results["models"][model] = model_results
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    table = format_table(results)
+    (out / "latest.md").write_text(table + "\n")
+    _chart(results, out / "latest.png")
+    print()
+    print(table)
+    print(f"\nSaved {out / 'latest.json'}, {out / 'latest.md'} and {out / 'latest.png'}.")
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = [
+        "| model | input | rows | inline rows/s | batch rows/s | parallel (2) rows/s | "
+        "client rows/s | naive TF rows/s | floor rows/s | inline ÷ client | inline ÷ naive | "
+        "batch ÷ floor (time) | first call | RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, m in results["models"].items():
+        for form, r in m["inputs"].items():
+            t = r["timings"]
+            rate = {k: v["rows_per_s"] for k, v in t.items()}
+            cold = r["cold_litert"]
+            lines.append(
+                f"| {model} | {form} | {m['rows']:,} | {rate['inline']:,.0f} | "
+                f"{rate['batch']:,.0f} | "
+                f"{rate['parallel']:,.0f} | {rate['client']:,.0f} | {rate['naive']:,.0f} | "
+                f"{rate['floor']:,.0f} | {rate['inline'] / rate['client']:.2f}× | "
+                f"{rate['inline'] / rate['naive']:.1f}× | "
+                f"{t['batch']['seconds'] / t['floor']['seconds']:.2f}× | "
+                f"{cold['first_call_ms']:,.0f} ms | {cold['rss_mb']:,.0f} MB |"
+            )
+    cold_tf = [
+        r["cold_tensorflow"] for m in results["models"].values() for r in m["inputs"].values()
+    ]
+    lines.append("")
+    lines.append(
+        f"Medians of {results['repeats']} runs, {results['machine']['cpus']} cores. First call and "
+        "RSS: a new connection on LiteRT; on TensorFlow the first call takes "
+        + ", ".join(f"{c['first_call_ms']:,.0f} ms" for c in cold_tf)
+        + " and RSS reaches "
+        + ", ".join(f"{c['rss_mb']:,.0f} MB" for c in cold_tf)
+        + "."
+    )
+    return "\n".join(lines)
+
+
+def _chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ways = ["inline", "batch", "parallel", "client", "naive", "floor"]
+    groups = [(m, f) for m, r in results["models"].items() for f in r["inputs"]]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(ways)
+    for i, way in enumerate(ways):
+        values = [
+            results["models"][m]["inputs"][f]["timings"][way]["rows_per_s"] for m, f in groups
+        ]
+        ax.bar([g + i * width for g in range(len(groups))], values, width, label=way)
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
+    ax.set_xticklabels([f"{m}\n{f}" for m, f in groups])
+    ax.set_yscale("log")
+    ax.set_ylabel("rows/s (log scale, median)")
+    ax.set_title("pgml_ext: scoring the reference workload, side by side")
+    ax.legend(ncol=3, fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    path.write_bytes(buf.getvalue())
+    plt.close(fig)

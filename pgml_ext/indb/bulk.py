@@ -1,0 +1,204 @@
+"""Batch scoring: many inputs in one runtime call, and whole queries into a table.
+
+``score_into`` reads the source through a cursor in chunks of ``chunk_size`` rows, so
+memory stays bounded and a cancel is honoured between chunks; it runs in the caller's
+transaction, so an interrupted run leaves no partial predictions behind.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from pgml_ext.indb import cache, signatures
+from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
+from pgml_ext.indb.model import LoadedModel
+
+BYTEA_OID, FLOAT4_ARRAY_OID = 17, 1021
+LAYOUTS = ("json", "columns")
+
+
+def _plpy():
+    import plpy
+
+    return plpy
+
+
+def _present(items: list) -> tuple[list[int], list]:
+    idx = [i for i, v in enumerate(items) if v is not None]
+    return idx, [items[i] for i in idx]
+
+
+def _spread(n: int, idx: list[int], values: list) -> list:
+    out: list[Any] = [None] * n
+    for i, v in zip(idx, values, strict=True):
+        out[i] = v
+    return out
+
+
+def _inputs(data: list | np.ndarray) -> tuple[int, list[int], list | np.ndarray]:
+    """(row count, rows present, their inputs): bytea[] may hold NULLs (NULL out)."""
+    if isinstance(data, np.ndarray):
+        return len(data), list(range(len(data))), data
+    idx, present = _present(data)
+    return len(data), idx, present
+
+
+def predict_batch(
+    model: str, data: list | np.ndarray, output: str | None, signature: str | None
+) -> list:
+    loaded = cache.get(model)
+    n, idx, present = _inputs(data)
+    if not idx:
+        return [None] * n
+    sig, out = loaded.score(present, signature, batch=True)
+    return _spread(n, idx, loaded.scores(sig, out, output).tolist())
+
+
+def top_classes_batch(model: str, data: list | np.ndarray, signature: str | None) -> list:
+    loaded = cache.get(model)
+    n, idx, present = _inputs(data)
+    if not idx:
+        return [None] * n
+    sig, out = loaded.score(present, signature, batch=True)
+    return _spread(n, idx, loaded.top_classes(sig, out))
+
+
+def _input_column(cursor_types: dict[str, int], key: str, requested: str | None) -> str:
+    if requested:
+        if requested not in cursor_types:
+            raise PgmlError(
+                f"source has no column '{requested}'",
+                UNDEFINED_OBJECT,
+                detail=f"Its columns: {', '.join(cursor_types)}.",
+            )
+        return requested
+    usable = [c for c, t in cursor_types.items() if c != key and t in (BYTEA_OID, FLOAT4_ARRAY_OID)]
+    if len(usable) != 1:
+        raise PgmlError(
+            "name the input column: the source has "
+            + (f"several ({', '.join(usable)})" if usable else "no bytea or float4[] column"),
+            INVALID_PARAMETER,
+            hint="Pass input => 'column'.",
+        )
+    return usable[0]
+
+
+def score_into(
+    model: str,
+    source: str,
+    target: str,
+    key: str,
+    input_column: str | None,
+    chunk_size: int,
+    layout: str,
+) -> int:
+    """Score every row of SOURCE (a table name or a query) into table TARGET."""
+    plpy = _plpy()
+    if layout not in LAYOUTS:
+        raise PgmlError(
+            f"unknown layout '{layout}'",
+            INVALID_PARAMETER,
+            hint="Use 'json' (scores as {label: score}) or 'columns' (one per class).",
+        )
+    if chunk_size < 1:
+        raise PgmlError("chunk_size must be positive", INVALID_PARAMETER)
+    loaded = cache.get(model)
+    text = source.strip()
+    is_query = (
+        text.split(None, 1)[0].lower() in ("select", "with", "values", "table") if text else False
+    )
+    relation = f"({text})" if is_query else ".".join(plpy.quote_ident(p) for p in text.split("."))
+    probe = plpy.execute(f"SELECT * FROM {relation} AS s LIMIT 0")
+    types = dict(zip(probe.colnames(), probe.coltypes(), strict=True))
+    if key not in types:
+        raise PgmlError(
+            f"source has no key column '{key}'",
+            UNDEFINED_OBJECT,
+            detail=f"Its columns: {', '.join(types)}.",
+            hint="Pass key => 'column'.",
+        )
+    column = _input_column(types, key, input_column)
+    key_type = plpy.execute(f"SELECT format_type({types[key]}, NULL) AS t")[0]["t"]
+    packed = types[column] == FLOAT4_ARRAY_OID
+    value = (
+        f"array_send(s.{plpy.quote_ident(column)})" if packed else f"s.{plpy.quote_ident(column)}"
+    )
+    query = plpy.prepare(
+        f"SELECT s.{plpy.quote_ident(key)} AS key, {value} AS input FROM {relation} AS s"
+    )
+
+    writer = _Writer(plpy, loaded, target, key_type, layout)
+    written = 0
+    cursor = plpy.cursor(query)
+    while True:
+        rows = cursor.fetch(chunk_size)
+        if not rows:
+            break
+        keys = [r["key"] for r in rows]
+        inputs = [r["input"] for r in rows]
+        idx, present = _present(inputs)
+        if packed and present:
+            present = np.stack([signatures.tensor_from_array_send(p, model) for p in present])
+        if idx:
+            sig, out = loaded.score(present, None, batch=True)
+            scores = loaded.scores(sig, out, None)
+            classes = loaded.top_classes(sig, out)
+            written += writer.write([keys[i] for i in idx], classes, scores)
+    return written
+
+
+class _Writer:
+    """Creates TARGET if needed and appends (key, label, class_index, scores)."""
+
+    def __init__(self, plpy, loaded: LoadedModel, target: str, key_type: str, layout: str) -> None:
+        self.plpy, self.layout = plpy, layout
+        self.labels = loaded.row.labels
+        name = ".".join(plpy.quote_ident(p) for p in target.split("."))
+        self.name = name
+        self.columns: list[str] | None = None
+        self.key_type = key_type
+
+    def _create(self, width: int) -> None:
+        q = self.plpy.quote_ident
+        if self.layout == "json":
+            score_cols = "scores jsonb"
+        else:
+            names = [str(x) for x in (self.labels or range(width))][:width]
+            names += [str(i) for i in range(len(names), width)]
+            self.columns = [f"p_{n}" for n in names]
+            score_cols = ", ".join(f"{q(c)} float4" for c in self.columns)
+        self.plpy.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.name} "
+            f"(key {self.key_type}, label text, class_index int, {score_cols})"
+        )
+        if self.layout == "json":
+            self.insert = self.plpy.prepare(
+                f"INSERT INTO {self.name} (key, label, class_index, scores) "
+                f"SELECT * FROM unnest($1::{self.key_type}[], $2::text[], $3::int[], $4::jsonb[])",
+                [f"{self.key_type}[]", "text[]", "int[]", "jsonb[]"],
+            )
+        else:
+            targets = ", ".join(q(c) for c in self.columns)
+            arrays = ", ".join(f"${i + 4}::float4[]" for i in range(width))
+            self.insert = self.plpy.prepare(
+                f"INSERT INTO {self.name} (key, label, class_index, {targets}) "
+                f"SELECT * FROM unnest($1::{self.key_type}[], $2::text[], $3::int[], {arrays})",
+                [f"{self.key_type}[]", "text[]", "int[]"] + ["float4[]"] * width,
+            )
+
+    def write(self, keys: list, classes: list[tuple[int, str]], scores: np.ndarray) -> int:
+        if not hasattr(self, "insert"):
+            self._create(scores.shape[1])
+        labels = [label for _, label in classes]
+        indices = [i for i, _ in classes]
+        if self.layout == "json":
+            names = [str(x) for x in (self.labels or range(scores.shape[1]))]
+            names += [str(i) for i in range(len(names), scores.shape[1])]
+            docs = [json.dumps(dict(zip(names, map(float, row), strict=True))) for row in scores]
+            self.plpy.execute(self.insert, [keys, labels, indices, docs])
+        else:
+            self.plpy.execute(self.insert, [keys, labels, indices, *scores.T.tolist()])
+        return len(keys)

@@ -1,0 +1,134 @@
+"""Batch forms (arrays in, a set or arrays out) and scoring a query into a table."""
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import committed, rows, scalar, sql_error
+
+pytestmark = pytest.mark.usefixtures("models", "inputs")
+
+
+@pytest.mark.parametrize("model", ["mlp", "mnist"])
+@pytest.mark.parametrize("column", ["example", "pixels"])
+def test_predict_batch_equals_per_row(engine, model, column):
+    per_row = rows(
+        engine, f"SELECT pgml.predict('{model}', {column}) FROM inputs WHERE id < 64 ORDER BY id"
+    )
+    batch = rows(
+        engine,
+        f"SELECT s FROM pgml.predict_batch('{model}', "
+        f"(SELECT array_agg({column} ORDER BY id) FROM inputs WHERE id < 64)) s",
+    )
+    assert len(batch) == 64
+    for (a,), (b,) in zip(per_row, batch, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_batch_with_ordinality_and_nulls(engine):
+    got = rows(
+        engine,
+        "SELECT n, s IS NULL FROM pgml.predict_batch('mlp', "
+        "ARRAY[(SELECT example FROM inputs WHERE id = 1), NULL, "
+        "(SELECT example FROM inputs WHERE id = 2)]) WITH ORDINALITY AS t(s, n)",
+    )
+    assert got == [(1, False), (2, True), (3, False)]
+
+
+def test_classify_and_predict_class_batch(engine):
+    labels = scalar(
+        engine,
+        "SELECT pgml.classify_batch('mlp_labels', array_agg(pixels ORDER BY id)) "
+        "FROM inputs WHERE id < 10",
+    )
+    assert labels[:3] == ["zero", "one", "two"]
+    idx = scalar(
+        engine,
+        "SELECT pgml.predict_class_batch('mnist', array_agg(example ORDER BY id)) "
+        "FROM inputs WHERE id < 10",
+    )
+    assert idx[:5] == [0, 1, 2, 3, 4]
+    agree = scalar(
+        engine,
+        """
+        SELECT avg((b.c = i.label)::int) FROM inputs i
+          JOIN unnest((SELECT pgml.predict_class_batch('mlp', array_agg(pixels ORDER BY id))
+                         FROM inputs)) WITH ORDINALITY AS b(c, n) ON b.n = i.id + 1""",
+    )
+    assert agree > 0.95
+
+
+def test_score_into_json(engine):
+    n = committed(
+        engine,
+        "SELECT pgml.score_into('mlp', 'inputs', 'preds_json', input => 'example', "
+        "chunk_size => 250)",
+    )
+    assert n == 1797
+    assert (
+        scalar(
+            engine,
+            "SELECT avg((p.class_index = i.label)::int) FROM preds_json p "
+            "JOIN inputs i ON i.id = p.key",
+        )
+        > 0.95
+    )
+    doc = scalar(engine, "SELECT scores FROM preds_json WHERE key = 0")
+    assert set(doc) == {str(i) for i in range(10)} and abs(sum(doc.values()) - 1) < 1e-4
+
+
+def test_score_into_columns_from_a_query(engine):
+    n = committed(
+        engine,
+        """SELECT pgml.score_into('mlp_labels',
+        'SELECT id, pixels FROM inputs WHERE id < 300', 'preds_cols', layout => 'columns',
+        chunk_size => 64)""",
+    )
+    assert n == 300
+    cols = [
+        c
+        for (c,) in rows(
+            engine,
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'preds_cols' ORDER BY ordinal_position",
+        )
+    ]
+    assert cols[:3] == ["key", "label", "class_index"] and "p_seven" in cols
+    assert scalar(engine, "SELECT label FROM preds_cols WHERE key = 7") == "seven"
+    assert scalar(engine, "SELECT p_three > 0.5 FROM preds_cols WHERE key = 3")
+
+
+def test_score_into_errors(engine):
+    code, message, _ = sql_error(
+        engine, "SELECT pgml.score_into('mlp', 'inputs', 'x', layout => 'csv')"
+    )
+    assert code == "22023" and "layout" in message
+    code, message, _ = sql_error(
+        engine,
+        "SELECT pgml.score_into('mlp', 'inputs', 'x')".replace(
+            "'inputs'", "'SELECT id, label FROM inputs'"
+        ),
+    )
+    assert code == "22023" and "no bytea or float4[] column" in message
+    code, message, _ = sql_error(
+        engine, "SELECT pgml.score_into('mlp', 'inputs', 'x', key => 'nope')"
+    )
+    assert code == "42704" and "no key column 'nope'" in message
+
+
+def test_score_into_is_cancelled_between_chunks_and_leaves_nothing(engine):
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE big AS SELECT g AS id, i.example FROM inputs i, "
+                "generate_series(1, 100) g0, LATERAL (SELECT g0 * 10000 + i.id AS g) q"
+            )
+        )
+    with engine.connect() as conn:
+        conn.execute(sa.text("SET statement_timeout = '1s'"))
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            conn.execute(
+                sa.text("SELECT pgml.score_into('mlp', 'big', 'big_preds', chunk_size => 100)")
+            )
+        assert info.value.orig.args[0]["C"] == "57014"  # query_canceled
+        conn.rollback()
+    assert rows(engine, "SELECT 1 FROM pg_tables WHERE tablename = 'big_preds'") == []
