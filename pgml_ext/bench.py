@@ -4,7 +4,6 @@ side by side in one run on the embedded cluster.
 For the MLP and the CNN, with tf.Example (bytea) and float4[] inputs:
 - inline    SELECT pgml.classify(model, col) FROM inputs        (LiteRT, per row)
 - batch     SELECT unnest(pgml.classify_batch(model, array_agg(col))) FROM inputs
-- parallel  the inline query as a parallel aggregate (2 workers)
 - client    pull rows with pg8000, score with TensorFlow in the client, write the
             classes back (seeds 003/004); TensorFlow import and model load not counted
 - naive     per-row TensorFlow in PL/Python (the same model registered with
@@ -90,13 +89,6 @@ class Workload:
         )
         assert len(got) == self.rows
 
-    def parallel(self, conn, model: str, col: str) -> None:
-        self.sql(
-            conn,
-            f"SELECT count(*) FILTER (WHERE pgml.classify('{model}', {col}) = "
-            f"label::text) FROM {self.table}",
-        )
-
     def client(self, dbapi_conn, signature, col: str) -> None:
         """Seeds 003/004: pull, score in the client with TensorFlow, push the classes back."""
         import tensorflow as tf
@@ -169,14 +161,6 @@ def _cold_start(url: str, model: str, col: str) -> dict[str, float]:
     }
 
 
-PARALLEL = (
-    "SET max_parallel_workers_per_gather = 2",
-    "SET parallel_setup_cost = 0",
-    "SET parallel_tuple_cost = 0",
-    "SET min_parallel_table_scan_size = 0",
-)
-
-
 def _measure(
     work: Workload, model: str, col: str, signature: dict, naive_rows: int, repeats: int
 ) -> dict[str, dict[str, float]]:
@@ -187,11 +171,6 @@ def _measure(
         work.inline(conn, model, col, limit=10)  # load the model in this backend
         seconds["inline"] = _median_seconds(lambda: work.inline(conn, model, col), repeats), n
         seconds["batch"] = _median_seconds(lambda: work.batch(conn, model, col), repeats), n
-    with work.engine.connect() as conn:
-        for setting in PARALLEL:
-            conn.execute(sa.text(setting))
-        work.parallel(conn, model, col)
-        seconds["parallel"] = _median_seconds(lambda: work.parallel(conn, model, col), repeats), n
     raw = work.engine.raw_connection()
     try:
         dbapi = raw.driver_connection
@@ -248,7 +227,7 @@ def run(
         floor_s = _floor(engine, model, work.x, repeats)
         model_results: dict[str, Any] = {"rows": n, "inputs": {}}
         for col, form in (("example", "tf.Example"), ("pixels", "float4[]")):
-            _say(f"{model} / {form}: inline, batch, parallel, client, naive ({repeats} runs each)")
+            _say(f"{model} / {form}: inline, batch, client, naive ({repeats} runs each)")
             timings = _measure(work, model, col, signature, naive_rows, repeats)
             timings["floor"] = {"seconds": floor_s, "rows_per_s": n / floor_s}
             model_results["inputs"][form] = {
@@ -271,10 +250,10 @@ def run(
 
 def format_table(results: dict) -> str:
     lines = [
-        "| model | input | rows | inline rows/s | batch rows/s | parallel (2) rows/s | "
+        "| model | input | rows | inline rows/s | batch rows/s | "
         "client rows/s | naive TF rows/s | floor rows/s | inline ÷ client | inline ÷ naive | "
         "batch ÷ floor (time) | first call | RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for model, m in results["models"].items():
         for form, r in m["inputs"].items():
@@ -284,7 +263,7 @@ def format_table(results: dict) -> str:
             lines.append(
                 f"| {model} | {form} | {m['rows']:,} | {rate['inline']:,.0f} | "
                 f"{rate['batch']:,.0f} | "
-                f"{rate['parallel']:,.0f} | {rate['client']:,.0f} | {rate['naive']:,.0f} | "
+                f"{rate['client']:,.0f} | {rate['naive']:,.0f} | "
                 f"{rate['floor']:,.0f} | {rate['inline'] / rate['client']:.2f}× | "
                 f"{rate['inline'] / rate['naive']:.1f}× | "
                 f"{t['batch']['seconds'] / t['floor']['seconds']:.2f}× | "
@@ -311,7 +290,7 @@ def _chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ways = ["inline", "batch", "parallel", "client", "naive", "floor"]
+    ways = ["inline", "batch", "client", "naive", "floor"]
     groups = [(m, f) for m, r in results["models"].items() for f in r["inputs"]]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(ways)

@@ -161,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmark in-database scoring against the alternatives",
         description="Scores the reference workload (MLP and CNN, tf.Example and float4[]) "
-        "inline, in batches, in parallel, with the client pull-score-push pipeline, with "
+        "inline, in batches, with the client pull-score-push pipeline, with "
         "naive per-row TensorFlow and on the compute floor, side by side; prints medians "
         "and ratios and saves JSON, Markdown and a PNG chart.",
     )

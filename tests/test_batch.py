@@ -132,3 +132,20 @@ def test_score_into_is_cancelled_between_chunks_and_leaves_nothing(engine):
         assert info.value.orig.args[0]["C"] == "57014"  # query_canceled
         conn.rollback()
     assert rows(engine, "SELECT 1 FROM pg_tables WHERE tablename = 'big_preds'") == []
+
+
+def test_forced_parallel_plans_still_score(engine):
+    """The scoring functions keep queries serial (see sql/pgml_ext.sql): forcing
+    parallel plans must not break them."""
+    with engine.connect() as conn:
+        for setting in (
+            "max_parallel_workers_per_gather = 2",
+            "parallel_setup_cost = 0",
+            "parallel_tuple_cost = 0",
+            "min_parallel_table_scan_size = 0",
+        ):
+            conn.execute(sa.text(f"SET {setting}"))
+        agree = conn.execute(
+            sa.text("SELECT avg((pgml.predict_class('mlp', pixels) = label)::int) FROM inputs")
+        ).scalar()
+    assert agree > 0.95

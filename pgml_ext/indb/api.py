@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from pgml_ext.indb import bulk, cache, registration
 from pgml_ext.indb.errors import reported
-from pgml_ext.indb.signatures import tensor_from_array_send
+from pgml_ext.indb.signatures import tensor_from_array
 
 Input = bytes | list | None
 
@@ -37,50 +39,34 @@ def predict_class(model: str | None, data: Input, signature: str | None = None) 
         return cache.get(model).top_class(data, signature)[0]
 
 
-def predict_packed(
-    model: str | None, packed: bytes | None, output: str | None = None, signature: str | None = None
-) -> list[float] | None:
-    """predict() on ``array_send(float4[])``: the fast path of the float4[] overloads."""
-    if model is None or packed is None:
+def rows(model: str | None, values: list | None) -> np.ndarray | None:
+    """A 2-D float4[] argument (one input per row) as a numpy array."""
+    if model is None or values is None:
         return None
     with reported(model):
-        return cache.get(model).predict(tensor_from_array_send(packed, model), output, signature)
-
-
-def top_class_packed(
-    model: str | None, packed: bytes | None, signature: str | None, want: str
-) -> str | int | None:
-    if model is None or packed is None:
-        return None
-    with reported(model):
-        index, label = cache.get(model).top_class(tensor_from_array_send(packed, model), signature)
-        return label if want == "label" else index
-
-
-def _batch_input(model: str, data: list | bytes) -> list | object:
-    return tensor_from_array_send(data, model) if isinstance(data, bytes) else data
+        return tensor_from_array(values, model)
 
 
 def predict_batch(
     model: str | None,
-    data: list | bytes | None,
+    data: list | np.ndarray | None,
     output: str | None = None,
     signature: str | None = None,
 ) -> list | None:
-    """Scores for many inputs in one runtime call: bytea[] or array_send(float4[][])."""
+    """Scores for many inputs in one runtime call: bytea[] or the rows of a float4[]."""
     if model is None or data is None:
         return None
     with reported(model):
-        return bulk.predict_batch(model, _batch_input(model, data), output, signature)
+        return bulk.predict_batch(model, data, output, signature)
 
 
 def top_class_batch(
-    model: str | None, data: list | bytes | None, signature: str | None, want: str
+    model: str | None, data: list | np.ndarray | None, signature: str | None, want: str
 ) -> list | None:
     if model is None or data is None:
         return None
     with reported(model):
-        classes = bulk.top_classes_batch(model, _batch_input(model, data), signature)
+        classes = bulk.top_classes_batch(model, data, signature)
         pick = 1 if want == "label" else 0
         return [c[pick] if c is not None else None for c in classes]
 

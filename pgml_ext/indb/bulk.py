@@ -123,11 +123,9 @@ def score_into(
     column = _input_column(types, key, input_column)
     key_type = plpy.execute(f"SELECT format_type({types[key]}, NULL) AS t")[0]["t"]
     packed = types[column] == FLOAT4_ARRAY_OID
-    value = (
-        f"array_send(s.{plpy.quote_ident(column)})" if packed else f"s.{plpy.quote_ident(column)}"
-    )
     query = plpy.prepare(
-        f"SELECT s.{plpy.quote_ident(key)} AS key, {value} AS input FROM {relation} AS s"
+        f"SELECT s.{plpy.quote_ident(key)} AS key, s.{plpy.quote_ident(column)} AS input "
+        f"FROM {relation} AS s"
     )
 
     writer = _Writer(plpy, loaded, target, key_type, layout)
@@ -141,7 +139,7 @@ def score_into(
         inputs = [r["input"] for r in rows]
         idx, present = _present(inputs)
         if packed and present:
-            present = np.stack([signatures.tensor_from_array_send(p, model) for p in present])
+            present = np.stack([signatures.tensor_from_array(p, model) for p in present])
         if idx:
             sig, out = loaded.score(present, None, batch=True)
             scores = loaded.scores(sig, out, None)
