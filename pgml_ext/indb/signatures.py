@@ -194,6 +194,14 @@ def feeds_for_examples(
     sig: Signature, batch: list[bytes], model: str, feature_map: dict[str, str] | None
 ) -> dict[str, np.ndarray]:
     """Several serialized Examples: fed as one batch."""
+    if not sig.takes_examples and len(sig.inputs) == 1:
+        name = next(iter(sig.inputs))
+        plan = sig.plans[name]
+        if plan.expected is not None and plan.dtype is np.float32:
+            feature = (feature_map or {}).get(name, name)
+            dense = examples.dense_floats(batch, feature, plan.expected)
+            if dense is not None:
+                return {name: dense.reshape((len(batch), *plan.inner))}
     per_row = [feeds_for_example(sig, data, model, feature_map) for data in batch]
     if not per_row:
         raise PgmlError(f"no inputs for model '{model}'", INVALID_PARAMETER)
