@@ -29,7 +29,7 @@ $(SCRIPT): sql/pgml_ext.sql pyproject.toml Makefile
 $(CONTROL): extension/pgml_ext.control.in pyproject.toml Makefile
 	sed 's/@VERSION@/$(EXTVERSION)/' $< > $@
 
-.PHONY: setup demo test bench lint format
+.PHONY: setup demo test bench fuzz lint format
 setup:  ## Debian packages, the venv the server reads, the extension files (idempotent)
 	$(BOOTSTRAP)
 
@@ -41,6 +41,9 @@ test: setup  ## the whole suite against a real PostgreSQL it starts itself
 
 bench: setup  ## in-database scoring vs the alternatives; results in benchmarks/results
 	$(VENV)/bin/pgml-ext bench $(BENCH_ARGS)
+
+fuzz: setup  ## the tf.Example decoder and feeding code on 100,000 generated inputs
+	PGML_FUZZ_EXAMPLES=25000 $(VENV)/bin/python -m pytest -q tests/test_fuzz.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

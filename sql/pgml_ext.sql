@@ -116,13 +116,18 @@ COMMENT ON FUNCTION pgml.load_model(text, text, text, text[], text) IS
 -- Reads the server's file system: superusers only unless granted.
 REVOKE ALL ON FUNCTION pgml.load_model(text, text, text, text[], text) FROM PUBLIC;
 
+-- Deletes one version (or all); a pin on a deleted version goes too, so the model
+-- falls back to its newest remaining version. Returns the number of versions deleted.
 CREATE FUNCTION pgml.delete_model(name text, version int DEFAULT NULL)
 RETURNS int LANGUAGE sql AS $$
     WITH gone AS (
         DELETE FROM pgml.model_versions m
          WHERE m.name = delete_model.name
            AND (delete_model.version IS NULL OR m.version = delete_model.version)
-        RETURNING 1)
+        RETURNING m.version),
+    unpinned AS (
+        DELETE FROM pgml.pins p
+         WHERE p.name = delete_model.name AND p.version IN (SELECT g.version FROM gone g))
     SELECT count(*)::int FROM gone
 $$;
 

@@ -139,6 +139,13 @@ def _fit(values: np.ndarray, sig: Signature, name: str, model: str, what: str) -
             f"{sig.inputs[name]['dtype']}, which pgml cannot feed",
             WRONG_OBJECT_TYPE,
         )
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise PgmlError(
+            f"{what} for model '{model}' contains NaN or Infinity",
+            INVALID_PARAMETER,
+            detail=f"First bad value at position {int(np.argmin(np.isfinite(values.ravel())))}.",
+            hint="Clean the input (e.g. replace NaN with 0) before scoring.",
+        )
     if plan.expected is not None:
         if values.size != plan.expected:
             raise PgmlError(
@@ -165,7 +172,12 @@ def tensor_from_array(values: list, model: str) -> np.ndarray:
     numpy turns NULL elements (None) into NaN; only when a NaN shows up do we look for
     None, so the common case costs one pass over the values instead of two.
     """
-    arr = np.asarray(values, dtype=np.float32)
+    try:
+        arr = np.asarray(values, dtype=np.float32)
+    except ValueError:  # ragged nesting cannot come from PostgreSQL, but be safe
+        raise PgmlError(
+            f"input array for model '{model}' is not rectangular", INVALID_PARAMETER
+        ) from None
     if np.isnan(arr).any() and any(v is None for v in np.asarray(values, dtype=object).ravel()):
         raise PgmlError(
             f"input array for model '{model}' contains NULL elements",
@@ -200,7 +212,7 @@ def feeds_for_examples(
         if plan.expected is not None and plan.dtype is np.float32:
             feature = (feature_map or {}).get(name, name)
             dense = examples.dense_floats(batch, feature, plan.expected)
-            if dense is not None:
+            if dense is not None and np.isfinite(dense).all():
                 return {name: dense.reshape((len(batch), *plan.inner))}
     per_row = [feeds_for_example(sig, data, model, feature_map) for data in batch]
     if not per_row:
@@ -230,7 +242,15 @@ def feeds_for_example(
                 hint="Name the feature after the input, or register the model with a "
                 "feature_map {input: feature}.",
             )
-        feeds[name] = _fit(features[feature], sig, name, model, f"feature '{feature}'")
+        values = features[feature]
+        if values.dtype.kind not in "fiu":
+            raise PgmlError(
+                f"tf.Example for model '{model}' has feature '{feature}' as bytes, "
+                "the model reads numbers",
+                INVALID_PARAMETER,
+                detail=f"Signature '{sig.name}' takes {sig.describe_inputs()}.",
+            )
+        feeds[name] = _fit(values, sig, name, model, f"feature '{feature}'")
     return feeds
 
 
@@ -249,6 +269,8 @@ def _check_features(sig: Signature, features: examples.Features, model: str) -> 
             problem = f"has no feature '{name}'"
         elif spec["dtype"] in FLOAT_DTYPES and got.dtype.kind != "f":
             problem = f"has feature '{name}' as {got.dtype.name}, the model reads floats"
+        elif got.dtype.kind == "f" and not np.isfinite(got).all():
+            problem = f"has NaN or Infinity in feature '{name}'"
         elif expected is not None and got.size != expected:
             problem = f"has feature '{name}' with {got.size} values, the model reads {expected}"
         else:
