@@ -76,6 +76,43 @@ SELECT m.name,
 COMMENT ON VIEW pgml.models IS
     'Registered models: name, version, runtime, input/output signature, labels, size, created.';
 
+-- Model access for the scoring code (SECURITY DEFINER, pinned search_path): scorers
+-- load models through these without any privilege on the tables themselves.
+
+CREATE FUNCTION pgml._resolve(model_name text, model_version int)
+RETURNS TABLE (id bigint, name text, version int, runtime text, signatures text,
+               labels text[], options text, checksum text, size bigint, runtimes text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml, pg_temp AS $$
+    SELECT m.id, m.name, m.version, m.runtime, m.signatures::text, m.labels,
+           m.options::text, m.checksum, m.size, m.runtimes::text
+      FROM pgml.model_versions m
+     WHERE m.name = model_name
+       AND m.version = coalesce(model_version,
+             (SELECT p.version FROM pgml.pins p WHERE p.name = model_name),
+             (SELECT max(v.version) FROM pgml.model_versions v WHERE v.name = model_name))
+$$;
+
+CREATE FUNCTION pgml._versions(model_name text)
+RETURNS int[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml, pg_temp AS $$
+    SELECT array_agg(v.version ORDER BY v.version) FROM pgml.model_versions v
+     WHERE v.name = model_name
+$$;
+
+CREATE FUNCTION pgml._model_chunks(model_id bigint)
+RETURNS TABLE (data bytea)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml, pg_temp AS $$
+    SELECT c.data FROM pgml.model_chunks c WHERE c.model_id = _model_chunks.model_id
+     ORDER BY c.seq
+$$;
+
+CREATE FUNCTION pgml._model_litert(model_id bigint)
+RETURNS TABLE (signature text, data bytea, checksum text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml, pg_temp AS $$
+    SELECT l.signature, l.data, l.checksum FROM pgml.model_litert l
+     WHERE l.model_id = _model_litert.model_id
+$$;
+
 -- Registration --------------------------------------------------------------------------
 
 -- Step 1 of an upload: reserve the next version of NAME (serialised per name).
@@ -113,8 +150,6 @@ return api.load_model(name, path, runtime, labels, signature)
 $$;
 COMMENT ON FUNCTION pgml.load_model(text, text, text, text[], text) IS
     'Registers the SavedModel in a directory on the database server; returns the new version.';
--- Reads the server's file system: superusers only unless granted.
-REVOKE ALL ON FUNCTION pgml.load_model(text, text, text, text[], text) FROM PUBLIC;
 
 -- Deletes one version (or all); a pin on a deleted version goes too, so the model
 -- falls back to its newest remaining version. Returns the number of versions deleted.
@@ -306,3 +341,50 @@ RETURNS int LANGUAGE plpython3u AS $$
 from pgml_ext.indb import api
 return api.clear_cache()
 $$;
+
+-- Privileges -----------------------------------------------------------------------------
+-- pgml_scorer: score with registered models. pgml_admin (also a scorer): register,
+-- delete and pin models, and pgml.load_model (reads the server's file system).
+-- Everyone: see model metadata in pgml.models; nobody else reads the model blobs.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgml_scorer') THEN
+        CREATE ROLE pgml_scorer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgml_admin') THEN
+        CREATE ROLE pgml_admin NOLOGIN;
+    END IF;
+    IF NOT pg_catalog.pg_has_role('pgml_admin', 'pgml_scorer', 'MEMBER') THEN
+        GRANT pgml_scorer TO pgml_admin;
+    END IF;
+END $$;
+
+GRANT USAGE ON SCHEMA pgml TO PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pgml FROM PUBLIC;
+GRANT SELECT ON pgml.models TO PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgml FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    pgml.predict(text, bytea, text, text), pgml.predict(text, float4[], text, text),
+    pgml.classify(text, bytea, text), pgml.classify(text, float4[], text),
+    pgml.predict_class(text, bytea, text), pgml.predict_class(text, float4[], text),
+    pgml.predict_batch(text, bytea[], text, text), pgml.predict_batch(text, float4[], text, text),
+    pgml.classify_batch(text, bytea[], text), pgml.classify_batch(text, float4[], text),
+    pgml.predict_class_batch(text, bytea[], text),
+    pgml.predict_class_batch(text, float4[], text),
+    pgml.score_into(text, text, text, text, text, int, text),
+    pgml.create_function(text, text, text),
+    pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
+    pgml._resolve(text, int), pgml._versions(text), pgml._model_chunks(bigint),
+    pgml._model_litert(bigint)
+TO pgml_scorer;
+
+GRANT EXECUTE ON FUNCTION
+    pgml._begin_registration(text, bigint, text, text[], text, jsonb),
+    pgml._finish_registration(bigint, bytea),
+    pgml.delete_model(text, int), pgml.pin_model(text, int), pgml.unpin_model(text),
+    pgml.load_model(text, text, text, text[], text)
+TO pgml_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON pgml.model_versions, pgml.model_chunks, pgml.model_litert, pgml.pins TO pgml_admin;
+GRANT USAGE ON SEQUENCE pgml.model_versions_id_seq TO pgml_admin;

@@ -315,14 +315,3 @@ def test_multidimensional_array_with_the_right_count_is_reshaped(engine):
     )
     # array_agg of 28 slices of 28 is a 28x28 float4[]
     assert np.allclose(flat, square, atol=1e-6)
-
-
-def test_load_model_needs_superuser(engine, db_url):
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP ROLE IF EXISTS scorer")
-        conn.exec_driver_sql("CREATE ROLE scorer LOGIN")
-        conn.exec_driver_sql("GRANT USAGE ON SCHEMA pgml TO scorer")
-    scorer = new_engine(db_url.replace("postgres@", "scorer@"))
-    code, text, _ = sql_error(scorer, "SELECT pgml.load_model('x', '/tmp')")
-    assert code == "42501"  # insufficient_privilege
-    scorer.dispose()

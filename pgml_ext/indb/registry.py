@@ -2,7 +2,8 @@
 
 Lookups run inside STABLE functions, so SPI sees the calling statement's snapshot: a
 version that commits while a statement runs is used from the next statement on, and
-one statement never mixes versions.
+one statement never mixes versions. They go through SECURITY DEFINER accessors, so
+members of pgml_scorer can score without SELECT on the model tables.
 """
 
 from __future__ import annotations
@@ -15,20 +16,12 @@ from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
 
 _plans: dict[str, Any] = {}
 
-_RESOLVE = """
-SELECT m.id, m.name, m.version, m.runtime, m.signatures::text AS signatures, m.labels,
-       m.options::text AS options, m.checksum, m.size, m.runtimes::text AS runtimes
-  FROM pgml.model_versions m
- WHERE m.name = $1
-   AND m.version = coalesce($2,
-         (SELECT p.version FROM pgml.pins p WHERE p.name = $1),
-         (SELECT max(v.version) FROM pgml.model_versions v WHERE v.name = $1))
-"""
-_VERSIONS = (
-    "SELECT array_agg(version ORDER BY version) AS v FROM pgml.model_versions WHERE name = $1"
-)
-_CHUNKS = "SELECT data FROM pgml.model_chunks WHERE model_id = $1 ORDER BY seq"
-_LITERT = "SELECT signature, data, checksum FROM pgml.model_litert WHERE model_id = $1"
+# Through SECURITY DEFINER functions (sql/pgml_ext.sql): scorers may load models
+# without being able to read the model tables themselves.
+_RESOLVE = "SELECT * FROM pgml._resolve($1, $2)"
+_VERSIONS = "SELECT pgml._versions($1) AS v"
+_CHUNKS = "SELECT data FROM pgml._model_chunks($1)"
+_LITERT = "SELECT signature, data, checksum FROM pgml._model_litert($1)"
 _SETTING = "SELECT current_setting($1, true) AS value"
 
 

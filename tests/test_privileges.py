@@ -1,0 +1,92 @@
+"""Roles and privileges: scorers score, admins register, everybody else only reads
+metadata; SECURITY DEFINER functions pin their search_path."""
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import new_engine, rows, sql_error
+from pgml_ext import client
+
+pytestmark = pytest.mark.usefixtures("models", "inputs")
+
+
+@pytest.fixture(scope="module")
+def users(engine, db_url):
+    with engine.begin() as conn:
+        for name, role in (("alice", "pgml_scorer"), ("carol", "pgml_admin"), ("bob", None)):
+            conn.exec_driver_sql(
+                f"DROP OWNED BY {name} CASCADE" if _exists(conn, name) else "SELECT 1"
+            )
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
+            if role:
+                conn.exec_driver_sql(f"GRANT {role} TO {name}")
+        conn.exec_driver_sql("GRANT SELECT ON inputs TO alice, bob, carol")
+        conn.exec_driver_sql("GRANT CREATE ON SCHEMA public TO alice")
+    return {n: new_engine(db_url.replace("postgres@", f"{n}@")) for n in ("alice", "bob", "carol")}
+
+
+def _exists(conn, role: str) -> bool:
+    return bool(conn.exec_driver_sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'").scalar())
+
+
+def test_scorer_scores_but_cannot_read_blobs_or_register(users, mlp_dir):
+    alice = users["alice"]
+    got = rows(
+        alice,
+        "SELECT pgml.classify('mlp', example), pgml.predict_class('mnist', pixels) "
+        "FROM inputs WHERE id = 4",
+    )
+    assert got == [("4", 4)]
+    for sql in (
+        "SELECT data FROM pgml.model_chunks LIMIT 1",
+        "SELECT data FROM pgml.model_litert LIMIT 1",
+        "SELECT pgml.load_model('x', '/tmp')",
+        "SELECT pgml.delete_model('mlp')",
+    ):
+        assert sql_error(alice, sql)[0] == "42501", sql  # insufficient_privilege
+    with alice.connect() as conn, pytest.raises(sa.exc.DatabaseError) as info:
+        client.register_model(conn, "by_alice", mlp_dir)
+    assert info.value.orig.args[0]["C"] == "42501"
+    with alice.begin() as conn:
+        conn.execute(sa.text("SELECT pgml.create_function('alice_classify', 'mlp')"))
+    same = "SELECT alice_classify(pixels) = pgml.classify('mlp', pixels) FROM inputs WHERE id = 5"
+    assert rows(alice, same) == [(True,)]
+
+
+def test_ordinary_user_sees_metadata_only(users):
+    bob = users["bob"]
+    assert {r[0] for r in rows(bob, "SELECT name FROM pgml.models")} >= {"mlp", "mnist"}
+    for sql in (
+        "SELECT pgml.classify('mlp', pixels) FROM inputs LIMIT 1",
+        "SELECT * FROM pgml._model_chunks(1)",
+        "SELECT * FROM pgml._model_litert(1)",
+        "SELECT data FROM pgml.model_chunks LIMIT 1",
+    ):
+        assert sql_error(bob, sql)[0] == "42501", sql
+
+
+def test_admin_registers_pins_and_deletes(users, mlp_dir):
+    carol = users["carol"]
+    assert client.register_model(carol, "by_carol", mlp_dir) == 1
+    with carol.begin() as conn:
+        conn.execute(sa.text("SELECT pgml.pin_model('by_carol', 1)"))
+        assert conn.execute(sa.text("SELECT pgml.delete_model('by_carol')")).scalar() == 1
+    assert rows(carol, "SELECT pgml.load_model('from_carol', :p)", p=str(mlp_dir)) == [(1,)]
+
+
+def test_security_definer_functions_pin_search_path(engine):
+    unpinned = rows(
+        engine,
+        """
+        SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'pgml' AND p.prosecdef
+           AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')""",
+    )
+    assert unpinned == []
+    definers = rows(
+        engine,
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON "
+        "n.oid = p.pronamespace WHERE n.nspname = 'pgml' AND p.prosecdef",
+    )
+    assert definers[0][0] >= 4
