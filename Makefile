@@ -29,7 +29,7 @@ $(SCRIPT): sql/pgml_ext.sql pyproject.toml Makefile
 $(CONTROL): extension/pgml_ext.control.in pyproject.toml Makefile
 	sed 's/@VERSION@/$(EXTVERSION)/' $< > $@
 
-.PHONY: setup demo test bench fuzz lint format
+.PHONY: setup demo test bench fuzz soak lint format
 setup:  ## Debian packages, the venv the server reads, the extension files (idempotent)
 	$(BOOTSTRAP)
 
@@ -44,6 +44,9 @@ bench: setup  ## in-database scoring vs the alternatives; results in benchmarks/
 
 fuzz: setup  ## the tf.Example decoder and feeding code on 100,000 generated inputs
 	PGML_FUZZ_EXAMPLES=25000 $(VENV)/bin/python -m pytest -q tests/test_fuzz.py
+
+soak: setup  ## 16 sessions score for 60 s while versions are registered and deleted
+	$(VENV)/bin/pgml-ext soak $(SOAK_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -108,6 +108,26 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from pgml_ext import demo, reference, soak
+    from pgml_ext.cluster import Cluster
+
+    url = args.url
+    if not url:
+        cluster = Cluster.default(args.port)
+        cluster.start()
+        engine = demo._fresh_database(cluster, "pgml_soak")
+        from pgml_ext import client
+
+        client.install(engine)
+        reference.load_table(engine, "inputs", 2_000)
+        url = cluster.url("pgml_soak")
+    report = soak.run(url, demo.trained_mlp(), sessions=args.sessions, seconds=args.seconds)
+    print(report.text())
+    unexpected = {k: v for k, v in report.errors.items()}
+    return 1 if report.server_restarted or report.mixed_statements or unexpected else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pgml-ext",
@@ -177,6 +197,24 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="benchmarks/results", help="where results go")
     bench.add_argument("--port", type=int, help="embedded cluster port")
     bench.set_defaults(func=_bench)
+
+    soak = sub.add_parser(
+        "soak",
+        help="many sessions score while model versions are registered and deleted",
+        description="Runs SESSIONS scoring sessions for SECONDS while another session "
+        "registers a new version every second and deletes old ones; checks that no "
+        "statement mixes versions, counts errors, samples backend memory. Exit 1 on any "
+        "error, mixed statement or server restart.",
+    )
+    soak.add_argument("--sessions", type=int, default=16)
+    soak.add_argument("--seconds", type=float, default=60)
+    soak.add_argument(
+        "--url",
+        help="database with pgml_ext and an 'inputs' table "
+        "(default: a fresh database on the embedded cluster)",
+    )
+    soak.add_argument("--port", type=int, help="embedded cluster port")
+    soak.set_defaults(func=_soak)
     return p
 
 

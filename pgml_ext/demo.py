@@ -23,13 +23,13 @@ def _show_sql(sql: str) -> None:
     print("    " + "\n    ".join(sql.strip().splitlines()), flush=True)
 
 
-def _fresh_database(cluster: Cluster) -> sa.Engine:
+def _fresh_database(cluster: Cluster, name: str = DEMO_DB) -> sa.Engine:
     admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DEMO_DB} WITH (FORCE)"))
-        conn.execute(sa.text(f"CREATE DATABASE {DEMO_DB}"))
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
     admin.dispose()
-    return sa.create_engine(cluster.url(DEMO_DB))
+    return sa.create_engine(cluster.url(name))
 
 
 def trained_mlp() -> Path:
