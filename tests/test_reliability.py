@@ -144,3 +144,41 @@ def test_server_restart_keeps_models(cluster, engine, db_url):
         == "2"
     )
     engine.dispose()  # pooled connections died with the old server
+
+
+def test_cancel_reaches_a_large_batch(db_url):
+    """Batches are scored in chunks with an interrupt check in between (Python code never
+    sees PostgreSQL's cancel flag). With one-row chunks this batch takes seconds; a
+    400 ms statement_timeout must stop it inside the scoring loop."""
+    with new_engine(db_url).connect() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TEMP TABLE batch_in AS SELECT i.example FROM inputs i, "
+                "generate_series(1, 20)"
+            )
+        )
+        conn.execute(sa.text("SET pgml.batch_chunk_rows = 1"))
+        conn.commit()
+        conn.execute(sa.text("SET statement_timeout = '400ms'"))
+        started = time.perf_counter()
+        with pytest.raises(sa.exc.DBAPIError) as info:
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pgml.predict_batch('mlp', "
+                    "(SELECT array_agg(example) FROM batch_in))"
+                )
+            ).all()
+        elapsed = time.perf_counter() - started
+        assert info.value.orig.args[0]["C"] == "57014"
+        print(f"batch cancelled after {elapsed * 1000:.0f} ms (timeout 400 ms)")
+        conn.rollback()  # also undoes the statement_timeout
+        # and without the timeout the same batch completes
+        assert (
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pgml.predict_batch('mlp', "
+                    "(SELECT array_agg(example) FROM batch_in))"
+                )
+            ).scalar()
+            == 35940
+        )

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import cache, signatures
+from pgml_ext.indb import cache, registry, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
 from pgml_ext.indb.model import LoadedModel
 
 BYTEA_OID, FLOAT4_ARRAY_OID = 17, 1021
 LAYOUTS = ("json", "columns")
+CHUNK_ROWS = 1024
 
 
 def _plpy():
@@ -46,6 +47,24 @@ def _inputs(data: list | np.ndarray) -> tuple[int, list[int], list | np.ndarray]
     return len(data), idx, present
 
 
+def _chunked(loaded: LoadedModel, present: list | np.ndarray, signature: str | None, fn) -> list:
+    """Score in chunks (pgml.batch_chunk_rows, default 1024), letting PostgreSQL act on
+    a cancel in between.
+
+    Python code (decoding, the runtime call) never looks at PostgreSQL's interrupt
+    flags; a tiny SPI query between chunks does, so a cancel or statement_timeout stops
+    a large batch after at most one chunk.
+    """
+    results: list = []
+    rows = max(1, int(registry.setting("pgml.batch_chunk_rows", str(CHUNK_ROWS))))
+    for start in range(0, len(present), rows):
+        if start:
+            registry.check_for_interrupts()
+        sig, out = loaded.score(present[start : start + rows], signature, batch=True)
+        results.extend(fn(sig, out))
+    return results
+
+
 def predict_batch(
     model: str, data: list | np.ndarray, output: str | None, signature: str | None
 ) -> list:
@@ -53,8 +72,10 @@ def predict_batch(
     n, idx, present = _inputs(data)
     if not idx:
         return [None] * n
-    sig, out = loaded.score(present, signature, batch=True)
-    return _spread(n, idx, loaded.scores(sig, out, output).tolist())
+    scores = _chunked(
+        loaded, present, signature, lambda sig, out: loaded.scores(sig, out, output).tolist()
+    )
+    return _spread(n, idx, scores)
 
 
 def top_classes_batch(model: str, data: list | np.ndarray, signature: str | None) -> list:
@@ -62,8 +83,7 @@ def top_classes_batch(model: str, data: list | np.ndarray, signature: str | None
     n, idx, present = _inputs(data)
     if not idx:
         return [None] * n
-    sig, out = loaded.score(present, signature, batch=True)
-    return _spread(n, idx, loaded.top_classes(sig, out))
+    return _spread(n, idx, _chunked(loaded, present, signature, loaded.top_classes))
 
 
 def _input_column(cursor_types: dict[str, int], key: str, requested: str | None) -> str:

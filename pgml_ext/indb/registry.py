@@ -23,6 +23,7 @@ _VERSIONS = "SELECT pgml._versions($1) AS v"
 _CHUNKS = "SELECT data FROM pgml._model_chunks($1)"
 _LITERT = "SELECT signature, data, checksum FROM pgml._model_litert($1)"
 _SETTING = "SELECT current_setting($1, true) AS value"
+_NOTHING = "SELECT 1"
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,9 @@ def litert_flatbuffers(model_id: int) -> list[tuple[str, bytes, str]]:
 def setting(name: str, default: str) -> str:
     value = _plpy().execute(plan(_SETTING, ["text"]), [name])[0]["value"]
     return value if value not in (None, "") else default
+
+
+def check_for_interrupts() -> None:
+    """Run a trivial query: PostgreSQL checks for cancel/timeout while executing it and
+    raises QueryCanceled (a plpy.SPIError) here if one is pending."""
+    _plpy().execute(plan(_NOTHING, []))
