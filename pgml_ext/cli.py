@@ -30,6 +30,11 @@ def _db(args: argparse.Namespace) -> int:
     cluster = Cluster.default(args.port)
     if args.action == "start":
         print(cluster.start())
+    elif args.action == "standby":
+        primary = Cluster.default(args.primary_port)
+        primary.start()
+        port = args.port or primary.port + 1
+        print(primary.standby(port).url())
     elif args.action == "stop":
         cluster.stop()
         print(f"stopped the cluster on port {cluster.port}", file=sys.stderr)
@@ -143,8 +148,16 @@ def parser() -> argparse.ArgumentParser:
         description="The embedded cluster runs as an unprivileged OS user on "
         "127.0.0.1; `db start` prints its SQLAlchemy URL.",
     )
-    db.add_argument("action", choices=["start", "stop", "url"])
+    db.add_argument(
+        "action",
+        choices=["start", "stop", "url", "standby"],
+        help="standby: a hot standby of the cluster on --primary-port, "
+        "streaming on loopback; prints its URL",
+    )
     db.add_argument("--port", type=int, help="port (default $PGML_EXT_PORT or 54329)")
+    db.add_argument(
+        "--primary-port", type=int, help="with standby: the primary's port (default 54329)"
+    )
     db.set_defaults(func=_db)
 
     inst = sub.add_parser("install", help="create or update the extension in a database")

@@ -125,6 +125,40 @@ class Cluster:
             f"server on port {self.port} did not become ready; see {self.datadir}/server.log"
         )
 
+    def standby(self, port: int, datadir: Path | None = None) -> Cluster:
+        """A hot standby of this cluster (streaming replication on loopback), started.
+
+        Models live in the database, so the standby scores everything the primary
+        registered without any file being copied.
+        """
+        replica = Cluster(datadir or self.datadir.with_name(f"{self.datadir.name}-standby"), port)
+        replica.destroy()
+        replica.datadir.mkdir(mode=0o700, parents=True)
+        replica._chown(replica.datadir)
+        self._run(
+            PG_BIN / "pg_basebackup",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-D",
+            replica.datadir,
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        )
+        with open(replica.datadir / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\n# pgml_ext standby of port {self.port}\nport = {port}\n"
+                f"unix_socket_directories = '{replica.datadir}'\nhot_standby = on\n"
+            )
+        replica.start()
+        return replica
+
     def stop(self) -> None:
         if self.running():
             self._run(PG_BIN / "pg_ctl", "stop", "-D", self.datadir, "-m", "fast", "-w")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.functions import GenericFunction
 
@@ -33,6 +33,8 @@ def _argument(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy arrays
         value = value.tolist()
     if isinstance(value, list | tuple):
+        if value and all(isinstance(v, str) for v in value):  # labels
+            return sa.cast(sa.literal(list(value), ARRAY(sa.Text)), ARRAY(sa.Text))
         return sa.cast(sa.literal(list(value), FLOAT4_ARRAY), FLOAT4_ARRAY)
     return value
 
@@ -84,4 +86,130 @@ class predict_class(_PgmlFunction):
     inherit_cache = True
 
 
-__all__ = ["classify", "predict", "predict_class", "FLOAT4_ARRAY"]
+class predict_batch(_PgmlFunction):
+    """Scores for many inputs in one runtime call, one row each (a set-returning function).
+
+    ``select(predict_batch("mnist", func.array_agg(Inputs.example)))`` renders
+    ``SELECT pgml.predict_batch(:predict_batch_1, array_agg(inputs.example))``.
+    """
+
+    type = FLOAT4_ARRAY
+    package = "pgml"
+    inherit_cache = True
+
+
+class classify_batch(_PgmlFunction):
+    """Top class labels for an array of inputs -> ``list[str]``.
+
+    ``select(classify_batch("mnist", func.array_agg(Inputs.pixels)))`` renders
+    ``SELECT pgml.classify_batch(:classify_batch_1, array_agg(inputs.pixels))``.
+    """
+
+    type = ARRAY(sa.Text)
+    package = "pgml"
+    inherit_cache = True
+
+
+class predict_class_batch(_PgmlFunction):
+    """Arg-max class indices for an array of inputs -> ``list[int]``.
+
+    ``select(predict_class_batch("mnist", func.array_agg(Inputs.pixels)))`` renders
+    ``SELECT pgml.predict_class_batch(:predict_class_batch_1, array_agg(inputs.pixels))``.
+    """
+
+    type = ARRAY(sa.Integer)
+    package = "pgml"
+    inherit_cache = True
+
+
+class score_into(_PgmlFunction):
+    """Score a table or query into a predictions table -> rows written (``int``).
+
+    ``select(score_into("mnist", "inputs", "predictions"))`` renders
+    ``SELECT pgml.score_into(:score_into_1, :score_into_2, :score_into_3)``.
+    """
+
+    type = sa.BigInteger()
+    package = "pgml"
+    inherit_cache = True
+
+
+class create_function(_PgmlFunction):
+    """Bind a function name to a model in the current schema.
+
+    ``select(create_function("classify", "mnist"))`` renders
+    ``SELECT pgml.create_function(:create_function_1, :create_function_2)``.
+    """
+
+    type = sa.types.NullType()
+    package = "pgml"
+    inherit_cache = True
+
+
+class load_model(_PgmlFunction):
+    """Register a SavedModel directory on the database server -> new version (``int``).
+
+    ``select(load_model("mnist", "/srv/models/mnist"))`` renders
+    ``SELECT pgml.load_model(:load_model_1, :load_model_2)``.
+    """
+
+    type = sa.Integer()
+    package = "pgml"
+    inherit_cache = True
+
+
+class delete_model(_PgmlFunction):
+    """Delete one version (or all) of a model -> versions deleted (``int``).
+
+    ``select(delete_model("mnist", 2))`` renders
+    ``SELECT pgml.delete_model(:delete_model_1, :delete_model_2)``.
+    """
+
+    type = sa.Integer()
+    package = "pgml"
+    inherit_cache = True
+
+
+class pin_model(_PgmlFunction):
+    """Serve a given version instead of the newest.
+
+    ``select(pin_model("mnist", 1))`` renders ``SELECT pgml.pin_model(:pin_model_1, :pin_model_2)``.
+    """
+
+    type = sa.types.NullType()
+    package = "pgml"
+    inherit_cache = True
+
+
+class unpin_model(_PgmlFunction):
+    """Serve the newest version again: ``SELECT pgml.unpin_model(:unpin_model_1)``."""
+
+    type = sa.types.NullType()
+    package = "pgml"
+    inherit_cache = True
+
+
+class backend_status(_PgmlFunction):
+    """This backend's runtimes and memory -> ``dict``: ``SELECT pgml.backend_status()``."""
+
+    type = JSONB()
+    package = "pgml"
+    inherit_cache = True
+
+
+__all__ = [
+    "FLOAT4_ARRAY",
+    "backend_status",
+    "classify",
+    "classify_batch",
+    "create_function",
+    "delete_model",
+    "load_model",
+    "pin_model",
+    "predict",
+    "predict_batch",
+    "predict_class",
+    "predict_class_batch",
+    "score_into",
+    "unpin_model",
+]

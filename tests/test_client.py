@@ -36,8 +36,17 @@ def test_install_is_idempotent(db_url):
     )
 
 
+@pytest.fixture(params=["pg8000", "psycopg"])
+def driver_engine(request, db_url):
+    """The same database through each driver: the functions must behave the same."""
+    e = sa.create_engine(db_url.replace("+pg8000", f"+{request.param}"))
+    yield e
+    e.dispose()
+
+
 @pytest.mark.usefixtures("models", "inputs")
-def test_sqlalchemy_core_and_orm(engine, digits):
+def test_sqlalchemy_core_and_orm(driver_engine, digits):
+    engine = driver_engine
     x, _ = digits
     with Session(engine) as session:
         got = session.execute(
@@ -65,6 +74,54 @@ def test_sqlalchemy_core_and_orm(engine, digits):
 
         assert conn.execute(select(predict_class("mnist", reference.serialize(x[6])))).scalar() == 6
         assert conn.execute(select(predict("mlp", x[7]))).scalar()[7] > 0.5
+
+
+@pytest.mark.usefixtures("models", "inputs")
+def test_every_sql_function_has_a_typed_sqlalchemy_twin(driver_engine, mlp_dir):
+    from pgml_ext import sqlalchemy as pgml_sa
+
+    inputs = sa.table("inputs", sa.column("id"), sa.column("pixels"), sa.column("example"))
+    first10 = select(inputs.c.pixels).where(inputs.c.id < 10).order_by(inputs.c.id).subquery()
+    with driver_engine.begin() as conn:
+        labels = conn.execute(
+            select(pgml_sa.classify_batch("mlp_labels", func.array_agg(first10.c.pixels)))
+        ).scalar()
+        assert labels[:3] == ["zero", "one", "two"]
+        idx = conn.execute(
+            select(pgml_sa.predict_class_batch("mlp", func.array_agg(first10.c.pixels)))
+        ).scalar()
+        assert idx[:3] == [0, 1, 2]
+        sets = (
+            conn.execute(select(pgml_sa.predict_batch("mlp", func.array_agg(first10.c.pixels))))
+            .scalars()
+            .all()
+        )
+        assert len(sets) == 10 and len(sets[0]) == 10
+        assert (
+            conn.execute(
+                select(pgml_sa.load_model("sa_model", str(mlp_dir), "auto", list("abcdefghij")))
+            ).scalar()
+            >= 1
+        )
+        conn.execute(select(pgml_sa.pin_model("sa_model", 1)))
+        conn.execute(select(pgml_sa.unpin_model("sa_model")))
+        conn.execute(select(pgml_sa.create_function("sa_classify", "sa_model")))
+        assert (
+            conn.execute(sa.text("SELECT sa_classify(pixels) FROM inputs WHERE id = 0")).scalar()
+            == "a"
+        )
+        written = conn.execute(
+            select(
+                pgml_sa.score_into(
+                    "sa_model", "SELECT id, pixels FROM inputs WHERE id < 50", "sa_predictions"
+                )
+            )
+        ).scalar()
+        assert written == 50
+        status = conn.execute(select(pgml_sa.backend_status())).scalar()
+        assert isinstance(status, dict) and status["litert_imported"]
+        assert conn.execute(select(pgml_sa.delete_model("sa_model"))).scalar() >= 1
+        conn.execute(sa.text("DROP TABLE sa_predictions"))
 
 
 def test_func_pgml_is_typed():
