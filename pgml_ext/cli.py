@@ -92,6 +92,82 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(args: argparse.Namespace) -> int:
+    from pgml_ext.client import describe
+
+    versions = describe(_url(args), args.name)
+    if not versions:
+        print(f"pgml-ext: model '{args.name}' is not registered", file=sys.stderr)
+        return 1
+    for v in versions:
+        flags = ", ".join(f for f, on in (("current", v["current"]), ("pinned", v["pinned"])) if on)
+        print(
+            f"{args.name} v{v['version']}  runtime {v['runtime']}  {v['size'] / 1e6:.1f} MB  "
+            f"created {v['created']:%Y-%m-%d %H:%M}" + (f"  [{flags}]" if flags else "")
+        )
+        for sig, spec in sorted((v["signature"] or {}).items()):
+            note = (v["runtimes"] or {}).get(sig, {})
+            ins = ", ".join(f"{k} {i['dtype']}{i['shape']}" for k, i in spec["inputs"].items())
+            outs = ", ".join(f"{k} {o['dtype']}{o['shape']}" for k, o in spec["outputs"].items())
+            print(f"  {sig}({ins}) -> {outs}")
+            if spec.get("features"):
+                feats = ", ".join(
+                    f"{k} {f['dtype']}{f['shape']}" for k, f in spec["features"].items()
+                )
+                print(f"    tf.Example features: {feats}")
+            print(f"    runtime {note.get('runtime', '?')}: {note.get('reason', '')}")
+        if v["labels"]:
+            print(f"  labels: {', '.join(v['labels'])}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from pgml_ext.client import delete_model
+
+    n = delete_model(_url(args), args.name, args.version)
+    print(f"deleted {n} version(s) of {args.name}")
+    return 0 if n else 1
+
+
+def _pin(args: argparse.Namespace) -> int:
+    from pgml_ext.client import pin_model, rollback_model
+
+    if args.command == "rollback":
+        print(f"{args.name} pinned to version {rollback_model(_url(args), args.name)}")
+    elif args.command == "unpin":
+        pin_model(_url(args), args.name, None)
+        print(f"{args.name} unpinned: the newest version serves")
+    else:
+        pin_model(_url(args), args.name, args.version)
+        print(f"{args.name} pinned to version {args.version}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pgml_ext.client import export_model
+
+    version = export_model(_url(args), args.name, args.dir, args.version)
+    print(f"wrote {args.name} v{version} to {args.dir}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from pgml_ext.client import score_table
+
+    n = score_table(
+        _url(args),
+        args.model,
+        args.table,
+        args.column,
+        args.into,
+        key=args.key,
+        chunk_size=args.chunk_size,
+        layout=args.layout,
+    )
+    print(f"scored {n:,} rows of {args.table} into {args.into}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pgml_ext import demo
 
@@ -182,6 +258,60 @@ def parser() -> argparse.ArgumentParser:
     mods.add_argument("--url", help=URL_HELP)
     mods.set_defaults(func=_models)
 
+    desc = sub.add_parser("describe", help="versions, signatures, runtimes and labels of a model")
+    desc.add_argument("name")
+    desc.add_argument("--url", help=URL_HELP)
+    desc.set_defaults(func=_describe)
+
+    delete = sub.add_parser("delete", help="delete a model version, or all its versions")
+    delete.add_argument("name")
+    delete.add_argument("--version", type=int, help="only this version (default: all)")
+    delete.add_argument("--url", help=URL_HELP)
+    delete.set_defaults(func=_delete)
+
+    pin = sub.add_parser("pin", help="serve VERSION of NAME instead of the newest")
+    pin.add_argument("name")
+    pin.add_argument("version", type=int)
+    pin.add_argument("--url", help=URL_HELP)
+    pin.set_defaults(func=_pin)
+    unpin = sub.add_parser("unpin", help="serve the newest version of NAME again")
+    unpin.add_argument("name")
+    unpin.add_argument("--url", help=URL_HELP)
+    unpin.set_defaults(func=_pin)
+    rollback = sub.add_parser("rollback", help="pin NAME to the version before the current one")
+    rollback.add_argument("name")
+    rollback.add_argument("--url", help=URL_HELP)
+    rollback.set_defaults(func=_pin)
+
+    export = sub.add_parser("export", help="write a stored SavedModel back to a directory")
+    export.add_argument("name")
+    export.add_argument("dir", help="new directory for the SavedModel")
+    export.add_argument("--version", type=int, help="default: the version serving now")
+    export.add_argument("--url", help=URL_HELP)
+    export.set_defaults(func=_export)
+
+    score = sub.add_parser(
+        "score",
+        help="score a table into a predictions table, with a progress bar",
+        description="Scores TABLE.COLUMN (tf.Example bytea or float4[]) with MODEL into "
+        "table INTO (created if missing: key, label, class_index, scores), in committed "
+        "chunks ordered by --key.",
+    )
+    score.add_argument("--model", required=True)
+    score.add_argument("--table", required=True)
+    score.add_argument("--column", required=True)
+    score.add_argument("--into", required=True)
+    score.add_argument("--key", default="id", help="unique, ordered key column (default id)")
+    score.add_argument("--chunk-size", type=int, default=5000)
+    score.add_argument(
+        "--layout",
+        choices=["json", "columns"],
+        default="json",
+        help="scores as jsonb {label: score}, or one column per class",
+    )
+    score.add_argument("--url", help=URL_HELP)
+    score.set_defaults(func=_score)
+
     demo = sub.add_parser(
         "demo",
         help="train, register and score the reference model on 20,000 rows in an embedded cluster",
@@ -244,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         from pgml_ext.cluster import ClusterError
         from pgml_ext.indb.errors import PgmlError
 
-        if isinstance(e, ClusterError | PgmlError | OSError):
+        if isinstance(e, ClusterError | PgmlError | OSError | ValueError):
             print(f"pgml-ext: {getattr(e, 'message', e)}", file=sys.stderr)
             return 1
         raise

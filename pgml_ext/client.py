@@ -132,3 +132,142 @@ def models(target: EngineOrUrl) -> list[dict]:
             )
         )
         return [dict(r._mapping) for r in rows]
+
+
+def describe(target: EngineOrUrl, name: str) -> list[dict]:
+    """Every version of NAME with its signatures, runtimes (and why) and labels."""
+    with _begin(target) as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT version, runtime, runtimes, signature, labels, size, checksum, created, "
+                "current, pinned FROM pgml.models WHERE name = :n ORDER BY version"
+            ),
+            {"n": name},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def delete_model(target: EngineOrUrl, name: str, version: int | None = None) -> int:
+    with _begin(target) as conn:
+        return conn.execute(
+            sa.text("SELECT pgml.delete_model(:n, :v)"), {"n": name, "v": version}
+        ).scalar_one()
+
+
+def pin_model(target: EngineOrUrl, name: str, version: int | None) -> None:
+    """Pin NAME to VERSION; None unpins (the newest version serves again)."""
+    with _begin(target) as conn:
+        if version is None:
+            conn.execute(sa.text("SELECT pgml.unpin_model(:n)"), {"n": name})
+        else:
+            conn.execute(sa.text("SELECT pgml.pin_model(:n, :v)"), {"n": name, "v": version})
+
+
+def rollback_model(target: EngineOrUrl, name: str) -> int:
+    """Pin NAME to the version before the one serving now; returns that version."""
+    with _begin(target) as conn:
+        previous = conn.execute(
+            sa.text(
+                "SELECT max(version) FROM pgml.models WHERE name = :n AND version < "
+                "(SELECT version FROM pgml.models WHERE name = :n AND current)"
+            ),
+            {"n": name},
+        ).scalar()
+        if previous is None:
+            raise ValueError(f"model '{name}' has no version before the current one")
+        conn.execute(sa.text("SELECT pgml.pin_model(:n, :v)"), {"n": name, "v": previous})
+        return previous
+
+
+def export_model(
+    target: EngineOrUrl, name: str, out_dir: str | os.PathLike, version: int | None = None
+) -> int:
+    """Write the stored SavedModel of NAME (current or VERSION) back to OUT_DIR; returns
+    the version. Needs pgml_admin: scorers cannot read model blobs."""
+    from pathlib import Path
+
+    with _begin(target) as conn:
+        row = conn.execute(
+            sa.text("SELECT id, version, checksum FROM pgml._resolve(:n, :v)"),
+            {"n": name, "v": version},
+        ).one_or_none()
+        if row is None:
+            raise ValueError(f"model '{name}' has no such version")
+        blob = b"".join(
+            conn.execute(
+                sa.text("SELECT data FROM pgml.model_chunks WHERE model_id = :i ORDER BY seq"),
+                {"i": row.id},
+            ).scalars()
+        )
+    archive.verify(blob, row.checksum, f"model '{name}' v{row.version}")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"'{out}' exists and is not empty")
+    extracted = archive.unpack(blob, out.parent, f".{out.name}.export")
+    extracted.rename(out)
+    return row.version
+
+
+def score_table(
+    target: EngineOrUrl,
+    model: str,
+    table: str,
+    column: str,
+    into: str,
+    key: str = "id",
+    chunk_size: int = 5000,
+    layout: str = "json",
+    progress: bool = True,
+) -> int:
+    """Score TABLE.COLUMN into table INTO with a progress bar: keyset chunks of
+    CHUNK_SIZE rows, each committed, so a long job shows progress and an interrupted
+    one keeps what is done (re-run with a fresh INTO, or delete the partial rows)."""
+    engine = engine_for(target)
+    with _begin(engine) as conn:
+        total = conn.execute(sa.text(f"SELECT count(*) FROM {_qualified(table)}")).scalar_one()
+    written, last = 0, None
+    k, col, tbl = _ident(key), _ident(column), _qualified(table)
+    with tqdm(total=total, unit="row", desc=f"scoring {table}", disable=not progress) as bar:
+        while True:
+            after = "" if last is None else f"WHERE {k} > {_literal(last)}"
+            with _begin(engine) as conn:
+                upper = conn.execute(
+                    sa.text(f"SELECT {k} FROM {tbl} {after} ORDER BY {k} OFFSET :n LIMIT 1"),
+                    {"n": chunk_size - 1},
+                ).scalar()
+                if upper is None:  # the last, partial chunk: up to the largest key
+                    upper = conn.execute(sa.text(f"SELECT max({k}) FROM {tbl} {after}")).scalar()
+                    if upper is None:
+                        break
+                bounds = f"{after} {'AND' if after else 'WHERE'} {k} <= {_literal(upper)}"
+                n = conn.execute(
+                    sa.text(
+                        "SELECT pgml.score_into(:m, :source, :into, key => :key, "
+                        "chunk_size => :chunk, layout => :layout)"
+                    ),
+                    {
+                        "m": model,
+                        "source": f"SELECT {k}, {col} FROM {tbl} {bounds}",
+                        "into": into,
+                        "key": key,
+                        "chunk": min(chunk_size, 1000),
+                        "layout": layout,
+                    },
+                ).scalar_one()
+            written += n
+            bar.update(n)
+            last = upper
+    return written
+
+
+def _literal(value) -> str:
+    """A key value as a SQL literal (PostgreSQL casts it to the key column's type)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(name: str) -> str:
+    return ".".join(_ident(p) for p in name.split("."))

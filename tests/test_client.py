@@ -171,3 +171,67 @@ def test_cli_db_url(cluster):
         .stdout.strip()
         .endswith(f"127.0.0.1:{cluster.port}/postgres")
     )
+
+
+@pytest.mark.usefixtures("models", "inputs")
+def test_cli_describe_pin_rollback_delete(db_url, mlp_dir, engine):
+    for _ in range(2):
+        _cli("register", "cli_life", str(mlp_dir), "--url", db_url)
+    out = _cli("describe", "cli_life", "--url", db_url).stdout
+    assert "cli_life v2" in out and "[current]" in out
+    assert "serving_default(pixels float32[None, 784])" in out
+    assert "runtime litert: matches TensorFlow" in out
+    assert "pinned to version 1" in _cli("rollback", "cli_life", "--url", db_url).stdout
+    assert (
+        scalar(engine, "SELECT version FROM pgml.models WHERE name = 'cli_life' AND current") == 1
+    )
+    _cli("unpin", "cli_life", "--url", db_url)
+    _cli("pin", "cli_life", "2", "--url", db_url)
+    assert (
+        scalar(engine, "SELECT version FROM pgml.models WHERE name = 'cli_life' AND current") == 2
+    )
+    assert "deleted 2 version(s)" in _cli("delete", "cli_life", "--url", db_url).stdout
+    proc = _cli("describe", "cli_life", "--url", db_url, check=False)
+    assert proc.returncode == 1 and "not registered" in proc.stderr
+
+
+@pytest.mark.usefixtures("models")
+def test_cli_export_gives_the_same_savedmodel_back(db_url, tmp_path, mlp_dir):
+    out = tmp_path / "exported"
+    assert "wrote mlp v1" in _cli("export", "mlp", str(out), "--url", db_url).stdout
+
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    assert files(out) == files(mlp_dir)
+
+
+@pytest.mark.usefixtures("models", "inputs")
+def test_cli_score_with_progress(db_url, engine):
+    proc = _cli(
+        "score",
+        "--model",
+        "mlp_labels",
+        "--table",
+        "inputs",
+        "--column",
+        "pixels",
+        "--into",
+        "cli_scores",
+        "--chunk-size",
+        "500",
+        "--url",
+        db_url,
+    )
+    assert "scored 1,797 rows of inputs into cli_scores" in proc.stdout
+    assert "scoring inputs" in proc.stderr  # the progress bar
+    assert scalar(engine, "SELECT count(*) FROM cli_scores") == 1797
+    assert scalar(engine, "SELECT count(DISTINCT key) FROM cli_scores") == 1797
+    assert (
+        scalar(
+            engine,
+            "SELECT avg((c.class_index = i.label)::int) FROM cli_scores c "
+            "JOIN inputs i ON i.id = c.key",
+        )
+        > 0.95
+    )
