@@ -149,3 +149,17 @@ def test_forced_parallel_plans_still_score(engine):
             sa.text("SELECT avg((pgml.predict_class('mlp', pixels) = label)::int) FROM inputs")
         ).scalar()
     assert agree > 0.95
+
+
+def test_score_into_orders_classify_signature_scores_by_class(engine):
+    """TF Serving's classify signature returns sorted top-k scores with their classes;
+    the predictions table keeps one entry per class, whatever the order."""
+    committed(
+        engine,
+        "SELECT pgml.score_into('mnist', 'SELECT id, example FROM inputs "
+        "WHERE id < 20', 'mnist_preds', input => 'example')",
+    )
+    for key in (3, 7):
+        doc = scalar(engine, "SELECT scores FROM mnist_preds WHERE key = :k", k=key)
+        assert set(doc) == {str(i) for i in range(10)}
+        assert max(doc, key=doc.get) == str(key)

@@ -162,9 +162,9 @@ def score_into(
             present = np.stack([signatures.tensor_from_array(p, model) for p in present])
         if idx:
             sig, out = loaded.score(present, None, batch=True)
-            scores = loaded.scores(sig, out, None)
+            names, scores = loaded.scores_by_class(sig, out)
             classes = loaded.top_classes(sig, out)
-            written += writer.write([keys[i] for i in idx], classes, scores)
+            written += writer.write([keys[i] for i in idx], classes, scores, names)
     return written
 
 
@@ -179,14 +179,12 @@ class _Writer:
         self.columns: list[str] | None = None
         self.key_type = key_type
 
-    def _create(self, width: int) -> None:
+    def _create(self, width: int, names: list[str] | None) -> None:
         q = self.plpy.quote_ident
         if self.layout == "json":
             score_cols = "scores jsonb"
         else:
-            names = [str(x) for x in (self.labels or range(width))][:width]
-            names += [str(i) for i in range(len(names), width)]
-            self.columns = [f"p_{n}" for n in names]
+            self.columns = [f"p_{n}" for n in self._names(width, names)]
             score_cols = ", ".join(f"{q(c)} float4" for c in self.columns)
         self.plpy.execute(
             f"CREATE TABLE IF NOT EXISTS {self.name} "
@@ -207,14 +205,24 @@ class _Writer:
                 [f"{self.key_type}[]", "text[]", "int[]"] + ["float4[]"] * width,
             )
 
-    def write(self, keys: list, classes: list[tuple[int, str]], scores: np.ndarray) -> int:
+    def _names(self, width: int, names: list[str] | None) -> list[str]:
+        if names is None:
+            names = [str(x) for x in (self.labels or range(width))][:width]
+        return names + [str(i) for i in range(len(names), width)]
+
+    def write(
+        self,
+        keys: list,
+        classes: list[tuple[int, str]],
+        scores: np.ndarray,
+        names: list[str] | None = None,
+    ) -> int:
         if not hasattr(self, "insert"):
-            self._create(scores.shape[1])
+            self._create(scores.shape[1], names)
         labels = [label for _, label in classes]
         indices = [i for i, _ in classes]
         if self.layout == "json":
-            names = [str(x) for x in (self.labels or range(scores.shape[1]))]
-            names += [str(i) for i in range(len(names), scores.shape[1])]
+            names = self._names(scores.shape[1], names)
             docs = [json.dumps(dict(zip(names, map(float, row), strict=True))) for row in scores]
             self.plpy.execute(self.insert, [keys, labels, indices, docs])
         else:

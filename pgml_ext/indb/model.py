@@ -157,6 +157,38 @@ class LoadedModel:
                 result.append((int(i), label))
         return result
 
+    def scores_by_class(
+        self, sig: Signature, out: dict[str, np.ndarray]
+    ) -> tuple[list[str] | None, np.ndarray]:
+        """Scores with one column per class, in class order.
+
+        A TF Serving classify signature returns its scores sorted, each row with its own
+        ``classes``; tables of predictions want a fixed column per class, so rows are
+        re-ordered by class (registered label order, else numeric, else text). Returns
+        (class names, or None when columns are already by index; scores).
+        """
+        scores = self.scores(sig, out, None)
+        classes = signatures.class_output(sig)
+        if classes is None:
+            return None, scores
+        labels = self.row.labels or []
+
+        def order(name: str) -> tuple:
+            if name in labels:
+                return (0, labels.index(name), "")
+            return (1, int(name), "") if name.lstrip("-").isdigit() else (2, 0, name)
+
+        rows = [
+            [c.decode() if isinstance(c, bytes) else str(c) for c in row]
+            for row in out[classes].reshape(len(scores), -1)
+        ]
+        names = sorted(rows[0], key=order)
+        by_class = np.empty_like(scores)
+        for r, row_names in enumerate(rows):
+            lookup = dict(zip(row_names, scores[r], strict=True))
+            by_class[r] = [lookup.get(n, np.nan) for n in names]
+        return names, by_class
+
     def predict(self, data: bytes | list, output: str | None, signature: str | None) -> list[float]:
         sig, out = self.score(data, signature)
         return self.scores(sig, out, output)[0].tolist()

@@ -1,0 +1,79 @@
+"""Prepare the examples' database: `python examples/setup.py [--url URL]`.
+
+Creates database pgml_examples (on the embedded cluster unless --url names a server),
+installs pgml_ext, registers two models and loads the tables the examples use:
+- model 'mnist': TF Serving's MNIST export (classify signature on tf.Examples);
+- model 'digits': the reference Keras MLP, labels '0'..'9';
+- mnist_images(id, image bytea, label): tf.Example BLOBs, as the SAP HANA seed stores them;
+- digits(id, pixels float4[], label), categories(id, name).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import sqlalchemy as sa
+
+from pgml_ext import client, demo, reference
+from pgml_ext.cluster import HOME, Cluster
+
+DATABASE = "pgml_examples"
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def serving_model():
+    out = HOME / "models" / "serving_mnist"
+    if not (out / "saved_model.pb").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        reference.export_serving_mnist(out)
+    return out
+
+
+def prepare(server_url: str | None = None) -> str:
+    """Create the database and everything in it; return its SQLAlchemy URL."""
+    if server_url is None:
+        cluster = Cluster.default()
+        cluster.start()
+        server_url = cluster.url()
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {DATABASE}"))
+    admin.dispose()
+    url = server_url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    engine = sa.create_engine(url)
+    client.install(engine)
+    client.register_model(engine, "mnist", serving_model())
+    client.register_model(engine, "digits", demo.trained_mlp(), labels=[str(i) for i in range(10)])
+    x, y = reference.digits()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE mnist_images (id int PRIMARY KEY, image bytea, label int)")
+        )
+        conn.execute(
+            sa.text("CREATE TABLE digits (id int PRIMARY KEY, pixels float4[], label int)")
+        )
+        conn.execute(sa.text("CREATE TABLE categories (id int PRIMARY KEY, name text)"))
+        conn.execute(
+            sa.text("INSERT INTO categories VALUES (:i, :n)"),
+            [{"i": i, "n": n} for i, n in enumerate(NAMES)],
+        )
+        conn.execute(
+            sa.text("CREATE TEMP TABLE staging (id int, pixels float4[], example bytea, label int)")
+        )
+        reference.copy_rows(conn.connection.driver_connection, "staging", x, y)
+        conn.execute(sa.text("INSERT INTO mnist_images SELECT id, example, label FROM staging"))
+        conn.execute(sa.text("INSERT INTO digits SELECT id, pixels, label FROM staging"))
+    engine.dispose()
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a server's SQLAlchemy URL (default: the embedded cluster)")
+    url = prepare(parser.parse_args().url)
+    print(url)
+
+
+if __name__ == "__main__":
+    main()
