@@ -235,3 +235,25 @@ def test_cli_score_with_progress(db_url, engine):
         )
         > 0.95
     )
+
+
+@pytest.mark.usefixtures("models", "inputs")
+def test_sqlalchemy_where_and_order_by(driver_engine):
+    with Session(driver_engine) as session:
+        ids = session.scalars(
+            select(Inputs.id)
+            .where(Inputs.id < 40, predict_class("mlp", Inputs.pixels) == 7)
+            .order_by(predict("mlp", Inputs.pixels)[8].desc(), Inputs.id)
+        ).all()
+    with driver_engine.connect() as conn:
+        expected = (
+            conn.execute(
+                sa.text(
+                    "SELECT id FROM inputs WHERE id < 40 AND pgml.predict_class('mlp', pixels) = 7 "
+                    "ORDER BY (pgml.predict('mlp', pixels))[8] DESC, id"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert ids == expected and {7, 17} <= set(ids)
