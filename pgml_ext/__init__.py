@@ -5,18 +5,19 @@ functions in :mod:`pgml_ext.sqlalchemy`, the ``pgml-ext`` CLI and the embedded c
 Server side: :mod:`pgml_ext.indb`, imported by the extension's PL/Python functions.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("pgml_ext")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0+unknown"
-
 __all__ = ["__version__", "install", "register_model"]
 
 
 def __getattr__(name: str):
-    # Lazy so that `import pgml_ext.indb` inside the server never pulls in SQLAlchemy.
+    # Lazy: `import pgml_ext.indb` runs in every new backend's first scoring call, and
+    # must not pay for importlib.metadata (~45 ms) or pull in SQLAlchemy.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("pgml_ext")
+        except PackageNotFoundError:  # a checkout that was never installed
+            return "0+unknown"
     if name == "install":
         from pgml_ext.client import install
 
