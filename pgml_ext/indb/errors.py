@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 # SQLSTATEs we raise (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 UNDEFINED_OBJECT = "42704"  # unknown model / signature / output
 INVALID_PARAMETER = "22023"  # input of the wrong shape, missing feature, bad argument
@@ -52,24 +49,33 @@ def sql_error(message: str, sqlstate: str, detail: str | None = None, hint: str 
     return err
 
 
-@contextlib.contextmanager
-def reported(model: str | None = None) -> Iterator[None]:
+class reported:
     """Turn our exceptions into a clean ERROR (no traceback dump) for the SQL caller.
 
     Errors raised by PostgreSQL itself (plpy.SPIError, including query cancel) pass
-    through untouched so that PostgreSQL reports them with their own SQLSTATE.
+    through untouched so that PostgreSQL reports them with their own SQLSTATE. A class,
+    not a generator-based context manager: it wraps every scored row.
     """
-    plpy = _plpy()
-    try:
-        yield
-    except PgmlError as e:
-        raise sql_error(e.message, e.sqlstate, e.detail, e.hint) from None
-    except (plpy.SPIError, plpy.Error):
-        raise
-    except Exception as e:  # a bug or a runtime failure: still an ERROR, never a crash
-        where = f" with model '{model}'" if model else ""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: str | None = None) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, PgmlError):
+            raise sql_error(exc.message, exc.sqlstate, exc.detail, exc.hint) from None
+        plpy = _plpy()
+        if isinstance(exc, plpy.SPIError | plpy.Error) or not isinstance(exc, Exception):
+            return False  # PostgreSQL's own errors, and KeyboardInterrupt & co, as they are
+        where = f" with model '{self.model}'" if self.model else ""
         raise sql_error(
-            f"internal error{where}: {type(e).__name__}: {e}",
+            f"internal error{where}: {type(exc).__name__}: {exc}",
             INTERNAL,
             hint="This is a bug in pgml_ext or in the model; please report it.",
         ) from None

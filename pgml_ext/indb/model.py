@@ -38,6 +38,8 @@ class LoadedModel:
         self.row = row
         self.signatures = {k: Signature.from_json(k, v) for k, v in row.signatures.items()}
         self._choices: dict[tuple[str, str | None], Signature] = {}
+        self._default_signature = row.options.get("signature")
+        self._feature_map = row.options.get("feature_map")
         self._litert: Runtime | None = None
         self._tensorflow: Runtime | None = None
         if any(row.runtime_of(s) == "litert" for s in self.signatures):
@@ -96,14 +98,15 @@ class LoadedModel:
         """Run one input (or, with ``batch``, a list of Examples / an array of rows)
         through the signature the input form calls for."""
         model = self.row.name
-        requested = signature or self.row.options.get("signature")
-        feature_map = self.row.options.get("feature_map")
+        requested = signature or self._default_signature
+        feature_map = self._feature_map
         if isinstance(data, bytes | bytearray | memoryview) or (batch and isinstance(data, list)):
             sig = self.choose("example", requested)
             if batch:
                 feeds = signatures.feeds_for_examples(sig, data, model, feature_map)
             else:
-                feeds = signatures.feeds_for_example(sig, bytes(data), model, feature_map)
+                data = data if type(data) is bytes else bytes(data)
+                feeds = signatures.feeds_for_example(sig, data, model, feature_map)
         else:
             sig = self.choose("tensor", requested)
             arr = (
