@@ -12,19 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import cache, registry, signatures
+from pgml_ext.indb import cache, registry, server, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
 from pgml_ext.indb.model import LoadedModel
 
 BYTEA_OID, FLOAT4_ARRAY_OID = 17, 1021
 LAYOUTS = ("json", "columns")
 CHUNK_ROWS = 1024
-
-
-def _plpy():
-    import plpy
-
-    return plpy
 
 
 def _present(items: list) -> tuple[list[int], list]:
@@ -47,43 +41,33 @@ def _inputs(data: list | np.ndarray) -> tuple[int, list[int], list | np.ndarray]
     return len(data), idx, present
 
 
-def _chunked(loaded: LoadedModel, present: list | np.ndarray, signature: str | None, fn) -> list:
-    """Score in chunks (pgml.batch_chunk_rows, default 1024), letting PostgreSQL act on
-    a cancel in between.
-
-    Python code (decoding, the runtime call) never looks at PostgreSQL's interrupt
-    flags; a tiny SPI query between chunks does, so a cancel or statement_timeout stops
-    a large batch after at most one chunk.
+def _batch(model: str, data: list | np.ndarray, signature: str | None, results) -> list:
+    """One result per input, ``results(loaded, sig, out)`` per chunk; NULL inputs give
+    NULL. Chunks of pgml.batch_chunk_rows (default 1024) let PostgreSQL act on a cancel
+    in between: Python code (decoding, the runtime call) never looks at PostgreSQL's
+    interrupt flags, a tiny SPI query between chunks does, so a cancel or
+    statement_timeout stops a large batch after at most one chunk.
     """
-    results: list = []
+    loaded = cache.get(model)
+    n, idx, present = _inputs(data)
     rows = max(1, int(registry.setting("pgml.batch_chunk_rows", str(CHUNK_ROWS))))
+    values: list = []
     for start in range(0, len(present), rows):
         if start:
             registry.check_for_interrupts()
         sig, out = loaded.score(present[start : start + rows], signature, batch=True)
-        results.extend(fn(sig, out))
-    return results
+        values.extend(results(loaded, sig, out))
+    return _spread(n, idx, values)
 
 
 def predict_batch(
     model: str, data: list | np.ndarray, output: str | None, signature: str | None
 ) -> list:
-    loaded = cache.get(model)
-    n, idx, present = _inputs(data)
-    if not idx:
-        return [None] * n
-    scores = _chunked(
-        loaded, present, signature, lambda sig, out: loaded.scores(sig, out, output).tolist()
-    )
-    return _spread(n, idx, scores)
+    return _batch(model, data, signature, lambda m, sig, out: m.scores(sig, out, output).tolist())
 
 
 def top_classes_batch(model: str, data: list | np.ndarray, signature: str | None) -> list:
-    loaded = cache.get(model)
-    n, idx, present = _inputs(data)
-    if not idx:
-        return [None] * n
-    return _spread(n, idx, _chunked(loaded, present, signature, loaded.top_classes))
+    return _batch(model, data, signature, lambda m, sig, out: m.top_classes(sig, out))
 
 
 def _input_column(cursor_types: dict[str, int], key: str, requested: str | None) -> str:
@@ -116,7 +100,7 @@ def score_into(
     layout: str,
 ) -> int:
     """Score every row of SOURCE (a table name or a query) into table TARGET."""
-    plpy = _plpy()
+    plpy = server.plpy()
     if layout not in LAYOUTS:
         raise PgmlError(
             f"unknown layout '{layout}'",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pgml_ext.indb import server
+
 # SQLSTATEs we raise (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 UNDEFINED_OBJECT = "42704"  # unknown model / signature / output
 INVALID_PARAMETER = "22023"  # input of the wrong shape, missing feature, bad argument
@@ -26,12 +28,6 @@ class PgmlError(Exception):
         self.hint = hint
 
 
-def _plpy():
-    import plpy  # builtin module inside PL/Python; tests put a fake in sys.modules
-
-    return plpy
-
-
 _sql_error: type | None = None
 
 
@@ -43,7 +39,7 @@ def sql_error(message: str, sqlstate: str, detail: str | None = None, hint: str 
     """
     global _sql_error
     if _sql_error is None:
-        _sql_error = type("pgml", (_plpy().Error,), {"__module__": "builtins"})
+        _sql_error = type("pgml", (server.plpy().Error,), {"__module__": "builtins"})
     err = _sql_error(message)
     err.sqlstate, err.detail, err.hint = sqlstate, detail, hint
     return err
@@ -70,7 +66,7 @@ class reported:
             return False
         if isinstance(exc, PgmlError):
             raise sql_error(exc.message, exc.sqlstate, exc.detail, exc.hint) from None
-        plpy = _plpy()
+        plpy = server.plpy()
         if isinstance(exc, plpy.SPIError | plpy.Error) or not isinstance(exc, Exception):
             return False  # PostgreSQL's own errors, and KeyboardInterrupt & co, as they are
         where = f" with model '{self.model}'" if self.model else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,18 @@ def model_dir() -> str:
     return registry.setting("pgml.model_dir", default)
 
 
-def _threads() -> int:
+def threads() -> int:
+    """Runtime threads per backend (pgml.threads): 1 by default, so that many backends
+    do not oversubscribe the cores."""
     return max(1, int(registry.setting("pgml.threads", "1")))
+
+
+def unpacked_savedmodel(model_id: int, checksum: str, what: str) -> Path:
+    """The stored SavedModel of a model row, checked against its checksum and unpacked
+    (once per server, shared by its backends) for TensorFlow to load."""
+    data = registry.blob(model_id)
+    archive.verify(data, checksum, what)
+    return archive.unpack(data, model_dir(), checksum)
 
 
 class LoadedModel:
@@ -59,16 +70,16 @@ class LoadedModel:
                 f"model '{self.row.name}' v{self.row.version} (LiteRT signature {signature})",
             )
             flatbuffers[signature] = data
-        return LiteRTRuntime(flatbuffers, _threads())
+        return LiteRTRuntime(flatbuffers, threads())
 
     def _load_tensorflow(self) -> Runtime:
         started = time.perf_counter()
-        data = registry.blob(self.row.id)
-        archive.verify(data, self.row.checksum, f"model '{self.row.name}' v{self.row.version}")
-        path = archive.unpack(data, model_dir(), self.row.checksum)
+        path = unpacked_savedmodel(
+            self.row.id, self.row.checksum, f"model '{self.row.name}' v{self.row.version}"
+        )
         from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
 
-        runtime = TensorFlowRuntime(str(path), _threads())
+        runtime = TensorFlowRuntime(str(path), threads())
         self.load_ms += (time.perf_counter() - started) * 1000
         return runtime
 

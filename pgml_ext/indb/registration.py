@@ -12,9 +12,9 @@ import os
 
 import numpy as np
 
-from pgml_ext.indb import archive, registry, runtimes
+from pgml_ext.indb import archive, registry, runtimes, server
 from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, PgmlError
-from pgml_ext.indb.model import model_dir
+from pgml_ext.indb.model import threads, unpacked_savedmodel
 from pgml_ext.indb.signatures import Signature
 
 _ROW = (
@@ -32,12 +32,6 @@ _BEGIN = "SELECT pgml._begin_registration($1, $2, $3, $4, $5, $6::jsonb) AS id"
 _CHUNK = "INSERT INTO pgml.model_chunks (model_id, seq, data) VALUES ($1, $2, $3)"
 
 
-def _plpy():
-    import plpy
-
-    return plpy
-
-
 def check_runtime(requested: str) -> str:
     if requested in ("auto", *runtimes.RUNTIMES):
         return requested
@@ -51,19 +45,17 @@ def check_runtime(requested: str) -> str:
 def finish(model_id: int, samples: bytes | None = None) -> int:
     """Describe the uploaded blob, convert what converts to LiteRT, store it all;
     return the version."""
-    plpy = _plpy()
+    plpy = server.plpy()
     rows = plpy.execute(registry.plan(_ROW, ["int8"]), [model_id])
     if not rows:
         raise PgmlError(f"no model upload with id {model_id}", UNDEFINED_OBJECT)
     row = rows[0]
     what = f"model '{row['name']}' v{row['version']}"
-    data = registry.blob(model_id)
-    archive.verify(data, row["checksum"], what)
-    path = str(archive.unpack(data, model_dir(), row["checksum"]))
+    path = str(unpacked_savedmodel(model_id, row["checksum"], what))
     requested = check_runtime(row["runtime"])
     from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
 
-    tf_runtime = TensorFlowRuntime(path, int(registry.setting("pgml.threads", "1")))
+    tf_runtime = TensorFlowRuntime(path, threads())
     described = tf_runtime.describe(path)
     _check_usable(what, described, json.loads(row["options"] or "{}"))
     outcomes = _choose_runtimes(what, path, described, requested, tf_runtime, samples)
@@ -125,7 +117,7 @@ def load_from_path(
     name: str, path: str, runtime: str, labels: list[str] | None, options: dict | None
 ) -> int:
     """pgml.load_model: read a SavedModel directory on the server and register it."""
-    plpy = _plpy()
+    plpy = server.plpy()
     if not os.path.isdir(path):
         raise PgmlError(
             f"'{path}' is not a directory on the database server",

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pgml_ext.indb import server
 from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
 
 _plans: dict[str, Any] = {}
@@ -47,16 +48,10 @@ class ModelRow:
         return f"{self.name} v{self.version}"
 
 
-def _plpy():
-    import plpy
-
-    return plpy
-
-
 def plan(query: str, types: list[str]):
     plan = _plans.get(query)
     if plan is None:
-        plan = _plans[query] = _plpy().prepare(query, types)
+        plan = _plans[query] = server.plpy().prepare(query, types)
     return plan
 
 
@@ -76,9 +71,9 @@ def parse_ref(model: str) -> tuple[str, int | None]:
 
 def resolve(model: str) -> ModelRow:
     name, version = parse_ref(model)
-    rows = _plpy().execute(plan(_RESOLVE, ["text", "int4"]), [name, version])
+    rows = server.plpy().execute(plan(_RESOLVE, ["text", "int4"]), [name, version])
     if not rows:
-        known = _plpy().execute(plan(_VERSIONS, ["text"]), [name])[0]["v"]
+        known = server.plpy().execute(plan(_VERSIONS, ["text"]), [name])[0]["v"]
         if known:
             raise PgmlError(
                 f"model '{name}' has no version {version}",
@@ -109,22 +104,22 @@ def resolve(model: str) -> ModelRow:
 
 
 def blob(model_id: int) -> bytes:
-    rows = _plpy().execute(plan(_CHUNKS, ["int8"]), [model_id])
+    rows = server.plpy().execute(plan(_CHUNKS, ["int8"]), [model_id])
     return b"".join(r["data"] for r in rows)
 
 
 def litert_flatbuffers(model_id: int) -> list[tuple[str, bytes, str]]:
     """(signature, flatbuffer, sha256) for the signatures converted at registration."""
-    rows = _plpy().execute(plan(_LITERT, ["int8"]), [model_id])
+    rows = server.plpy().execute(plan(_LITERT, ["int8"]), [model_id])
     return [(r["signature"], r["data"], r["checksum"]) for r in rows]
 
 
 def setting(name: str, default: str) -> str:
-    value = _plpy().execute(plan(_SETTING, ["text"]), [name])[0]["value"]
+    value = server.plpy().execute(plan(_SETTING, ["text"]), [name])[0]["value"]
     return value if value not in (None, "") else default
 
 
 def check_for_interrupts() -> None:
     """Run a trivial query: PostgreSQL checks for cancel/timeout while executing it and
     raises QueryCanceled (a plpy.SPIError) here if one is pending."""
-    _plpy().execute(plan(_NOTHING, []))
+    server.plpy().execute(plan(_NOTHING, []))

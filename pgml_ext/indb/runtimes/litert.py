@@ -55,8 +55,5 @@ class LiteRTRuntime:
             self._interpreters.append(interpreter)
             self._signatures[signature] = _Signature(interpreter.get_signature_runner(signature))
 
-    def signatures(self) -> set[str]:
-        return set(self._signatures)
-
     def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._signatures[signature](feeds)
