@@ -15,18 +15,10 @@ import argparse
 import sqlalchemy as sa
 
 from pgml_ext import client, demo, reference
-from pgml_ext.cluster import HOME, Cluster
+from pgml_ext.cluster import Cluster
 
 DATABASE = "pgml_examples"
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-def serving_model():
-    out = HOME / "models" / "serving_mnist"
-    if not (out / "saved_model.pb").exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        reference.export_serving_mnist(out)
-    return out
 
 
 def prepare(server_url: str | None = None) -> str:
@@ -35,15 +27,12 @@ def prepare(server_url: str | None = None) -> str:
         cluster = Cluster.default()
         cluster.start()
         server_url = cluster.url()
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        conn.execute(sa.text(f"CREATE DATABASE {DATABASE}"))
-    admin.dispose()
-    url = server_url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    url = client.create_database(server_url, DATABASE)
     engine = sa.create_engine(url)
     client.install(engine)
-    client.register_model(engine, "mnist", serving_model())
+    client.register_model(
+        engine, "mnist", demo.trained("serving_mnist", reference.export_serving_mnist)
+    )
     client.register_model(engine, "digits", demo.trained_mlp(), labels=[str(i) for i in range(10)])
     x, y = reference.digits()
     with engine.begin() as conn:

@@ -28,13 +28,10 @@ import numpy as np
 import sqlalchemy as sa
 
 from pgml_ext import client, reference
-from pgml_ext.cluster import HOME, Cluster
+from pgml_ext.cluster import Cluster
+from pgml_ext.demo import say, trained, trained_mlp
 
 BENCH_DB = "pgml_bench"
-
-
-def _say(text: str) -> None:
-    print(f"\033[1m==>\033[0m {text}", flush=True)
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -44,26 +41,6 @@ def _median_seconds(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def _trained(name: str, build) -> Path:
-    out = HOME / "models" / name
-    if not (out / "saved_model.pb").exists():
-        _say(f"training the reference {name}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f"{name}.tmp{os.getpid()}")
-        build(tmp)
-        tmp.rename(out)
-    return out
-
-
-def _fresh_database(cluster: Cluster) -> sa.Engine:
-    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
-        conn.execute(sa.text(f"CREATE DATABASE {BENCH_DB}"))
-    admin.dispose()
-    return sa.create_engine(cluster.url(BENCH_DB), poolclass=sa.pool.NullPool)
 
 
 class Workload:
@@ -197,14 +174,14 @@ def run(
     port: int | None = None,
 ) -> dict:
     cluster = Cluster.default(port)
-    _say(f"starting the embedded cluster (port {cluster.port})")
+    say(f"starting the embedded cluster (port {cluster.port})")
     cluster.start()
-    engine = _fresh_database(cluster)
-    url = cluster.url(BENCH_DB)
+    url = client.create_database(cluster.url(), BENCH_DB)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     client.install(engine)
-    mlp_dir = _trained("digits_mlp", reference.train_mlp)
-    cnn_dir = _trained("digits_cnn", reference.train_cnn)
-    _say("registering the MLP and the CNN (LiteRT after the parity check, and TensorFlow)")
+    mlp_dir = trained_mlp()
+    cnn_dir = trained("digits_cnn", reference.train_cnn)
+    say("registering the MLP and the CNN (LiteRT after the parity check, and TensorFlow)")
     for name, path in (("mlp", mlp_dir), ("cnn", cnn_dir)):
         client.register_model(engine, name, path)
         client.register_model(engine, f"{name}_tf", path, runtime="tensorflow")
@@ -220,14 +197,14 @@ def run(
         "models": {},
     }
     for model, path, n in (("mlp", mlp_dir, rows), ("cnn", cnn_dir, cnn_rows)):
-        _say(f"loading {n:,} rows for the {model}")
+        say(f"loading {n:,} rows for the {model}")
         reference.load_table(engine, "inputs", n)
         work = Workload(engine, "inputs", n)
         signature = _client_signature(path)
         floor_s = _floor(engine, model, work.x, repeats)
         model_results: dict[str, Any] = {"rows": n, "inputs": {}}
         for col, form in (("example", "tf.Example"), ("pixels", "float4[]")):
-            _say(f"{model} / {form}: inline, batch, client, naive ({repeats} runs each)")
+            say(f"{model} / {form}: inline, batch, client, naive ({repeats} runs each)")
             timings = _measure(work, model, col, signature, naive_rows, repeats)
             timings["floor"] = {"seconds": floor_s, "rows_per_s": n / floor_s}
             model_results["inputs"][form] = {

@@ -190,23 +190,22 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from pgml_ext import demo, reference, soak
+    import sqlalchemy as sa
+
+    from pgml_ext import client, demo, reference, soak
     from pgml_ext.cluster import Cluster
 
     url = args.url
     if not url:
         cluster = Cluster.default(args.port)
         cluster.start()
-        engine = demo._fresh_database(cluster, "pgml_soak")
-        from pgml_ext import client
-
+        url = client.create_database(cluster.url(), "pgml_soak")
+        engine = sa.create_engine(url)
         client.install(engine)
         reference.load_table(engine, "inputs", 2_000)
-        url = cluster.url("pgml_soak")
     report = soak.run(url, demo.trained_mlp(), sessions=args.sessions, seconds=args.seconds)
     print(report.text())
-    unexpected = {k: v for k, v in report.errors.items()}
-    return 1 if report.server_restarted or report.mixed_statements or unexpected else 0
+    return 1 if report.server_restarted or report.mixed_statements or report.errors else 0
 
 
 def parser() -> argparse.ArgumentParser:

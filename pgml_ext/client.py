@@ -33,6 +33,19 @@ def _begin(target: EngineOrUrl) -> Iterator[Connection]:
             yield bind
 
 
+def create_database(server_url: str, name: str) -> str:
+    """(Re)create database NAME on the server of SERVER_URL, dropping any old one with its
+    connections; return the new database's URL. For throwaway demo/bench/example data."""
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)"))
+            conn.execute(sa.text(f"CREATE DATABASE {_ident(name)}"))
+    finally:
+        admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 def install(target: EngineOrUrl) -> str:
     """Create or update the extension in that database; returns the installed version.
 

@@ -74,11 +74,15 @@ class Cluster:
             self._run(PG_BIN / "pg_ctl", "status", "-D", self.datadir, check=False).returncode == 0
         )
 
-    def init(self) -> None:
+    def _make_datadir(self) -> None:
+        """An empty data directory the server's OS user owns (and can reach)."""
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.datadir.parent, 0o755)
         self.datadir.mkdir(mode=0o700, exist_ok=True)
         self._chown(self.datadir)
+
+    def init(self) -> None:
+        self._make_datadir()
         self._run(
             PG_BIN / "initdb",
             "-D",
@@ -133,8 +137,7 @@ class Cluster:
         """
         replica = Cluster(datadir or self.datadir.with_name(f"{self.datadir.name}-standby"), port)
         replica.destroy()
-        replica.datadir.mkdir(mode=0o700, parents=True)
-        replica._chown(replica.datadir)
+        replica._make_datadir()
         self._run(
             PG_BIN / "pg_basebackup",
             "-h",

@@ -15,7 +15,7 @@ DEMO_DB = "pgml_demo"
 MODEL = "digits_mlp"
 
 
-def _say(text: str) -> None:
+def say(text: str) -> None:
     print(f"\033[1m==>\033[0m {text}", flush=True)
 
 
@@ -23,44 +23,40 @@ def _show_sql(sql: str) -> None:
     print("    " + "\n    ".join(sql.strip().splitlines()), flush=True)
 
 
-def _fresh_database(cluster: Cluster, name: str = DEMO_DB) -> sa.Engine:
-    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return sa.create_engine(cluster.url(name))
-
-
-def trained_mlp() -> Path:
-    """The reference MLP, trained once and kept under $PGML_EXT_HOME."""
-    out = HOME / "models" / "digits_mlp"
+def trained(name: str, build) -> Path:
+    """A reference model, built once by ``build(dir)`` and kept under $PGML_EXT_HOME."""
+    out = HOME / "models" / name
     if not (out / "saved_model.pb").exists():
-        _say("training the reference MLP (784-128-10) on scikit-learn's digits")
+        say(f"building the reference model {name} (once; kept in {out.parent})")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        reference.train_mlp(tmp)
+        tmp = out.with_name(f"{name}.tmp{os.getpid()}")
+        build(tmp)
         tmp.rename(out)
     return out
 
 
+def trained_mlp() -> Path:
+    """The reference MLP (784-128-10) trained on scikit-learn's digits."""
+    return trained("digits_mlp", reference.train_mlp)
+
+
 def run(rows: int = 20_000, port: int | None = None) -> dict:
     cluster = Cluster.default(port)
-    _say(f"starting the embedded PostgreSQL cluster ({cluster.datadir}, port {cluster.port})")
+    say(f"starting the embedded PostgreSQL cluster ({cluster.datadir}, port {cluster.port})")
     cluster.start()
-    engine = _fresh_database(cluster)
-    _say(f"installing pgml_ext {client.install(engine)} into database {DEMO_DB}")
+    engine = sa.create_engine(client.create_database(cluster.url(), DEMO_DB))
+    say(f"installing pgml_ext {client.install(engine)} into database {DEMO_DB}")
     model_dir = trained_mlp()
-    _say(f"registering {model_dir} as '{MODEL}'")
+    say(f"registering {model_dir} as '{MODEL}'")
     version = client.register_model(engine, MODEL, model_dir)
-    _say(f"loading {rows:,} rows of the reference data (digits cycled, three columns)")
+    say(f"loading {rows:,} rows of the reference data (digits cycled, three columns)")
     _show_sql(reference.load_table(engine, "inputs", rows))
     setup_sql = f"SELECT pgml.create_function('classify', '{MODEL}');"
     _show_sql(setup_sql)
     with engine.begin() as conn:
         conn.execute(sa.text(setup_sql))
 
-    _say("scoring in a new connection: first call (loads the model into the backend)")
+    say("scoring in a new connection: first call (loads the model into the backend)")
     first_sql = "SELECT classify(example) FROM inputs WHERE id = 0;"
     _show_sql(first_sql)
     engine.dispose()  # a new backend, so the first call really is the first
@@ -69,7 +65,7 @@ def run(rows: int = 20_000, port: int | None = None) -> dict:
         conn.execute(sa.text(first_sql)).scalar_one()
         first_ms = (time.perf_counter() - started) * 1000
         score_sql = "SELECT id, classify(example) AS predicted, label FROM inputs;"
-        _say(f"scoring all {rows:,} rows inside the database")
+        say(f"scoring all {rows:,} rows inside the database")
         _show_sql(score_sql)
         started = time.perf_counter()
         result = conn.execute(sa.text(score_sql)).all()
@@ -88,7 +84,7 @@ def run(rows: int = 20_000, port: int | None = None) -> dict:
         "model_version": version,
         "runtime": runtime,
     }
-    _say("result")
+    say("result")
     print(f"    model            {MODEL} v{version} (runtime {summary['runtime']})")
     print(f"    accuracy         {summary['accuracy']:.2%} of {len(result):,} rows")
     print(f"    throughput       {summary['rows_per_s']:,.0f} rows/s ({seconds:.2f} s)")
