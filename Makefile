@@ -8,6 +8,11 @@ CONTROL := extension/pgml_ext.control
 SCRIPT := extension/pgml_ext--$(EXTVERSION).sql
 DATA_built = $(CONTROL) $(SCRIPT)
 MODULEDIR = extension
+MODULE_big = pgml_ext
+OBJS = src/pgml_ext.o
+PG_CFLAGS = -Wall -Werror
+# No LLVM bitcode for JIT inlining: nothing to inline, and no clang needed to build.
+override with_llvm = no
 REGRESS = scoring errors
 REGRESS_OPTS = --inputdir=test --outputdir=build/regress
 

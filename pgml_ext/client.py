@@ -201,11 +201,12 @@ def export_model(
 
     with _begin(target) as conn:
         row = conn.execute(
-            sa.text("SELECT id, version, checksum FROM pgml._resolve(:n, :v)"),
-            {"n": name, "v": version},
-        ).one_or_none()
-        if row is None:
-            raise ValueError(f"model '{name}' has no such version")
+            sa.text(
+                "SELECT r.id, m.version, r.checksum FROM pgml._model_version(:ref) r "
+                "JOIN pgml.model_versions m ON m.id = r.id"
+            ),
+            {"ref": name if version is None else f"{name}@{version}"},
+        ).one()
         blob = b"".join(
             conn.execute(
                 sa.text("SELECT data FROM pgml.model_chunks WHERE model_id = :i ORDER BY seq"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for `make demo` and `make test`:
-#   1. Debian packages: PostgreSQL 15, PL/Python, venv support (apt-get only if missing);
+#   1. Debian packages: PostgreSQL 15, PL/Python, venv support, the server headers and a
+#      C compiler (apt-get only if missing);
 #   2. the venv the *server* imports from (numpy, protobuf, TensorFlow, pgml_ext), in a
 #      place the postgres OS user can read ($PGML_EXT_VENV, default /opt/pgml_ext/venv),
 #      made with the same Python that PL/Python embeds;
@@ -16,12 +17,13 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in "postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" python3-venv make; do
+for pkg in "postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" python3-venv make gcc; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
-# PGXS (Makefile.global, pg_regress): shipped by postgresql-client-15 on this Debian,
-# by postgresql-server-dev-15 on others.
+# PGXS (Makefile.global, pg_regress) and the server headers for the extension's one C
+# function (src/pgml_ext.c): postgresql-server-dev-15.
 [ -f "/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] \
+  && [ -f "/usr/include/postgresql/$PG_MAJOR/server/postgres.h" ] \
   || missing+=("postgresql-server-dev-$PG_MAJOR")
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"

@@ -78,40 +78,90 @@ COMMENT ON VIEW pgml.models IS
 
 -- Model access for the scoring code (SECURITY DEFINER, pinned search_path): scorers
 -- load models through these without any privilege on the tables themselves.
+-- PARALLEL SAFE throughout: scoring runs in parallel workers too.
 
-CREATE FUNCTION pgml._resolve(model_name text, model_version int)
-RETURNS TABLE (id bigint, name text, version int, runtime text, signatures text,
-               labels text[], options text, checksum text, size bigint, runtimes text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml, pg_temp AS $$
-    SELECT m.id, m.name, m.version, m.runtime, m.signatures::text, m.labels,
-           m.options::text, m.checksum, m.size, m.runtimes::text
+-- pgml._model_version('mnist' | 'mnist@3'): the row that serves a model reference now,
+-- under the caller's snapshot, or a clear error. PL/pgSQL runs its queries without
+-- subtransactions, so this works in parallel workers too.
+CREATE FUNCTION pgml._model_version(model text, OUT id bigint, OUT checksum text)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+DECLARE
+    model_name text := split_part(model, '@', 1);
+    wanted int;
+    described boolean;
+    found_version int;
+    known int[];
+BEGIN
+    IF strpos(model, '@') > 0 THEN
+        IF substr(model, strpos(model, '@') + 1) !~ '^[0-9]{1,9}$' THEN
+            RAISE EXCEPTION 'pgml: bad model reference ''%''', model
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use ''name'' for the current version or ''name@N'' for version N.';
+        END IF;
+        wanted := substr(model, strpos(model, '@') + 1)::int;
+    END IF;
+    SELECT m.id, m.checksum, m.signatures IS NOT NULL, m.version
+      INTO id, checksum, described, found_version
       FROM pgml.model_versions m
      WHERE m.name = model_name
-       AND m.version = coalesce(model_version,
+       AND m.version = coalesce(wanted,
              (SELECT p.version FROM pgml.pins p WHERE p.name = model_name),
-             (SELECT max(v.version) FROM pgml.model_versions v WHERE v.name = model_name))
+             (SELECT max(v.version) FROM pgml.model_versions v WHERE v.name = model_name));
+    IF described THEN
+        RETURN;
+    ELSIF FOUND THEN
+        RAISE EXCEPTION 'pgml: model ''%'' v% was never described', model_name, found_version
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT array_agg(v.version ORDER BY v.version) INTO known
+      FROM pgml.model_versions v WHERE v.name = model_name;
+    IF known IS NOT NULL THEN
+        RAISE EXCEPTION 'pgml: model ''%'' has no version %', model_name, wanted
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('Versions: %s.', array_to_string(known, ', '));
+    END IF;
+    RAISE EXCEPTION 'pgml: model ''%'' is not registered', model_name
+        USING ERRCODE = 'undefined_object',
+              HINT = 'See SELECT name, version FROM pgml.models; register with '
+                     'pgml_ext.register_model(...) or pgml.load_model(name, path).';
+END $$;
+
+-- The files of a model version, in the order pgml._model_ref writes them: the
+-- SavedModel archive (chunk by chunk), one flatbuffer per LiteRT signature, and last
+-- model.json, the row itself.
+CREATE FUNCTION pgml._model_files(version_id bigint)
+RETURNS TABLE (file text, data bytea)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+    WITH litert AS (
+        SELECT l.signature, l.data, l.checksum,
+               'litert-' || row_number() OVER (ORDER BY l.signature) || '.tflite' AS file
+          FROM pgml.model_litert l WHERE l.model_id = version_id)
+    SELECT f.file, f.data FROM (
+        SELECT 1 AS part, c.seq AS seq, 'savedmodel.tar' AS file, c.data
+          FROM pgml.model_chunks c WHERE c.model_id = version_id
+        UNION ALL
+        SELECT 2, 0, l.file, l.data FROM litert l
+        UNION ALL
+        SELECT 3, 0, 'model.json', convert_to(jsonb_build_object(
+                   'id', m.id, 'name', m.name, 'version', m.version, 'runtime', m.runtime,
+                   'signatures', m.signatures, 'runtimes', coalesce(m.runtimes, '{}'),
+                   'labels', m.labels, 'options', m.options, 'size', m.size,
+                   'checksum', m.checksum,
+                   'litert', (SELECT coalesce(jsonb_object_agg(l.signature, jsonb_build_object(
+                                  'file', l.file, 'checksum', l.checksum)), '{}')
+                                FROM litert l))::text, 'UTF8')
+          FROM pgml.model_versions m WHERE m.id = version_id
+    ) f ORDER BY f.part, f.seq, f.file
 $$;
 
-CREATE FUNCTION pgml._versions(model_name text)
-RETURNS int[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml, pg_temp AS $$
-    SELECT array_agg(v.version ORDER BY v.version) FROM pgml.model_versions v
-     WHERE v.name = model_name
-$$;
-
-CREATE FUNCTION pgml._model_chunks(model_id bigint)
-RETURNS TABLE (data bytea)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml, pg_temp AS $$
-    SELECT c.data FROM pgml.model_chunks c WHERE c.model_id = _model_chunks.model_id
-     ORDER BY c.seq
-$$;
-
-CREATE FUNCTION pgml._model_litert(model_id bigint)
-RETURNS TABLE (signature text, data bytea, checksum text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml, pg_temp AS $$
-    SELECT l.signature, l.data, l.checksum FROM pgml.model_litert l
-     WHERE l.model_id = _model_litert.model_id
-$$;
+-- The directory on this server that holds a model version's files, written there by
+-- the first backend (or parallel worker) that needs them; resolved once per statement
+-- and call site. src/pgml_ext.c says why this one function is C.
+CREATE FUNCTION pgml._model_ref(model text)
+RETURNS text AS 'MODULE_PATHNAME', 'pgml_model_ref'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- Registration --------------------------------------------------------------------------
 
@@ -184,96 +234,155 @@ RETURNS void LANGUAGE sql AS $$
 $$;
 
 -- Scoring -------------------------------------------------------------------------------
--- STABLE: model lookups see the calling statement's snapshot, so one statement uses one
--- version. Not STRICT: the optional arguments default to NULL; NULL input gives NULL.
--- SET jit = off applies to the lookups inside (not to the calling query): with JIT
--- forced on, each tiny lookup would otherwise be JIT-compiled on every call.
--- PARALLEL UNSAFE: PL/Python runs every SPI query (the model lookup) in a
--- subtransaction, and PostgreSQL forbids subtransactions in parallel mode ("cannot
--- start subtransactions during a parallel operation"), so these functions keep the
--- query serial; the batch forms are the way to use more of a core.
+-- Each public function is a SQL wrapper that the planner inlines into the calling query:
+--     pgml.classify(model, input)  =>  pgml._classify(pgml._model_ref(model), input)
+-- pgml._model_ref (C) resolves the model once per statement under its snapshot, so one
+-- statement uses one version; the PL/Python function scores with the model loaded from
+-- that version's files. Neither needs a subtransaction, so all of them are PARALLEL
+-- SAFE: a parallel plan scores in its workers too. STABLE: same model, same snapshot,
+-- same answer. Not STRICT: optional arguments default to NULL; NULL input gives NULL.
 
 -- bytea: a serialized tf.train.Example.
-CREATE FUNCTION pgml.predict(model text, input bytea, output text DEFAULT NULL,
-                             signature text DEFAULT NULL)
-RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
+CREATE FUNCTION pgml._predict(ref text, input bytea, output text, signature text)
+RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 from pgml_ext.indb import api
-return api.predict(model, input, output, signature)
+return api.predict(ref, input, output, signature)
 $$;
 
-CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL)
-RETURNS text LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
+CREATE FUNCTION pgml._classify(ref text, input bytea, signature text)
+RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 from pgml_ext.indb import api
-return api.classify(model, input, signature)
+return api.classify(ref, input, signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
-RETURNS int LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
+CREATE FUNCTION pgml._predict_class(ref text, input bytea, signature text)
+RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 from pgml_ext.indb import api
-return api.predict_class(model, input, signature)
+return api.predict_class(ref, input, signature)
 $$;
 
 -- float4[]: arrives as a Python list (PL/Python's conversion, ~14 ns per element, is
 -- cheaper than array_send's ~38 ns per element; measured, see CHANGELOG).
+CREATE FUNCTION pgml._predict(ref text, input float4[], output text, signature text)
+RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.predict(ref, input, output, signature)
+$$;
+
+CREATE FUNCTION pgml._classify(ref text, input float4[], signature text)
+RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.classify(ref, input, signature)
+$$;
+
+CREATE FUNCTION pgml._predict_class(ref text, input float4[], signature text)
+RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.predict_class(ref, input, signature)
+$$;
+
+CREATE FUNCTION pgml.predict(model text, input bytea, output text DEFAULT NULL,
+                             signature text DEFAULT NULL)
+RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict(pgml._model_ref(model), input, output, signature)
+$$;
+
+CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._classify(pgml._model_ref(model), input, signature)
+$$;
+
+CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
+RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_class(pgml._model_ref(model), input, signature)
+$$;
+
 CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
                              signature text DEFAULT NULL)
-RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.predict(model, input, output, signature)
+RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict(pgml._model_ref(model), input, output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
-RETURNS text LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.classify(model, input, signature)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._classify(pgml._model_ref(model), input, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
-RETURNS int LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.predict_class(model, input, signature)
+RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_class(pgml._model_ref(model), input, signature)
 $$;
 
 -- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D float4[] with
 -- one input per row. NULL elements of a bytea[] give NULL results.
+CREATE FUNCTION pgml._predict_batch(ref text, inputs bytea[], output text, signature text)
+RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.predict_batch(ref, inputs, output, signature)
+$$;
+
+CREATE FUNCTION pgml._predict_batch(ref text, inputs float4[], output text, signature text)
+RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.predict_batch(ref, api.rows(ref, inputs), output, signature)
+$$;
+
+CREATE FUNCTION pgml._classify_batch(ref text, inputs bytea[], signature text)
+RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.top_class_batch(ref, inputs, signature, "label")
+$$;
+
+CREATE FUNCTION pgml._classify_batch(ref text, inputs float4[], signature text)
+RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.top_class_batch(ref, api.rows(ref, inputs), signature, "label")
+$$;
+
+CREATE FUNCTION pgml._predict_class_batch(ref text, inputs bytea[], signature text)
+RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.top_class_batch(ref, inputs, signature, "index")
+$$;
+
+CREATE FUNCTION pgml._predict_class_batch(ref text, inputs float4[], signature text)
+RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+from pgml_ext.indb import api
+return api.top_class_batch(ref, api.rows(ref, inputs), signature, "index")
+$$;
+
 CREATE FUNCTION pgml.predict_batch(model text, inputs bytea[], output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
-RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.predict_batch(model, inputs, output, signature)
+RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_batch(pgml._model_ref(model), inputs, output, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_batch(model text, inputs float4[], output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
-RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.predict_batch(model, api.rows(model, inputs), output, signature)
+RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_batch(pgml._model_ref(model), inputs, output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify_batch(model text, inputs bytea[], signature text DEFAULT NULL)
-RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.top_class_batch(model, inputs, signature, "label")
+RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._classify_batch(pgml._model_ref(model), inputs, signature)
 $$;
 
 CREATE FUNCTION pgml.classify_batch(model text, inputs float4[], signature text DEFAULT NULL)
-RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.top_class_batch(model, api.rows(model, inputs), signature, "label")
+RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._classify_batch(pgml._model_ref(model), inputs, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class_batch(model text, inputs bytea[],
                                          signature text DEFAULT NULL)
-RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.top_class_batch(model, inputs, signature, "index")
+RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_class_batch(pgml._model_ref(model), inputs, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class_batch(model text, inputs float4[],
                                          signature text DEFAULT NULL)
-RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL UNSAFE SET jit = off AS $$
-from pgml_ext.indb import api
-return api.top_class_batch(model, api.rows(model, inputs), signature, "index")
+RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml._predict_class_batch(pgml._model_ref(model), inputs, signature)
 $$;
 
 -- Score a whole table or query into TARGET (created if missing) in chunks: columns
@@ -282,7 +391,7 @@ $$;
 CREATE FUNCTION pgml.score_into(model text, source text, target text,
                                 key text DEFAULT 'id', input text DEFAULT NULL,
                                 chunk_size int DEFAULT 1000, layout text DEFAULT 'json')
-RETURNS bigint LANGUAGE plpython3u SET jit = off AS $$
+RETURNS bigint LANGUAGE plpython3u AS $$
 from pgml_ext.indb import api
 return api.score_into(model, source, target, key, input, chunk_size, layout)
 $$;
@@ -311,7 +420,7 @@ BEGIN
     FOREACH input_type IN ARRAY ARRAY['bytea', 'float4[]'] LOOP
         EXECUTE format(
             'CREATE OR REPLACE FUNCTION %I.%I(input %s) RETURNS %s '
-            'LANGUAGE sql STABLE PARALLEL UNSAFE AS %L',
+            'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
             current_schema(), fn_name, input_type, result_type,
             format('SELECT pgml.%I(%L, input)', kind, model));
         EXECUTE format('COMMENT ON FUNCTION %I.%I(%s) IS %L',
@@ -375,8 +484,15 @@ GRANT EXECUTE ON FUNCTION
     pgml.score_into(text, text, text, text, text, int, text),
     pgml.create_function(text, text, text),
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
-    pgml._resolve(text, int), pgml._versions(text), pgml._model_chunks(bigint),
-    pgml._model_litert(bigint)
+    pgml._model_version(text), pgml._model_files(bigint), pgml._model_ref(text),
+    pgml._predict(text, bytea, text, text), pgml._predict(text, float4[], text, text),
+    pgml._classify(text, bytea, text), pgml._classify(text, float4[], text),
+    pgml._predict_class(text, bytea, text), pgml._predict_class(text, float4[], text),
+    pgml._predict_batch(text, bytea[], text, text),
+    pgml._predict_batch(text, float4[], text, text),
+    pgml._classify_batch(text, bytea[], text), pgml._classify_batch(text, float4[], text),
+    pgml._predict_class_batch(text, bytea[], text),
+    pgml._predict_class_batch(text, float4[], text)
 TO pgml_scorer;
 
 GRANT EXECUTE ON FUNCTION

@@ -48,6 +48,12 @@ def test_scorer_scores_but_cannot_read_blobs_or_register(users, mlp_dir):
     with alice.connect() as conn, pytest.raises(sa.exc.DatabaseError) as info:
         client.register_model(conn, "by_alice", mlp_dir)
     assert info.value.orig.args[0]["C"] == "42501"
+    # The internal scoring functions take what pgml._model_ref returns, nothing else.
+    for ref in ("/tmp", "/etc/passwd", "../1-" + "0" * 64):
+        code, message = sql_error(
+            alice, f"SELECT pgml._classify('{ref}', example, NULL) FROM inputs LIMIT 1"
+        )[:2]
+        assert code == "22023" and "not a model reference" in message, ref
     with alice.begin() as conn:
         conn.execute(sa.text("SELECT pgml.create_function('alice_classify', 'mlp')"))
     same = "SELECT alice_classify(pixels) = pgml.classify('mlp', pixels) FROM inputs WHERE id = 5"
@@ -59,8 +65,9 @@ def test_ordinary_user_sees_metadata_only(users):
     assert {r[0] for r in rows(bob, "SELECT name FROM pgml.models")} >= {"mlp", "mnist"}
     for sql in (
         "SELECT pgml.classify('mlp', pixels) FROM inputs LIMIT 1",
-        "SELECT * FROM pgml._model_chunks(1)",
-        "SELECT * FROM pgml._model_litert(1)",
+        "SELECT * FROM pgml._model_files(1)",
+        "SELECT pgml._model_ref('mlp')",
+        "SELECT pgml._classify('/tmp', example, NULL) FROM inputs LIMIT 1",
         "SELECT data FROM pgml.model_chunks LIMIT 1",
     ):
         assert sql_error(bob, sql)[0] == "42501", sql
@@ -89,4 +96,4 @@ def test_security_definer_functions_pin_search_path(engine):
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON "
         "n.oid = p.pronamespace WHERE n.nspname = 'pgml' AND p.prosecdef",
     )
-    assert definers[0][0] >= 4
+    assert definers[0][0] >= 2

@@ -1,6 +1,8 @@
 """Entry points of the extension's PL/Python functions (each body is one call here).
 
-NULL in gives NULL out; every failure becomes an ERROR with a SQLSTATE (errors.reported).
+The scoring functions take REF, the model reference pgml._model_ref resolved in SQL
+(see registry). NULL in gives NULL out; every failure becomes an ERROR with a SQLSTATE
+(errors.reported).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import bulk, cache, registration
+from pgml_ext.indb import bulk, cache, registration, registry
 from pgml_ext.indb.errors import reported
 from pgml_ext.indb.signatures import tensor_from_array
 
@@ -17,56 +19,56 @@ Input = bytes | list | None
 
 
 def predict(
-    model: str | None, data: Input, output: str | None = None, signature: str | None = None
+    ref: str | None, data: Input, output: str | None = None, signature: str | None = None
 ) -> list[float] | None:
-    if model is None or data is None:
+    if ref is None or data is None:
         return None
-    with reported(model):
-        return cache.get(model).predict(data, output, signature)
+    with reported(ref):
+        return cache.get(ref).predict(data, output, signature)
 
 
-def classify(model: str | None, data: Input, signature: str | None = None) -> str | None:
-    if model is None or data is None:
+def classify(ref: str | None, data: Input, signature: str | None = None) -> str | None:
+    if ref is None or data is None:
         return None
-    with reported(model):
-        return cache.get(model).top_class(data, signature)[1]
+    with reported(ref):
+        return cache.get(ref).top_class(data, signature)[1]
 
 
-def predict_class(model: str | None, data: Input, signature: str | None = None) -> int | None:
-    if model is None or data is None:
+def predict_class(ref: str | None, data: Input, signature: str | None = None) -> int | None:
+    if ref is None or data is None:
         return None
-    with reported(model):
-        return cache.get(model).top_class(data, signature)[0]
+    with reported(ref):
+        return cache.get(ref).top_class(data, signature)[0]
 
 
-def rows(model: str | None, values: list | None) -> np.ndarray | None:
+def rows(ref: str | None, values: list | None) -> np.ndarray | None:
     """A 2-D float4[] argument (one input per row) as a numpy array."""
-    if model is None or values is None:
+    if ref is None or values is None:
         return None
-    with reported(model):
-        return tensor_from_array(values, model)
+    with reported(ref):
+        return tensor_from_array(values, cache.get(ref).row.name)
 
 
 def predict_batch(
-    model: str | None,
+    ref: str | None,
     data: list | np.ndarray | None,
     output: str | None = None,
     signature: str | None = None,
 ) -> list | None:
     """Scores for many inputs in one runtime call: bytea[] or the rows of a float4[]."""
-    if model is None or data is None:
+    if ref is None or data is None:
         return None
-    with reported(model):
-        return bulk.predict_batch(model, data, output, signature)
+    with reported(ref):
+        return bulk.predict_batch(ref, data, output, signature)
 
 
 def top_class_batch(
-    model: str | None, data: list | np.ndarray | None, signature: str | None, want: str
+    ref: str | None, data: list | np.ndarray | None, signature: str | None, want: str
 ) -> list | None:
-    if model is None or data is None:
+    if ref is None or data is None:
         return None
-    with reported(model):
-        classes = bulk.top_classes_batch(model, data, signature)
+    with reported(ref):
+        classes = bulk.top_classes_batch(ref, data, signature)
         pick = 1 if want == "label" else 0
         return [c[pick] if c is not None else None for c in classes]
 
@@ -81,7 +83,8 @@ def score_into(
     layout: str,
 ) -> int:
     with reported(model):
-        return bulk.score_into(model, source, target, key, input_column, chunk_size, layout)
+        ref = registry.model_ref(model)
+        return bulk.score_into(ref, source, target, key, input_column, chunk_size, layout)
 
 
 def finish_registration(model_id: int, samples: bytes | None = None) -> int:

@@ -41,14 +41,14 @@ def _inputs(data: list | np.ndarray) -> tuple[int, list[int], list | np.ndarray]
     return len(data), idx, present
 
 
-def _batch(model: str, data: list | np.ndarray, signature: str | None, results) -> list:
+def _batch(ref: str, data: list | np.ndarray, signature: str | None, results) -> list:
     """One result per input, ``results(loaded, sig, out)`` per chunk; NULL inputs give
     NULL. Chunks of pgml.batch_chunk_rows (default 1024) let PostgreSQL act on a cancel
     in between: Python code (decoding, the runtime call) never looks at PostgreSQL's
-    interrupt flags, a tiny SPI query between chunks does, so a cancel or
-    statement_timeout stops a large batch after at most one chunk.
+    interrupt flags, registry.check_for_interrupts() between chunks does, so a cancel
+    or statement_timeout stops a large batch after at most one chunk.
     """
-    loaded = cache.get(model)
+    loaded = cache.get(ref)
     n, idx, present = _inputs(data)
     rows = max(1, int(registry.setting("pgml.batch_chunk_rows", str(CHUNK_ROWS))))
     values: list = []
@@ -61,13 +61,13 @@ def _batch(model: str, data: list | np.ndarray, signature: str | None, results) 
 
 
 def predict_batch(
-    model: str, data: list | np.ndarray, output: str | None, signature: str | None
+    ref: str, data: list | np.ndarray, output: str | None, signature: str | None
 ) -> list:
-    return _batch(model, data, signature, lambda m, sig, out: m.scores(sig, out, output).tolist())
+    return _batch(ref, data, signature, lambda m, sig, out: m.scores(sig, out, output).tolist())
 
 
-def top_classes_batch(model: str, data: list | np.ndarray, signature: str | None) -> list:
-    return _batch(model, data, signature, lambda m, sig, out: m.top_classes(sig, out))
+def top_classes_batch(ref: str, data: list | np.ndarray, signature: str | None) -> list:
+    return _batch(ref, data, signature, lambda m, sig, out: m.top_classes(sig, out))
 
 
 def _input_column(cursor_types: dict[str, int], key: str, requested: str | None) -> str:
@@ -91,7 +91,7 @@ def _input_column(cursor_types: dict[str, int], key: str, requested: str | None)
 
 
 def score_into(
-    model: str,
+    ref: str,
     source: str,
     target: str,
     key: str,
@@ -109,7 +109,7 @@ def score_into(
         )
     if chunk_size < 1:
         raise PgmlError("chunk_size must be positive", INVALID_PARAMETER)
-    loaded = cache.get(model)
+    loaded = cache.get(ref)
     text = source.strip()
     is_query = (
         text.split(None, 1)[0].lower() in ("select", "with", "values", "table") if text else False
@@ -143,7 +143,7 @@ def score_into(
         inputs = [r["input"] for r in rows]
         idx, present = _present(inputs)
         if packed and present:
-            present = np.stack([signatures.tensor_from_array(p, model) for p in present])
+            present = np.stack([signatures.tensor_from_array(p, loaded.row.name) for p in present])
         if idx:
             sig, out = loaded.score(present, None, batch=True)
             names, scores = loaded.scores_by_class(sig, out)

@@ -69,7 +69,11 @@ class reported:
         plpy = server.plpy()
         if isinstance(exc, plpy.SPIError | plpy.Error) or not isinstance(exc, Exception):
             return False  # PostgreSQL's own errors, and KeyboardInterrupt & co, as they are
-        where = f" with model '{self.model}'" if self.model else ""
+        where = ""
+        if self.model:
+            from pgml_ext.indb import cache  # only on this rare path: cache imports us
+
+            where = f" with model '{cache.name_of(self.model)}'"
         raise sql_error(
             f"internal error{where}: {type(exc).__name__}: {exc}",
             INTERNAL,

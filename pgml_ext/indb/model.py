@@ -1,8 +1,8 @@
 """A model loaded in this backend: its row, its signatures and, lazily, its runtimes.
 
-Signatures that matched TensorFlow at registration run on LiteRT (flatbuffers from
-``pgml.model_litert``); the rest load the SavedModel into TensorFlow, only when first
-used, so a backend that only scores LiteRT signatures never imports TensorFlow.
+Signatures that matched TensorFlow at registration run on LiteRT (flatbuffers from the
+version's files, see registry); the rest load the SavedModel into TensorFlow, only when
+first used, so a backend that only scores LiteRT signatures never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -35,11 +35,9 @@ def threads() -> int:
     return max(1, int(registry.setting("pgml.threads", "1")))
 
 
-def unpacked_savedmodel(model_id: int, checksum: str, what: str) -> Path:
-    """The stored SavedModel of a model row, checked against its checksum and unpacked
-    (once per server, shared by its backends) for TensorFlow to load."""
-    data = registry.blob(model_id)
-    archive.verify(data, checksum, what)
+def unpacked_savedmodel(data: bytes, checksum: str) -> Path:
+    """A SavedModel archive unpacked (once per server, shared by its backends) for
+    TensorFlow to load."""
     return archive.unpack(data, model_dir(), checksum)
 
 
@@ -62,21 +60,11 @@ class LoadedModel:
     def _load_litert(self) -> Runtime:
         from pgml_ext.indb.runtimes.litert import LiteRTRuntime
 
-        flatbuffers = {}
-        for signature, data, checksum in registry.litert_flatbuffers(self.row.id):
-            archive.verify(
-                data,
-                checksum,
-                f"model '{self.row.name}' v{self.row.version} (LiteRT signature {signature})",
-            )
-            flatbuffers[signature] = data
-        return LiteRTRuntime(flatbuffers, threads())
+        return LiteRTRuntime(registry.litert_flatbuffers(self.row), threads())
 
     def _load_tensorflow(self) -> Runtime:
         started = time.perf_counter()
-        path = unpacked_savedmodel(
-            self.row.id, self.row.checksum, f"model '{self.row.name}' v{self.row.version}"
-        )
+        path = unpacked_savedmodel(registry.savedmodel(self.row), self.row.checksum)
         from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
 
         runtime = TensorFlowRuntime(str(path), threads())

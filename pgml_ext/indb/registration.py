@@ -29,6 +29,7 @@ _LITERT = (
     "INSERT INTO pgml.model_litert (model_id, signature, data, checksum) VALUES ($1, $2, $3, $4)"
 )
 _BEGIN = "SELECT pgml._begin_registration($1, $2, $3, $4, $5, $6::jsonb) AS id"
+_CHUNKS = "SELECT data FROM pgml.model_chunks WHERE model_id = $1 ORDER BY seq"
 _CHUNK = "INSERT INTO pgml.model_chunks (model_id, seq, data) VALUES ($1, $2, $3)"
 
 
@@ -51,7 +52,10 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
         raise PgmlError(f"no model upload with id {model_id}", UNDEFINED_OBJECT)
     row = rows[0]
     what = f"model '{row['name']}' v{row['version']}"
-    path = str(unpacked_savedmodel(model_id, row["checksum"], what))
+    chunks = plpy.execute(registry.plan(_CHUNKS, ["int8"]), [model_id])
+    data = b"".join(r["data"] for r in chunks)
+    archive.verify(data, row["checksum"], what)
+    path = str(unpacked_savedmodel(data, row["checksum"]))
     requested = check_runtime(row["runtime"])
     from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
 

@@ -1,30 +1,31 @@
-"""Model rows, read through SPI from the pgml tables the extension created.
+"""Model versions as this server's files, and the few queries the scoring code runs.
 
-Lookups run inside STABLE functions, so SPI sees the calling statement's snapshot: a
-version that commits while a statement runs is used from the next statement on, and
-one statement never mixes versions. They go through SECURITY DEFINER accessors, so
-members of pgml_scorer can score without SELECT on the model tables.
+``pgml._model_ref(model)`` (src/pgml_ext.c) resolves a model reference under the
+calling statement's snapshot and returns the directory where that version's files
+live on this server, writing them from the pgml tables the first time. Scoring then
+reads files only, with no query: that is what lets it run in parallel workers. A
+version's files never change (the directory is named by row id and checksum); blobs
+are checked against their sha256 when loaded, and a copy that fails is removed so the
+next statement writes it afresh.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from pgml_ext.indb import server
-from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
+from pgml_ext.indb import archive, server
+from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError
 
 _plans: dict[str, Any] = {}
 
-# Through SECURITY DEFINER functions (sql/pgml_ext.sql): scorers may load models
-# without being able to read the model tables themselves.
-_RESOLVE = "SELECT * FROM pgml._resolve($1, $2)"
-_VERSIONS = "SELECT pgml._versions($1) AS v"
-_CHUNKS = "SELECT data FROM pgml._model_chunks($1)"
-_LITERT = "SELECT signature, data, checksum FROM pgml._model_litert($1)"
-_SETTING = "SELECT current_setting($1, true) AS value"
+_MODEL_REF = "SELECT pgml._model_ref($1) AS ref"
 _NOTHING = "SELECT 1"
+_DIRECTORY = re.compile(r"[0-9]+-[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class ModelRow:
     checksum: str
     size: int
     runtimes: dict[str, Any]  # signature -> {"runtime": ..., "reason": ...}
+    litert: dict[str, Any]  # signature -> {"file": ..., "checksum": ...}
+    directory: str
 
     def runtime_of(self, signature: str) -> str:
         return self.runtimes.get(signature, {}).get("runtime", "tensorflow")
@@ -55,71 +58,85 @@ def plan(query: str, types: list[str]):
     return plan
 
 
-def parse_ref(model: str) -> tuple[str, int | None]:
-    """'mnist' -> ('mnist', None); 'mnist@3' -> ('mnist', 3): pin one version per call."""
-    name, sep, version = model.partition("@")
-    if not sep:
-        return model, None
-    if not version.isdigit():
+def model_ref(model: str) -> str:
+    """pgml._model_ref through SPI, for the functions that run queries anyway."""
+    return server.plpy().execute(plan(_MODEL_REF, ["text"]), [model])[0]["ref"]
+
+
+def read(ref: str) -> ModelRow:
+    """The model row in directory REF, which must be one pgml._model_ref hands out."""
+    root, name = os.path.split(ref)
+    if root != server.models_root() or not _DIRECTORY.fullmatch(name):
         raise PgmlError(
-            f"bad model reference '{model}'",
+            "not a model reference",
             INVALID_PARAMETER,
-            hint="Use 'name' for the current version or 'name@N' for version N.",
+            hint="Call pgml.predict/classify/predict_class with a model name; the "
+            "pgml._* functions are internal.",
         )
-    return name, int(version)
-
-
-def resolve(model: str) -> ModelRow:
-    name, version = parse_ref(model)
-    rows = server.plpy().execute(plan(_RESOLVE, ["text", "int4"]), [name, version])
-    if not rows:
-        known = server.plpy().execute(plan(_VERSIONS, ["text"]), [name])[0]["v"]
-        if known:
-            raise PgmlError(
-                f"model '{name}' has no version {version}",
-                UNDEFINED_OBJECT,
-                detail=f"Versions: {', '.join(map(str, known))}.",
-            )
+    try:
+        with open(os.path.join(ref, "model.json"), encoding="utf-8") as f:
+            r = json.load(f)
+    except (OSError, ValueError) as e:
+        shutil.rmtree(ref, ignore_errors=True)
         raise PgmlError(
-            f"model '{name}' is not registered",
-            UNDEFINED_OBJECT,
-            hint="See SELECT name, version FROM pgml.models; register with "
-            "pgml_ext.register_model(...) or pgml.load_model(name, path).",
-        )
-    r = rows[0]
-    if r["signatures"] is None:
-        raise PgmlError(f"model '{name}' v{r['version']} was never described", UNDEFINED_OBJECT)
+            f"the model files in {ref} are missing or damaged ({e})",
+            "58P01",
+            hint="Run the statement again: its files are written afresh.",
+        ) from None
     return ModelRow(
         id=r["id"],
         name=r["name"],
         version=r["version"],
         runtime=r["runtime"],
-        signatures=json.loads(r["signatures"]),
+        signatures=r["signatures"],
         labels=r["labels"],
-        options=json.loads(r["options"] or "{}"),
+        options=r["options"] or {},
         checksum=r["checksum"],
         size=r["size"],
-        runtimes=json.loads(r["runtimes"] or "{}"),
+        runtimes=r["runtimes"] or {},
+        litert=r["litert"] or {},
+        directory=ref,
     )
 
 
-def blob(model_id: int) -> bytes:
-    rows = server.plpy().execute(plan(_CHUNKS, ["int8"]), [model_id])
-    return b"".join(r["data"] for r in rows)
+def _verified(row: ModelRow, file: str, checksum: str, what: str) -> bytes:
+    with open(os.path.join(row.directory, file), "rb") as f:
+        data = f.read()
+    try:
+        archive.verify(data, checksum, what)
+    except PgmlError:
+        shutil.rmtree(row.directory, ignore_errors=True)
+        raise
+    return data
 
 
-def litert_flatbuffers(model_id: int) -> list[tuple[str, bytes, str]]:
-    """(signature, flatbuffer, sha256) for the signatures converted at registration."""
-    rows = server.plpy().execute(plan(_LITERT, ["int8"]), [model_id])
-    return [(r["signature"], r["data"], r["checksum"]) for r in rows]
+def savedmodel(row: ModelRow) -> bytes:
+    """The SavedModel archive, checked against the version's checksum."""
+    return _verified(row, "savedmodel.tar", row.checksum, f"model '{row.name}' v{row.version}")
+
+
+def litert_flatbuffers(row: ModelRow) -> dict[str, bytes]:
+    """signature -> flatbuffer, for the signatures converted at registration."""
+    return {
+        signature: _verified(
+            row,
+            entry["file"],
+            entry["checksum"],
+            f"model '{row.name}' v{row.version} (LiteRT signature {signature})",
+        )
+        for signature, entry in row.litert.items()
+    }
 
 
 def setting(name: str, default: str) -> str:
-    value = server.plpy().execute(plan(_SETTING, ["text"]), [name])[0]["value"]
-    return value if value not in (None, "") else default
+    return server.setting(name, default)
 
 
 def check_for_interrupts() -> None:
-    """Run a trivial query: PostgreSQL checks for cancel/timeout while executing it and
-    raises QueryCanceled (a plpy.SPIError) here if one is pending."""
-    server.plpy().execute(plan(_NOTHING, []))
+    """Act on a pending cancel or statement_timeout. Serially: a trivial query, during
+    which PostgreSQL raises QueryCanceled with its own message. In parallel mode, where
+    PL/Python may not query: its flags, read directly."""
+    if not server.in_parallel_mode():
+        server.plpy().execute(plan(_NOTHING, []))
+    elif server.cancel_pending():
+        raise PgmlError("canceling statement: cancel or timeout", "57014")

@@ -1,11 +1,70 @@
-"""The PL/Python host module ``plpy``, imported where it is used.
+"""The running PostgreSQL backend, as seen from PL/Python.
 
-It exists only inside a backend (a builtin of PL/Python), so importing it lazily keeps
-pgml_ext.indb importable outside the server; unit tests put a fake in sys.modules.
+``plpy`` is a builtin of PL/Python, imported lazily so pgml_ext.indb stays importable
+outside the server (unit tests put a fake in sys.modules). The rest reads the backend's
+own state through ctypes, without a query: PL/Python runs every query in a
+subtransaction, which PostgreSQL forbids in parallel workers, and a query also costs
+far more than a read. Only functions and variables that cannot raise an ERROR are
+touched (an ERROR's longjmp must never cross Python frames).
 """
+
+from __future__ import annotations
+
+import ctypes
+from functools import cache
 
 
 def plpy():
     import plpy as module
 
     return module
+
+
+@cache
+def _process() -> ctypes.CDLL:
+    return ctypes.CDLL(None)
+
+
+@cache
+def _get_config_option():
+    fn = _process().GetConfigOption
+    fn.restype = ctypes.c_char_p
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_bool, ctypes.c_bool]
+    return fn
+
+
+def setting(name: str, default: str) -> str:
+    """A configuration setting (missing_ok, unrestricted: never raises), or DEFAULT."""
+    value = _get_config_option()(name.encode(), True, False)
+    return value.decode() if value else default
+
+
+@cache
+def _is_in_parallel_mode():
+    fn = _process().IsInParallelMode
+    fn.restype = ctypes.c_bool
+    fn.argtypes = []
+    return fn
+
+
+def in_parallel_mode() -> bool:
+    """True in a parallel worker, and in the leader while a parallel plan runs."""
+    return bool(_is_in_parallel_mode()())
+
+
+def cancel_pending() -> bool:
+    """A cancel, statement_timeout or termination is waiting to be acted on."""
+    lib = _process()
+    return bool(
+        ctypes.c_int.in_dll(lib, "QueryCancelPending").value
+        or ctypes.c_int.in_dll(lib, "ProcDiePending").value
+    )
+
+
+@cache
+def models_root() -> str:
+    """Where pgml._model_ref (src/pgml_ext.c) writes this database's model files."""
+    lib = _process()
+    data_dir = ctypes.c_char_p.in_dll(lib, "DataDir").value.decode()
+    database = ctypes.c_uint.in_dll(lib, "MyDatabaseId").value
+    return f"{data_dir}/pgml_ext/{database}"

@@ -1,0 +1,211 @@
+/*
+ * pgml_ext.c: the one C function of pgml_ext, pgml._model_ref(model text).
+ *
+ * It turns a model reference ('mnist', 'mnist@3') into the directory on this server
+ * that holds that version's files (model.json, the SavedModel archive, the LiteRT
+ * flatbuffers), writing them from the pgml tables the first time any backend asks.
+ * The PL/Python scoring functions then load models from files alone.
+ *
+ * Why C: PL/Python runs every SPI query in a subtransaction, which PostgreSQL forbids
+ * in parallel mode, so a PL/Python function cannot read the models table inside a
+ * parallel query. A C function can (plain SPI reads are allowed in parallel workers),
+ * and it can remember its answer in fn_extra for the rest of the statement, so the
+ * model is resolved once per statement and call site, not once per row, in the leader
+ * and in every worker alike, all under the statement's snapshot.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog/pg_type.h"
+#include "common/file_perm.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/builtins.h"
+
+PG_MODULE_MAGIC;
+
+/* A statement usually names one model; a few more are remembered, then recycled. */
+#define REF_CACHE_SIZE 8
+
+typedef struct RefCache
+{
+	int			next;
+	char	   *model[REF_CACHE_SIZE];
+	char	   *ref[REF_CACHE_SIZE];
+} RefCache;
+
+static char *
+text_column(HeapTuple tuple, TupleDesc desc, int column)
+{
+	char	   *value = SPI_getvalue(tuple, desc, column);
+
+	if (value == NULL)
+		elog(ERROR, "pgml: unexpected NULL in column %d of a model lookup", column);
+	return value;
+}
+
+/* Only plain names from pgml._model_files: never a path of anyone's making. */
+static void
+check_file_name(const char *name)
+{
+	const char *c;
+
+	if (name[0] == '\0' || name[0] == '.')
+		elog(ERROR, "pgml: bad model file name \"%s\"", name);
+	for (c = name; *c; c++)
+		if (!(isalnum((unsigned char) *c) || *c == '.' || *c == '-' || *c == '_'))
+			elog(ERROR, "pgml: bad model file name \"%s\"", name);
+}
+
+static void
+append_to_file(const char *path, bytea *data)
+{
+	int			fd = OpenTransientFile(path, O_WRONLY | O_CREAT | O_APPEND | PG_BINARY);
+	const char *bytes = VARDATA_ANY(data);
+	Size		left = VARSIZE_ANY_EXHDR(data);
+
+	if (fd < 0)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("pgml: could not open \"%s\": %m", path)));
+	while (left > 0)
+	{
+		ssize_t		written = write(fd, bytes, left);
+
+		if (written < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			ereport(ERROR, (errcode_for_file_access(),
+							errmsg("pgml: could not write \"%s\": %m", path)));
+		}
+		bytes += written;
+		left -= written;
+	}
+	if (pg_fsync(fd) != 0)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("pgml: could not fsync \"%s\": %m", path)));
+	CloseTransientFile(fd);
+}
+
+/*
+ * Write the files of model row ID into DIR: first into a directory of this process,
+ * then renamed into place, so readers see all of a model's files or none of them.
+ * Rows are fetched one at a time: a large SavedModel is never held twice in memory.
+ */
+static void
+materialize(const char *dir, const char *id)
+{
+	char	   *tmp = psprintf("%s.tmp%d", dir, MyProcPid);
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	Portal		portal;
+	struct stat st;
+
+	args[0] = DirectFunctionCall1(int8in, CStringGetDatum(id));
+	if (stat(tmp, &st) == 0)
+		rmtree(tmp, true);		/* left over by a process that died mid-write */
+	if (pg_mkdir_p(tmp, pg_dir_create_mode) != 0)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("pgml: could not create \"%s\": %m", tmp)));
+
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT file, data FROM pgml._model_files($1)",
+									   1, argtypes, args, NULL, true, 0);
+	for (;;)
+	{
+		char	   *file;
+		bool		isnull;
+		Datum		data;
+
+		SPI_cursor_fetch(portal, true, 1);
+		if (SPI_processed == 0)
+			break;
+		file = text_column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		check_file_name(file);
+		data = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (isnull)
+			elog(ERROR, "pgml: model file \"%s\" has no data", file);
+		append_to_file(psprintf("%s/%s", tmp, file), DatumGetByteaPP(data));
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+
+	fsync_fname(tmp, true);
+	if (rename(tmp, dir) != 0)
+	{
+		/* Another backend or worker got there first: its copy is as good as ours. */
+		if (errno != EEXIST && errno != ENOTEMPTY)
+			ereport(ERROR, (errcode_for_file_access(),
+							errmsg("pgml: could not rename \"%s\" to \"%s\": %m", tmp, dir)));
+		rmtree(tmp, true);
+	}
+}
+
+/* The model's directory, its files written if this server does not have them yet. */
+static char *
+resolve(const char *model)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	char	   *id;
+	char	   *dir;
+	char	   *result;
+	struct stat st;
+	MemoryContext caller = CurrentMemoryContext;
+
+	args[0] = CStringGetTextDatum(model);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pgml: SPI_connect failed");
+	/* pgml._model_version raises the user-facing errors (unknown model, version). */
+	if (SPI_execute_with_args("SELECT id, checksum FROM pgml._model_version($1)",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pgml: model lookup for \"%s\" returned no row", model);
+
+	id = text_column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	dir = psprintf("%s/pgml_ext/%u/%s-%s", DataDir, MyDatabaseId, id,
+				   text_column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	if (stat(psprintf("%s/model.json", dir), &st) != 0)
+		materialize(dir, id);
+
+	result = MemoryContextStrdup(caller, dir);
+	SPI_finish();
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(pgml_model_ref);
+
+Datum
+pgml_model_ref(PG_FUNCTION_ARGS)
+{
+	char	   *model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	RefCache   *cache = (RefCache *) fcinfo->flinfo->fn_extra;
+	char	   *ref;
+	int			i;
+
+	if (cache == NULL)
+	{
+		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RefCache));
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	for (i = 0; i < REF_CACHE_SIZE && cache->model[i] != NULL; i++)
+		if (strcmp(cache->model[i], model) == 0)
+			PG_RETURN_TEXT_P(cstring_to_text(cache->ref[i]));
+
+	ref = resolve(model);
+	i = cache->next;
+	cache->next = (cache->next + 1) % REF_CACHE_SIZE;
+	if (cache->model[i] != NULL)
+	{
+		pfree(cache->model[i]);
+		pfree(cache->ref[i]);
+	}
+	cache->model[i] = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, model);
+	cache->ref[i] = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, ref);
+	PG_RETURN_TEXT_P(cstring_to_text(ref));
+}
