@@ -3,6 +3,8 @@ side by side in one run on the embedded cluster.
 
 For the MLP and the CNN, with tf.Example (bytea) and float4[] inputs:
 - inline    SELECT pgml.classify(model, col) FROM inputs        (LiteRT, per row)
+- parallel  the same query in a parallel plan: 2 workers plus the leader (each worker
+            is a new process per query: it imports LiteRT and loads the model)
 - batch     SELECT unnest(pgml.classify_batch(model, array_agg(col))) FROM inputs
 - client    pull rows with pg8000, score with TensorFlow in the client, write the
             classes back (seeds 003/004); TensorFlow import and model load not counted
@@ -32,6 +34,12 @@ from pgml_ext.cluster import Cluster
 from pgml_ext.demo import say, trained, trained_mlp
 
 BENCH_DB = "pgml_bench"
+PARALLEL_PLAN = [
+    "SET max_parallel_workers_per_gather = 2",
+    "SET parallel_setup_cost = 0",
+    "SET parallel_tuple_cost = 0",
+    "SET min_parallel_table_scan_size = 0",
+]
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -57,6 +65,18 @@ class Workload:
         where = f" WHERE id < {limit}" if limit else ""
         got = self.sql(conn, f"SELECT pgml.classify('{model}', {col}) FROM {self.table}{where}")
         assert len(got) == (limit or self.rows)
+
+    def parallel(self, conn, model: str, col: str) -> None:
+        for setting in PARALLEL_PLAN:
+            conn.execute(sa.text(setting))
+        try:
+            plan = self.sql(
+                conn, f"EXPLAIN SELECT pgml.classify('{model}', {col}) FROM {self.table}"
+            )
+            assert "Gather" in plan[0][0], plan
+            self.inline(conn, model, col)
+        finally:
+            conn.execute(sa.text("RESET ALL"))
 
     def batch(self, conn, model: str, col: str) -> None:
         got = self.sql(
@@ -147,6 +167,7 @@ def _measure(
     with work.engine.connect() as conn:
         work.inline(conn, model, col, limit=10)  # load the model in this backend
         seconds["inline"] = _median_seconds(lambda: work.inline(conn, model, col), repeats), n
+        seconds["parallel"] = _median_seconds(lambda: work.parallel(conn, model, col), repeats), n
         seconds["batch"] = _median_seconds(lambda: work.batch(conn, model, col), repeats), n
     raw = work.engine.raw_connection()
     try:
@@ -204,7 +225,7 @@ def run(
         floor_s = _floor(engine, model, work.x, repeats)
         model_results: dict[str, Any] = {"rows": n, "inputs": {}}
         for col, form in (("example", "tf.Example"), ("pixels", "float4[]")):
-            say(f"{model} / {form}: inline, batch, client, naive ({repeats} runs each)")
+            say(f"{model} / {form}: inline, parallel, batch, client, naive ({repeats} runs each)")
             timings = _measure(work, model, col, signature, naive_rows, repeats)
             timings["floor"] = {"seconds": floor_s, "rows_per_s": n / floor_s}
             model_results["inputs"][form] = {
@@ -227,10 +248,10 @@ def run(
 
 def format_table(results: dict) -> str:
     lines = [
-        "| model | input | rows | inline rows/s | batch rows/s | "
-        "client rows/s | naive TF rows/s | floor rows/s | inline ÷ client | inline ÷ naive | "
-        "batch ÷ floor (time) | first call | RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | input | rows | inline rows/s | parallel rows/s | batch rows/s | "
+        "client rows/s | naive TF rows/s | floor rows/s | inline ÷ client | "
+        "parallel ÷ client | inline ÷ naive | batch ÷ floor (time) | first call | RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for model, m in results["models"].items():
         for form, r in m["inputs"].items():
@@ -239,9 +260,10 @@ def format_table(results: dict) -> str:
             cold = r["cold_litert"]
             lines.append(
                 f"| {model} | {form} | {m['rows']:,} | {rate['inline']:,.0f} | "
-                f"{rate['batch']:,.0f} | "
+                f"{rate['parallel']:,.0f} | {rate['batch']:,.0f} | "
                 f"{rate['client']:,.0f} | {rate['naive']:,.0f} | "
                 f"{rate['floor']:,.0f} | {rate['inline'] / rate['client']:.2f}× | "
+                f"{rate['parallel'] / rate['client']:.2f}× | "
                 f"{rate['inline'] / rate['naive']:.1f}× | "
                 f"{t['batch']['seconds'] / t['floor']['seconds']:.2f}× | "
                 f"{cold['first_call_ms']:,.0f} ms | {cold['rss_mb']:,.0f} MB |"
@@ -267,7 +289,7 @@ def _chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ways = ["inline", "batch", "client", "naive", "floor"]
+    ways = ["inline", "parallel", "batch", "client", "naive", "floor"]
     groups = [(m, f) for m, r in results["models"].items() for f in r["inputs"]]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(ways)

@@ -43,9 +43,10 @@ def test_mariadb_categories_flow(examples_url):
 def test_ecl_parallel_flow(examples_url):
     import ecl_parallel
 
-    result = ecl_parallel.run(examples_url, workers=3)
-    assert result["rows"] == 1797 and result["backends"] == 3
-    assert result["models_loaded_per_backend"] == 1
+    result = ecl_parallel.run(examples_url, workers=2)
+    assert result["rows"] == 1797 and result["workers_launched"] >= 1
+    assert sum(result["rows_per_worker"]) + result["rows_by_leader"] == 1797
+    assert sum(result["rows_per_worker"]) > 0  # workers really scored rows
     assert result["accuracy"] > 0.95
 
 

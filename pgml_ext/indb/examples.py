@@ -94,7 +94,7 @@ def decode(data: bytes, model: str | None = None) -> Features:
     for name, feature in example.features.feature.items():
         kind = feature.WhichOneof("kind")
         if kind == "float_list":
-            out[name] = np.asarray(feature.float_list.value, dtype=np.float32)
+            out[name] = floats(feature.float_list)
         elif kind == "int64_list":
             out[name] = np.asarray(feature.int64_list.value, dtype=np.int64)
         elif kind == "bytes_list":
@@ -102,6 +102,42 @@ def decode(data: bytes, model: str | None = None) -> Features:
         else:
             out[name] = np.zeros(0, dtype=np.float32)
     return out
+
+
+def floats(float_list) -> np.ndarray:
+    """A FloatList's values as float32, read from its packed wire form (field 1, a
+    length, little-endian floats): protobuf re-serializes it in one copy, which is 2x
+    faster than converting the repeated field value by value."""
+    raw = float_list.SerializeToString()
+    if raw[:1] == b"\x0a":
+        length, start = 0, 1
+        for shift, byte in zip(range(0, 35, 7), raw[1:6], strict=False):
+            start += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+        if length % 4 == 0 and start + length <= len(raw):
+            return np.frombuffer(raw, "<f4", count=length // 4, offset=start)
+    return np.asarray(float_list.value, dtype=np.float32)
+
+
+def float_header(count: int) -> bytes:
+    """The wire prefix of a FloatList of COUNT floats: field 1 (packed) and byte length."""
+    length, out = 4 * count, bytearray(b"\x0a")
+    while True:
+        out.append((length & 0x7F) | (0x80 if length >= 0x80 else 0))
+        length >>= 7
+        if not length:
+            return bytes(out)
+
+
+def floats_of_count(float_list, header: bytes, count: int) -> np.ndarray | None:
+    """COUNT float32 values of a FloatList (HEADER = float_header(COUNT)), or None if
+    it holds another number of values."""
+    raw = float_list.SerializeToString()
+    if not raw.startswith(header):
+        return None
+    return np.frombuffer(raw, "<f4", count=count, offset=len(header))
 
 
 def dense_floats(batch: list[bytes], feature: str, size: int) -> np.ndarray | None:
@@ -112,22 +148,23 @@ def dense_floats(batch: list[bytes], feature: str, size: int) -> np.ndarray | No
     The batch path's hot loop: one parse and one copy per row, no dicts in between.
     """
     out = np.empty((len(batch), size), dtype=np.float32)
-    example = example_class()()
+    parse = example_class().FromString  # a new message per row: see rowpath.RowPath
+    header = float_header(size)
     for i, data in enumerate(batch):
         try:
-            example.ParseFromString(data)
+            features = parse(data).features.feature
         except DecodeError:
             return None
-        features = example.features.feature
         if len(features) == 1 and feature not in features:
-            values = next(iter(features.values())).float_list.value
+            values = next(iter(features.values())).float_list
         elif feature in features:
-            values = features[feature].float_list.value
+            values = features[feature].float_list
         else:
             return None
-        if len(values) != size:
+        row = floats_of_count(values, header, size)
+        if row is None:
             return None
-        out[i] = values
+        out[i] = row
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from pgml_ext.indb import archive, registry, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError
 from pgml_ext.indb.registry import ModelRow
+from pgml_ext.indb.rowpath import RowPath
 from pgml_ext.indb.runtimes import Runtime
 from pgml_ext.indb.signatures import Signature
 
@@ -41,12 +42,16 @@ def unpacked_savedmodel(data: bytes, checksum: str) -> Path:
     return archive.unpack(data, model_dir(), checksum)
 
 
+_UNKNOWN = object()
+
+
 class LoadedModel:
     def __init__(self, row: ModelRow) -> None:
         started = time.perf_counter()
         self.row = row
         self.signatures = {k: Signature.from_json(k, v) for k, v in row.signatures.items()}
         self._choices: dict[tuple[str, str | None], Signature] = {}
+        self._row_paths: dict[tuple[bool, str | None], RowPath | None] = {}
         self._default_signature = row.options.get("signature")
         self._feature_map = row.options.get("feature_map")
         self._litert: Runtime | None = None
@@ -191,11 +196,41 @@ class LoadedModel:
             by_class[r] = [lookup.get(n, np.nan) for n in names]
         return names, by_class
 
+    def _row_path(self, is_example: bool, signature: str | None) -> RowPath | None:
+        """The fast path for one input form and requested signature, if it has one."""
+        try:
+            kind = "example" if is_example else "tensor"
+            sig = self.choose(kind, signature or self._default_signature)
+        except PgmlError:
+            return None  # the general path raises it again, for this row
+        if self._litert is None or self.row.runtime_of(sig.name) != "litert":
+            return None
+        return RowPath.build(self._litert, sig, self._feature_map)
+
+    def _fast_scores(self, data: bytes | list, signature: str | None) -> np.ndarray | None:
+        """One row's scores on the fast path, or None: then the general path scores it."""
+        is_example = type(data) is bytes
+        key = (is_example, signature)
+        path = self._row_paths.get(key, _UNKNOWN)
+        if path is _UNKNOWN:
+            path = self._row_paths[key] = self._row_path(is_example, signature)
+        if path is None:
+            return None
+        return path.example(data) if is_example else path.tensor(data)
+
     def predict(self, data: bytes | list, output: str | None, signature: str | None) -> list[float]:
+        if output is None:
+            scores = self._fast_scores(data, signature)
+            if scores is not None:
+                return scores.ravel().tolist()
         sig, out = self.score(data, signature)
         return self.scores(sig, out, output)[0].tolist()
 
     def top_class(self, data: bytes | list, signature: str | None) -> tuple[int, str]:
+        scores = self._fast_scores(data, signature)
+        if scores is not None:
+            best, labels = int(scores.argmax()), self.row.labels
+            return best, labels[best] if labels and best < len(labels) else str(best)
         sig, out = self.score(data, signature)
         return self.top_classes(sig, out)[0]
 

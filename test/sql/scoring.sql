@@ -33,3 +33,14 @@ SELECT pgml.predict_class('mlp@2', pixels) = pgml.predict_class('mlp', pixels) A
 SELECT pgml.unpin_model('mlp');
 SELECT pgml.delete_model('mlp', 2);
 SELECT name, version, current FROM pgml.models WHERE name = 'mlp';
+
+-- The public functions are inlined SQL wrappers: the plan calls the C resolver and the
+-- PL/Python scorer directly, and both are parallel safe.
+EXPLAIN (COSTS OFF, VERBOSE) SELECT pgml.classify('mnist', pixels) FROM inputs;
+EXPLAIN (COSTS OFF, VERBOSE) SELECT classify(pixels) FROM inputs;
+SELECT p.proname, p.proparallel
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'pgml' AND p.proname IN ('classify', 'predict', 'predict_class',
+       'predict_batch', 'classify_batch', 'predict_class_batch', '_model_ref',
+       '_classify', '_predict', '_predict_class', '_model_version', '_model_files')
+ GROUP BY 1, 2 ORDER BY 1;

@@ -20,26 +20,40 @@ class _Signature:
             self.wrapper = runner._interpreter_wrapper
             self.inputs = dict(runner._inputs)
             self.outputs = list(dict(runner._outputs).items())
+            self.output_index = dict(self.outputs)
             self.subgraph = runner._subgraph_index
         except AttributeError:
             self.wrapper = None
         self.shapes: dict[str, tuple] = {}
+
+    def _allocate(self, feeds: dict[str, np.ndarray]) -> None:
+        w = self.wrapper
+        for name, value in feeds.items():
+            w.ResizeInputTensor(
+                self.inputs[name], np.array(value.shape, dtype=np.int32), False, self.subgraph
+            )
+        w.AllocateTensors(self.subgraph)
+        self.shapes = {k: v.shape for k, v in feeds.items()}
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         w = self.wrapper
         if w is None:
             return self.runner(**feeds)
         if any(self.shapes.get(k) != v.shape for k, v in feeds.items()):
-            for name, value in feeds.items():
-                w.ResizeInputTensor(
-                    self.inputs[name], np.array(value.shape, dtype=np.int32), False, self.subgraph
-                )
-            w.AllocateTensors(self.subgraph)
-            self.shapes = {k: v.shape for k, v in feeds.items()}
+            self._allocate(feeds)
         for name, value in feeds.items():
             w.SetTensor(self.inputs[name], value, self.subgraph)
         w.Invoke(self.subgraph)
         return {name: w.GetTensor(index, self.subgraph) for name, index in self.outputs}
+
+    def one(self, name: str, value: np.ndarray, output: str) -> np.ndarray:
+        """One input tensor in, the first row of one output out: the per-row path."""
+        w = self.wrapper
+        if self.shapes.get(name) != value.shape:
+            self._allocate({name: value})
+        w.SetTensor(self.inputs[name], value, self.subgraph)
+        w.Invoke(self.subgraph)
+        return w.GetTensor(self.output_index[output], self.subgraph)[0]
 
 
 class LiteRTRuntime:
@@ -57,3 +71,8 @@ class LiteRTRuntime:
 
     def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._signatures[signature](feeds)
+
+    def runner_for(self, signature: str) -> _Signature | None:
+        """The signature's runner, if it can score one row directly (RowPath)."""
+        runner = self._signatures.get(signature)
+        return runner if runner is not None and runner.wrapper is not None else None

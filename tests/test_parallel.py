@@ -1,0 +1,145 @@
+"""Scoring inside parallel query: PARALLEL SAFE functions run in the workers.
+
+Each test forces a parallel plan (costs zeroed), checks with EXPLAIN ANALYZE that the
+scoring function sits below the Gather and that workers scored rows, and compares the
+answers with the same query run serially. pgml._model_ref (C) resolves the model in
+every worker, and the first process that needs a version writes its files to disk.
+"""
+
+import json
+import shutil
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import new_engine
+
+pytestmark = pytest.mark.usefixtures("models", "inputs")
+
+PARALLEL = [
+    "SET max_parallel_workers_per_gather = 2",
+    "SET parallel_setup_cost = 0",
+    "SET parallel_tuple_cost = 0",
+    "SET min_parallel_table_scan_size = 0",
+    "SET parallel_leader_participation = off",  # every row is scored by a worker
+]
+SERIAL = "SET max_parallel_workers_per_gather = 0"
+
+QUERIES = {
+    "tf.Example": "SELECT id, pgml.classify('mlp', example) FROM inputs",
+    "float4[]": "SELECT id, pgml.predict_class('mnist', pixels) FROM inputs",
+    "predict": "SELECT id, pgml.predict('mlp', example) FROM inputs",
+    "batch": "SELECT id, pgml.classify_batch('mlp', ARRAY[example, example]) FROM inputs",
+}
+
+
+def _gather(plan: dict) -> dict | None:
+    if plan["Node Type"] in ("Gather", "Gather Merge"):
+        return plan
+    for child in plan.get("Plans", []):
+        found = _gather(child)
+        if found:
+            return found
+    return None
+
+
+def run_parallel(conn, query: str) -> tuple[dict, dict]:
+    """(the Gather node, its scan) of QUERY's EXPLAIN ANALYZE in a forced parallel plan."""
+    for s in PARALLEL:
+        conn.exec_driver_sql(s)
+    explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) {query}")
+    raw = explained.scalar()
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    gather = _gather(plan)
+    assert gather is not None, f"no parallel plan for {query}"
+    return gather, gather["Plans"][0]
+
+
+@pytest.mark.parametrize("form", list(QUERIES))
+def test_workers_score_and_agree_with_a_serial_plan(db_url, form):
+    query = QUERIES[form]
+    with new_engine(db_url).connect() as conn:
+        gather, scan = run_parallel(conn, query)
+        assert gather["Workers Launched"] >= 1
+        assert any("pgml._" in column for column in scan["Output"]), scan["Output"]
+        assert sum(w["Actual Rows"] for w in scan.get("Workers", [])) == 1797
+        parallel = dict(conn.exec_driver_sql(query).all())
+        conn.exec_driver_sql(SERIAL)
+        serial = dict(conn.exec_driver_sql(query).all())
+    assert len(parallel) == 1797 and parallel == serial
+
+
+def test_workers_write_missing_model_files(db_url, engine):
+    """A server that never had the files (a standby, a restored backup, a wiped cache):
+    the workers fetch and write them, racing each other safely."""
+    data_dir = engine.connect().exec_driver_sql("SHOW data_directory").scalar()
+    shutil.rmtree(f"{data_dir}/pgml_ext", ignore_errors=True)
+    query = QUERIES["tf.Example"]
+    with new_engine(db_url).connect() as conn:
+        gather, _ = run_parallel(conn, query)
+        assert gather["Workers Launched"] >= 1
+        ref = conn.exec_driver_sql("SELECT pgml._model_ref('mlp')").scalar()
+        assert ref.startswith(f"{data_dir}/pgml_ext/")
+        files = conn.exec_driver_sql(f"SELECT pg_ls_dir('{ref}') ORDER BY 1").scalars().all()
+        assert {"model.json", "savedmodel.tar", "litert-1.tflite"} <= set(files)
+        leftovers = conn.exec_driver_sql(
+            f"SELECT count(*) FROM pg_ls_dir('{data_dir}/pgml_ext/' || "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())) f "
+            "WHERE f LIKE '%.tmp%'"
+        ).scalar()
+        assert leftovers == 0
+
+
+def test_bad_input_in_a_worker_is_a_clean_error(db_url, engine):
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS parallel_bad")
+        conn.exec_driver_sql(
+            "CREATE TABLE parallel_bad AS SELECT id, example FROM inputs "
+            "UNION ALL SELECT 100000, '\\x0a0b0c'::bytea"
+        )
+    with new_engine(db_url).connect() as conn:
+        started = conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar()
+        for s in PARALLEL:
+            conn.exec_driver_sql(s)
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            conn.exec_driver_sql("SELECT pgml.classify('mlp', example) FROM parallel_bad").all()
+        fields = info.value.orig.args[0]
+        assert fields["C"] == "22P03" and fields["M"].startswith("pgml: ")
+        conn.rollback()
+        assert conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar() == started
+
+
+def test_unknown_model_in_a_parallel_plan(db_url):
+    with new_engine(db_url).connect() as conn:
+        for s in PARALLEL:
+            conn.exec_driver_sql(s)
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            conn.exec_driver_sql("SELECT pgml.classify('nope', example) FROM inputs").all()
+        assert info.value.orig.args[0]["C"] == "42704"
+        assert "not registered" in info.value.orig.args[0]["M"]
+
+
+def test_statement_timeout_stops_batches_in_workers(db_url, engine):
+    """Workers may not query, so between chunks they read PostgreSQL's interrupt flags
+    themselves: a timeout ends a parallel batch query instead of letting it run on."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS parallel_batches")
+        conn.exec_driver_sql(
+            "CREATE TABLE parallel_batches AS SELECT g, "
+            "(SELECT array_agg(example) FROM inputs) AS examples FROM generate_series(1, 24) g"
+        )
+    query = "SELECT sum(cardinality(pgml.classify_batch('mlp', examples))) FROM parallel_batches"
+    with new_engine(db_url).connect() as conn:
+        started_at = conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar()
+        for s in [*PARALLEL, "SET pgml.batch_chunk_rows = 1"]:
+            conn.exec_driver_sql(s)
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN VERBOSE {query}").scalars())
+        assert "Gather" in plan and "pgml._classify_batch" in plan
+        conn.exec_driver_sql("SET statement_timeout = '400ms'")
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            conn.exec_driver_sql(query).all()
+        assert info.value.orig.args[0]["C"] == "57014"
+        conn.rollback()
+        conn.exec_driver_sql("SET statement_timeout = 0")
+        assert conn.exec_driver_sql(query).scalar() == 24 * 1797
+        assert conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar() == started_at
