@@ -263,24 +263,29 @@ import pgml_ext.indb.api as api
 return api.predict_class(ref, input, signature)
 $$;
 
--- float4[]: arrives as a Python list (PL/Python's conversion, ~14 ns per element, is
--- cheaper than array_send's ~38 ns per element; measured, see CHANGELOG).
-CREATE FUNCTION pgml._predict(ref text, input float4[], output text, signature text)
+-- float4[]: packed into one bytea by pgml._tensor (C) for PL/Python, which would
+-- otherwise make a Python float of every element (~14 ns each, more than scoring a
+-- small model); a NULL element is an ERROR there.
+CREATE FUNCTION pgml._tensor(input float4[], model text)
+RETURNS bytea AS 'MODULE_PATHNAME', 'pgml_tensor'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION pgml._predict_tensor(ref text, input bytea, output text, signature text)
 RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.predict(ref, input, output, signature)
+return api.predict(ref, api.tensor(input), output, signature)
 $$;
 
-CREATE FUNCTION pgml._classify(ref text, input float4[], signature text)
+CREATE FUNCTION pgml._classify_tensor(ref text, input bytea, signature text)
 RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.classify(ref, input, signature)
+return api.classify(ref, api.tensor(input), signature)
 $$;
 
-CREATE FUNCTION pgml._predict_class(ref text, input float4[], signature text)
+CREATE FUNCTION pgml._predict_class_tensor(ref text, input bytea, signature text)
 RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.predict_class(ref, input, signature)
+return api.predict_class(ref, api.tensor(input), signature)
 $$;
 
 CREATE FUNCTION pgml.predict(model text, input bytea, output text DEFAULT NULL,
@@ -302,17 +307,20 @@ $$;
 CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
                              signature text DEFAULT NULL)
 RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict(pgml._model_ref(model), input, output, signature)
+    SELECT pgml._predict_tensor(pgml._model_ref(model), pgml._tensor(input, model),
+                                output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify(pgml._model_ref(model), input, signature)
+    SELECT pgml._classify_tensor(pgml._model_ref(model), pgml._tensor(input, model),
+                                 signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
 RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class(pgml._model_ref(model), input, signature)
+    SELECT pgml._predict_class_tensor(pgml._model_ref(model), pgml._tensor(input, model),
+                                      signature)
 $$;
 
 -- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D float4[] with
@@ -323,10 +331,11 @@ import pgml_ext.indb.api as api
 return api.predict_batch(ref, inputs, output, signature)
 $$;
 
-CREATE FUNCTION pgml._predict_batch(ref text, inputs float4[], output text, signature text)
+CREATE FUNCTION pgml._predict_batch_tensor(ref text, inputs bytea, output text,
+                                          signature text)
 RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.predict_batch(ref, api.rows(ref, inputs), output, signature)
+return api.predict_batch(ref, api.tensor(inputs), output, signature)
 $$;
 
 CREATE FUNCTION pgml._classify_batch(ref text, inputs bytea[], signature text)
@@ -335,10 +344,10 @@ import pgml_ext.indb.api as api
 return api.top_class_batch(ref, inputs, signature, "label")
 $$;
 
-CREATE FUNCTION pgml._classify_batch(ref text, inputs float4[], signature text)
+CREATE FUNCTION pgml._classify_batch_tensor(ref text, inputs bytea, signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.top_class_batch(ref, api.rows(ref, inputs), signature, "label")
+return api.top_class_batch(ref, api.tensor(inputs), signature, "label")
 $$;
 
 CREATE FUNCTION pgml._predict_class_batch(ref text, inputs bytea[], signature text)
@@ -347,10 +356,10 @@ import pgml_ext.indb.api as api
 return api.top_class_batch(ref, inputs, signature, "index")
 $$;
 
-CREATE FUNCTION pgml._predict_class_batch(ref text, inputs float4[], signature text)
+CREATE FUNCTION pgml._predict_class_batch_tensor(ref text, inputs bytea, signature text)
 RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.top_class_batch(ref, api.rows(ref, inputs), signature, "index")
+return api.top_class_batch(ref, api.tensor(inputs), signature, "index")
 $$;
 
 CREATE FUNCTION pgml.predict_batch(model text, inputs bytea[], output text DEFAULT NULL,
@@ -362,7 +371,8 @@ $$;
 CREATE FUNCTION pgml.predict_batch(model text, inputs float4[], output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
 RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_batch(pgml._model_ref(model), inputs, output, signature)
+    SELECT pgml._predict_batch_tensor(pgml._model_ref(model), pgml._tensor(inputs, model),
+                                 output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify_batch(model text, inputs bytea[], signature text DEFAULT NULL)
@@ -372,7 +382,8 @@ $$;
 
 CREATE FUNCTION pgml.classify_batch(model text, inputs float4[], signature text DEFAULT NULL)
 RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify_batch(pgml._model_ref(model), inputs, signature)
+    SELECT pgml._classify_batch_tensor(pgml._model_ref(model), pgml._tensor(inputs, model),
+                                 signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class_batch(model text, inputs bytea[],
@@ -384,7 +395,8 @@ $$;
 CREATE FUNCTION pgml.predict_class_batch(model text, inputs float4[],
                                          signature text DEFAULT NULL)
 RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class_batch(pgml._model_ref(model), inputs, signature)
+    SELECT pgml._predict_class_batch_tensor(pgml._model_ref(model), pgml._tensor(inputs, model),
+                                 signature)
 $$;
 
 -- Score a whole table or query into TARGET (created if missing) in chunks: columns
@@ -487,14 +499,15 @@ GRANT EXECUTE ON FUNCTION
     pgml.create_function(text, text, text),
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
     pgml._model_version(text), pgml._model_files(bigint), pgml._model_ref(text),
-    pgml._predict(text, bytea, text, text), pgml._predict(text, float4[], text, text),
-    pgml._classify(text, bytea, text), pgml._classify(text, float4[], text),
-    pgml._predict_class(text, bytea, text), pgml._predict_class(text, float4[], text),
+    pgml._tensor(float4[], text),
+    pgml._predict(text, bytea, text, text), pgml._predict_tensor(text, bytea, text, text),
+    pgml._classify(text, bytea, text), pgml._classify_tensor(text, bytea, text),
+    pgml._predict_class(text, bytea, text), pgml._predict_class_tensor(text, bytea, text),
     pgml._predict_batch(text, bytea[], text, text),
-    pgml._predict_batch(text, float4[], text, text),
-    pgml._classify_batch(text, bytea[], text), pgml._classify_batch(text, float4[], text),
+    pgml._predict_batch_tensor(text, bytea, text, text),
+    pgml._classify_batch(text, bytea[], text), pgml._classify_batch_tensor(text, bytea, text),
     pgml._predict_class_batch(text, bytea[], text),
-    pgml._predict_class_batch(text, float4[], text)
+    pgml._predict_class_batch_tensor(text, bytea, text)
 TO pgml_scorer;
 
 GRANT EXECUTE ON FUNCTION

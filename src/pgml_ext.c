@@ -1,7 +1,7 @@
 /*
- * pgml_ext.c: the one C function of pgml_ext, pgml._model_ref(model text).
+ * pgml_ext.c: the two C functions of pgml_ext.
  *
- * It turns a model reference ('mnist', 'mnist@3') into the directory on this server
+ * pgml._model_ref(model text) turns a model reference ('mnist', 'mnist@3') into the directory on this server
  * that holds that version's files (model.json, the SavedModel archive, the LiteRT
  * flatbuffers), writing them from the pgml tables the first time any backend asks.
  * The PL/Python scoring functions then load models from files alone.
@@ -12,6 +12,10 @@
  * and it can remember its answer in fn_extra for the rest of the statement, so the
  * model is resolved once per statement and call site, not once per row, in the leader
  * and in every worker alike, all under the statement's snapshot.
+ *
+ * pgml._tensor(input float4[], model text) hands a float4[] to PL/Python as one bytea
+ * (ndim, dims, the floats): PL/Python would otherwise build a Python float object per
+ * element, which costs more than scoring a small model.
  */
 #include "postgres.h"
 
@@ -20,12 +24,14 @@
 #include <unistd.h>
 
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "common/file_perm.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 PG_MODULE_MAGIC;
 
@@ -208,4 +214,38 @@ pgml_model_ref(PG_FUNCTION_ARGS)
 	cache->model[i] = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, model);
 	cache->ref[i] = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, ref);
 	PG_RETURN_TEXT_P(cstring_to_text(ref));
+}
+
+PG_FUNCTION_INFO_V1(pgml_tensor);
+
+Datum
+pgml_tensor(PG_FUNCTION_ARGS)
+{
+	ArrayType  *input = PG_GETARG_ARRAYTYPE_P(0);
+	int32		ndim = ARR_NDIM(input);
+	int			count = ArrayGetNItems(ndim, ARR_DIMS(input));
+	Size		size = sizeof(int32) * (1 + ndim) + sizeof(float4) * (Size) count;
+	bytea	   *result;
+	char	   *out;
+
+	if (ARR_ELEMTYPE(input) != FLOAT4OID)
+		elog(ERROR, "pgml: _tensor takes float4[]");
+	if (array_contains_nulls(input))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pgml: input array for model '%s' contains NULL elements",
+						text_to_cstring(PG_GETARG_TEXT_PP(1))),
+				 errhint("Replace NULLs (coalesce) or filter those rows out.")));
+	if (size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("pgml: input array of %d values is too large", count)));
+
+	result = palloc(VARHDRSZ + size);
+	SET_VARSIZE(result, VARHDRSZ + size);
+	out = VARDATA(result);
+	memcpy(out, &ndim, sizeof(int32));
+	memcpy(out + sizeof(int32), ARR_DIMS(input), sizeof(int32) * ndim);
+	memcpy(out + sizeof(int32) * (1 + ndim), ARR_DATA_PTR(input), sizeof(float4) * (Size) count);
+	PG_RETURN_BYTEA_P(result);
 }

@@ -7,15 +7,15 @@ The scoring functions take REF, the model reference pgml._model_ref resolved in 
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
 
 from pgml_ext.indb import bulk, cache, registration, registry
 from pgml_ext.indb.errors import reported
-from pgml_ext.indb.signatures import tensor_from_array
 
-Input = bytes | list | None
+Input = bytes | np.ndarray | None  # a tf.Example, or a float4[] from tensor()
 
 
 def predict(
@@ -41,12 +41,13 @@ def predict_class(ref: str | None, data: Input, signature: str | None = None) ->
         return cache.get(ref).top_class(data, signature)[0]
 
 
-def rows(ref: str | None, values: list | None) -> np.ndarray | None:
-    """A 2-D float4[] argument (one input per row) as a numpy array."""
-    if ref is None or values is None:
+def tensor(packed: bytes | None) -> np.ndarray | None:
+    """A float4[] as pgml._tensor (C) packed it: int32 ndim, int32 dims, float32 values."""
+    if packed is None:
         return None
-    with reported(ref):
-        return tensor_from_array(values, cache.get(ref).row.name)
+    (ndim,) = struct.unpack_from("=i", packed)
+    values = np.frombuffer(packed, np.float32, offset=4 * (1 + ndim))
+    return values.reshape(struct.unpack_from(f"={ndim}i", packed, 4)) if ndim > 1 else values
 
 
 def predict_batch(

@@ -42,5 +42,6 @@ SELECT p.proname, p.proparallel
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'pgml' AND p.proname IN ('classify', 'predict', 'predict_class',
        'predict_batch', 'classify_batch', 'predict_class_batch', '_model_ref',
-       '_classify', '_predict', '_predict_class', '_model_version', '_model_files')
+       '_classify', '_predict', '_predict_class', '_model_version', '_model_files',
+       '_tensor', '_classify_tensor', '_predict_tensor', '_predict_class_tensor')
  GROUP BY 1, 2 ORDER BY 1;
