@@ -131,30 +131,36 @@ END $$;
 
 -- The files of a model version, in the order pgml._model_ref writes them: the
 -- SavedModel archive (chunk by chunk), one flatbuffer per LiteRT signature, and last
--- model.json, the row itself.
+-- model.json, the row itself. CHECKSUM: the sha256 the file must have (checked as it is
+-- written); WHAT: the file's name in messages.
 CREATE FUNCTION pgml._model_files(version_id bigint)
-RETURNS TABLE (file text, data bytea)
+RETURNS TABLE (file text, data bytea, checksum text, what text)
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pgml, pg_temp AS $$
     WITH litert AS (
         SELECT l.signature, l.data, l.checksum,
                'litert-' || row_number() OVER (ORDER BY l.signature) || '.tflite' AS file
-          FROM pgml.model_litert l WHERE l.model_id = version_id)
-    SELECT f.file, f.data FROM (
-        SELECT 1 AS part, c.seq AS seq, 'savedmodel.tar' AS file, c.data
-          FROM pgml.model_chunks c WHERE c.model_id = version_id
+          FROM pgml.model_litert l WHERE l.model_id = version_id),
+    version AS (
+        SELECT m.*, format('model %L v%s', m.name, m.version) AS what
+          FROM pgml.model_versions m WHERE m.id = version_id)
+    SELECT f.file, f.data, f.checksum, f.what FROM (
+        SELECT 1 AS part, c.seq AS seq, 'savedmodel.tar' AS file, c.data, v.checksum, v.what
+          FROM pgml.model_chunks c, version v WHERE c.model_id = version_id
         UNION ALL
-        SELECT 2, 0, l.file, l.data FROM litert l
+        SELECT 2, 0, l.file, l.data, l.checksum,
+               format('%s (LiteRT signature %s)', v.what, l.signature)
+          FROM litert l, version v
         UNION ALL
         SELECT 3, 0, 'model.json', convert_to(jsonb_build_object(
-                   'id', m.id, 'name', m.name, 'version', m.version, 'runtime', m.runtime,
-                   'signatures', m.signatures, 'runtimes', coalesce(m.runtimes, '{}'),
-                   'labels', m.labels, 'options', m.options, 'size', m.size,
-                   'checksum', m.checksum,
+                   'id', v.id, 'name', v.name, 'version', v.version, 'runtime', v.runtime,
+                   'signatures', v.signatures, 'runtimes', coalesce(v.runtimes, '{}'),
+                   'labels', v.labels, 'options', v.options, 'size', v.size,
+                   'checksum', v.checksum,
                    'litert', (SELECT coalesce(jsonb_object_agg(l.signature, jsonb_build_object(
                                   'file', l.file, 'checksum', l.checksum)), '{}')
-                                FROM litert l))::text, 'UTF8')
-          FROM pgml.model_versions m WHERE m.id = version_id
+                                FROM litert l))::text, 'UTF8'), NULL, NULL
+          FROM version v
     ) f ORDER BY f.part, f.seq, f.file
 $$;
 

@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "utils/array.h"
 #include "common/file_perm.h"
 #include "executor/spi.h"
@@ -68,16 +70,27 @@ check_file_name(const char *name)
 			elog(ERROR, "pgml: bad model file name \"%s\"", name);
 }
 
-static void
-append_to_file(const char *path, bytea *data)
+/* A model file being written, and the SHA-256 its contents must have. */
+typedef struct ModelFile
 {
-	int			fd = OpenTransientFile(path, O_WRONLY | O_CREAT | O_APPEND | PG_BINARY);
+	char	   *path;
+	char	   *checksum;		/* hex, or NULL: not checked (model.json) */
+	char	   *what;			/* "model 'x' v3 (LiteRT signature s)", for messages */
+	pg_cryptohash_ctx *hash;
+} ModelFile;
+
+static void
+append_to_file(ModelFile *file, bytea *data)
+{
+	int			fd = OpenTransientFile(file->path, O_WRONLY | O_CREAT | O_APPEND | PG_BINARY);
 	const char *bytes = VARDATA_ANY(data);
 	Size		left = VARSIZE_ANY_EXHDR(data);
 
 	if (fd < 0)
 		ereport(ERROR, (errcode_for_file_access(),
-						errmsg("pgml: could not open \"%s\": %m", path)));
+						errmsg("pgml: could not open \"%s\": %m", file->path)));
+	if (file->hash && pg_cryptohash_update(file->hash, (const uint8 *) bytes, left) < 0)
+		elog(ERROR, "pgml: sha256 failed");
 	while (left > 0)
 	{
 		ssize_t		written = write(fd, bytes, left);
@@ -87,15 +100,46 @@ append_to_file(const char *path, bytea *data)
 			if (errno == EINTR)
 				continue;
 			ereport(ERROR, (errcode_for_file_access(),
-							errmsg("pgml: could not write \"%s\": %m", path)));
+							errmsg("pgml: could not write \"%s\": %m", file->path)));
 		}
 		bytes += written;
 		left -= written;
 	}
 	if (pg_fsync(fd) != 0)
 		ereport(ERROR, (errcode_for_file_access(),
-						errmsg("pgml: could not fsync \"%s\": %m", path)));
+						errmsg("pgml: could not fsync \"%s\": %m", file->path)));
 	CloseTransientFile(fd);
+}
+
+/*
+ * A file is complete: its contents must match the checksum stored at registration
+ * (the same check, and the same message, as for a blob read any other way). Checked
+ * once here, when the server's copy is made, not on every load.
+ */
+static void
+close_file(ModelFile *file, const char *tmp)
+{
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char		hex[PG_SHA256_DIGEST_STRING_LENGTH];
+	int			i;
+
+	if (file->path == NULL || file->hash == NULL)
+		return;
+	if (pg_cryptohash_final(file->hash, digest, sizeof(digest)) < 0)
+		elog(ERROR, "pgml: sha256 failed");
+	pg_cryptohash_free(file->hash);
+	file->hash = NULL;
+	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	if (strcmp(hex, file->checksum) != 0)
+	{
+		rmtree(tmp, true);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pgml: %s: stored model is corrupt (sha256 %.12s..., expected %.12s...)",
+						file->what, hex, file->checksum),
+				 errhint("Register the model again; the stored blob does not match its checksum.")));
+	}
 }
 
 /*
@@ -111,6 +155,7 @@ materialize(const char *dir, const char *id)
 	Datum		args[1];
 	Portal		portal;
 	struct stat st;
+	ModelFile	file = {0};
 
 	args[0] = DirectFunctionCall1(int8in, CStringGetDatum(id));
 	if (stat(tmp, &st) == 0)
@@ -120,25 +165,45 @@ materialize(const char *dir, const char *id)
 						errmsg("pgml: could not create \"%s\": %m", tmp)));
 
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT file, data FROM pgml._model_files($1)",
+									   "SELECT file, data, checksum, what "
+									   "FROM pgml._model_files($1)",
 									   1, argtypes, args, NULL, true, 0);
 	for (;;)
 	{
-		char	   *file;
+		HeapTuple	row;
+		TupleDesc	desc;
+		char	   *name;
 		bool		isnull;
 		Datum		data;
 
 		SPI_cursor_fetch(portal, true, 1);
 		if (SPI_processed == 0)
 			break;
-		file = text_column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		check_file_name(file);
-		data = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		row = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		name = text_column(row, desc, 1);
+		check_file_name(name);
+		if (file.path == NULL || strcmp(file.path + strlen(tmp) + 1, name) != 0)
+		{
+			close_file(&file, tmp);
+			file.path = psprintf("%s/%s", tmp, name);
+			file.checksum = SPI_getvalue(row, desc, 3);
+			file.what = SPI_getvalue(row, desc, 4);
+			file.hash = NULL;
+			if (file.checksum != NULL)
+			{
+				file.hash = pg_cryptohash_create(PG_SHA256);
+				if (file.hash == NULL || pg_cryptohash_init(file.hash) < 0)
+					elog(ERROR, "pgml: sha256 failed");
+			}
+		}
+		data = SPI_getbinval(row, desc, 2, &isnull);
 		if (isnull)
-			elog(ERROR, "pgml: model file \"%s\" has no data", file);
-		append_to_file(psprintf("%s/%s", tmp, file), DatumGetByteaPP(data));
+			elog(ERROR, "pgml: model file \"%s\" has no data", name);
+		append_to_file(&file, DatumGetByteaPP(data));
 		SPI_freetuptable(SPI_tuptable);
 	}
+	close_file(&file, tmp);
 	SPI_cursor_close(portal);
 
 	fsync_fname(tmp, true);

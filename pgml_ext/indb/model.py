@@ -65,7 +65,7 @@ class LoadedModel:
     def _load_litert(self) -> Runtime:
         from pgml_ext.indb.runtimes.litert import LiteRTRuntime
 
-        return LiteRTRuntime(registry.litert_flatbuffers(self.row), threads())
+        return LiteRTRuntime(registry.litert_files(self.row), threads())
 
     def _load_tensorflow(self) -> Runtime:
         started = time.perf_counter()

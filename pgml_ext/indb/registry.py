@@ -2,11 +2,10 @@
 
 ``pgml._model_ref(model)`` (src/pgml_ext.c) resolves a model reference under the
 calling statement's snapshot and returns the directory where that version's files
-live on this server, writing them from the pgml tables the first time. Scoring then
-reads files only, with no query: that is what lets it run in parallel workers. A
-version's files never change (the directory is named by row id and checksum); blobs
-are checked against their sha256 when loaded, and a copy that fails is removed so the
-next statement writes it afresh.
+live on this server, writing them from the pgml tables the first time (and checking
+each against the sha256 stored at registration as it does). Scoring then reads files
+only, with no query: that is what lets it run in parallel workers. A version's files
+never change: the directory is named by row id and checksum.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from pgml_ext.indb import archive, server
+from pgml_ext.indb import server
 from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError
 
 _plans: dict[str, Any] = {}
@@ -99,33 +98,16 @@ def read(ref: str) -> ModelRow:
     )
 
 
-def _verified(row: ModelRow, file: str, checksum: str, what: str) -> bytes:
-    with open(os.path.join(row.directory, file), "rb") as f:
-        data = f.read()
-    try:
-        archive.verify(data, checksum, what)
-    except PgmlError:
-        shutil.rmtree(row.directory, ignore_errors=True)
-        raise
-    return data
-
-
 def savedmodel(row: ModelRow) -> bytes:
-    """The SavedModel archive, checked against the version's checksum."""
-    return _verified(row, "savedmodel.tar", row.checksum, f"model '{row.name}' v{row.version}")
+    """The SavedModel archive (its checksum was checked when the file was written)."""
+    with open(os.path.join(row.directory, "savedmodel.tar"), "rb") as f:
+        return f.read()
 
 
-def litert_flatbuffers(row: ModelRow) -> dict[str, bytes]:
-    """signature -> flatbuffer, for the signatures converted at registration."""
-    return {
-        signature: _verified(
-            row,
-            entry["file"],
-            entry["checksum"],
-            f"model '{row.name}' v{row.version} (LiteRT signature {signature})",
-        )
-        for signature, entry in row.litert.items()
-    }
+def litert_files(row: ModelRow) -> dict[str, str]:
+    """signature -> flatbuffer path, for the signatures converted at registration.
+    LiteRT maps the file: all backends share one copy of the weights in memory."""
+    return {sig: os.path.join(row.directory, entry["file"]) for sig, entry in row.litert.items()}
 
 
 def setting(name: str, default: str) -> str:

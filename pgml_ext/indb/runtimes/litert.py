@@ -59,13 +59,15 @@ class _Signature:
 class LiteRTRuntime:
     name = "litert"
 
-    def __init__(self, flatbuffers: dict[str, bytes], threads: int = 1) -> None:
+    def __init__(self, flatbuffers: dict[str, bytes | str], threads: int = 1) -> None:
+        """FLATBUFFERS: signature -> the flatbuffer, or the path of a file holding it."""
         from ai_edge_litert.interpreter import Interpreter
 
         self._signatures: dict[str, _Signature] = {}
         self._interpreters = []  # keep them alive: the runners borrow them
-        for signature, content in flatbuffers.items():
-            interpreter = Interpreter(model_content=content, num_threads=threads)
+        for signature, model in flatbuffers.items():
+            source = {"model_path": model} if isinstance(model, str) else {"model_content": model}
+            interpreter = Interpreter(**source, num_threads=threads)
             self._interpreters.append(interpreter)
             self._signatures[signature] = _Signature(interpreter.get_signature_runner(signature))
 
