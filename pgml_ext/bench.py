@@ -11,6 +11,7 @@ For the MLP and the CNN, with tf.Example (bytea) and float4[] inputs:
 - naive     per-row TensorFlow in PL/Python (the same model registered with
             runtime => 'tensorflow'), on a sample of rows
 - floor     the same LiteRT model on an in-memory numpy array, one call
+- read      the batch form's array_agg alone, no scoring: the cost of reading inputs
 Each figure is the median of --repeats runs; ratios are computed from those medians.
 Also: first call in a new connection (import + load) and backend RSS after scoring.
 """
@@ -77,6 +78,13 @@ class Workload:
             self.inline(conn, model, col)
         finally:
             conn.execute(sa.text("RESET ALL"))
+
+    def read(self, conn, col: str) -> None:
+        """The batch form's input, array_agg, with no scoring: what reading costs."""
+        got = self.sql(
+            conn, f"SELECT array_length(array_agg({col} ORDER BY id), 1) FROM {self.table}"
+        )
+        assert got[0][0] == self.rows
 
     def batch(self, conn, model: str, col: str) -> None:
         got = self.sql(
@@ -169,6 +177,7 @@ def _measure(
         seconds["inline"] = _median_seconds(lambda: work.inline(conn, model, col), repeats), n
         seconds["parallel"] = _median_seconds(lambda: work.parallel(conn, model, col), repeats), n
         seconds["batch"] = _median_seconds(lambda: work.batch(conn, model, col), repeats), n
+        seconds["read"] = _median_seconds(lambda: work.read(conn, col), repeats), n
     raw = work.engine.raw_connection()
     try:
         dbapi = raw.driver_connection
@@ -272,6 +281,17 @@ def format_table(results: dict) -> str:
         r["cold_tensorflow"] for m in results["models"].values() for r in m["inputs"].values()
     ]
     lines.append("")
+    reads = [
+        f"{model} {form} {r['timings']['read']['seconds'] / r['timings']['floor']['seconds']:.2f}×"
+        for model, m in results["models"].items()
+        for form, r in m["inputs"].items()
+        if "read" in r["timings"]
+    ]
+    if reads:
+        lines.append(
+            "Reading the inputs into the batch's array (array_agg, no scoring) alone takes, "
+            "in multiples of the floor's time: " + ", ".join(reads) + "."
+        )
     lines.append(
         f"Medians of {results['repeats']} runs, {results['machine']['cpus']} cores. First call and "
         "RSS: a new connection on LiteRT; on TensorFlow the first call takes "

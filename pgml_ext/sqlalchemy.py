@@ -189,6 +189,17 @@ class unpin_model(_PgmlFunction):
     inherit_cache = True
 
 
+class prune_model_files(_PgmlFunction):
+    """Remove the server's files of deleted versions -> one row (``str``) per directory.
+
+    ``select(prune_model_files())`` renders ``SELECT pgml.prune_model_files()``.
+    """
+
+    type = sa.Text()
+    package = "pgml"
+    inherit_cache = True
+
+
 class backend_status(_PgmlFunction):
     """This backend's runtimes and memory -> ``dict``: ``SELECT pgml.backend_status()``."""
 
@@ -210,6 +221,7 @@ __all__ = [
     "predict_batch",
     "predict_class",
     "predict_class_batch",
+    "prune_model_files",
     "score_into",
     "unpin_model",
 ]

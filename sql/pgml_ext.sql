@@ -465,6 +465,15 @@ import pgml_ext.indb.api as api
 return api.backend_status()
 $$;
 
+-- Removes this database's model files (under the data directory, see pgml._model_ref)
+-- for versions that were deleted; returns the directories removed. A statement still
+-- using such a version finds its files gone and asks to be run again.
+CREATE FUNCTION pgml.prune_model_files()
+RETURNS SETOF text LANGUAGE plpython3u AS $$
+import pgml_ext.indb.api as api
+return api.prune_model_files()
+$$;
+
 CREATE FUNCTION pgml.clear_cache()
 RETURNS int LANGUAGE plpython3u AS $$
 import pgml_ext.indb.api as api
@@ -520,6 +529,7 @@ GRANT EXECUTE ON FUNCTION
     pgml._begin_registration(text, bigint, text, text[], text, jsonb),
     pgml._finish_registration(bigint, bytea),
     pgml.delete_model(text, int), pgml.pin_model(text, int), pgml.unpin_model(text),
+    pgml.prune_model_files(),
     pgml.load_model(text, text, text, text[], text)
 TO pgml_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE

@@ -1,5 +1,6 @@
 """Versioning and the per-backend cache, across two connections."""
 
+import os
 import threading
 import time
 
@@ -115,3 +116,20 @@ def test_versions_increase_per_name(engine, mlp_dir):
     first = client.register_model(engine, "counter", mlp_dir)
     second = client.register_model(engine, "counter", mlp_dir)
     assert (first, second) == (1, 2)
+
+
+def test_prune_removes_the_files_of_deleted_versions_only(engine, mlp_dir):
+    from pgml_ext.sqlalchemy import prune_model_files
+
+    version = client.register_model(engine, "pruned", mlp_dir)
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT pgml._model_ref('mlp')")).scalar()
+        gone = conn.execute(sa.text(f"SELECT pgml._model_ref('pruned@{version}')")).scalar()
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pgml.delete_model('pruned')"))
+        removed = conn.execute(sa.select(prune_model_files())).scalars().all()
+    assert os.path.basename(gone) in removed  # with those of versions deleted earlier
+    live = rows(engine, "SELECT id || '-' || checksum FROM pgml.model_versions")
+    assert not {r[0] for r in live} & set(removed)
+    assert not os.path.exists(gone) and os.path.exists(f"{kept}/model.json")
+    assert scalar(engine, "SELECT pgml.predict_class('mlp', pixels) FROM inputs WHERE id = 4") == 4

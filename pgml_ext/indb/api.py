@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import bulk, cache, registration, registry
-from pgml_ext.indb.errors import reported
+from pgml_ext.indb import bulk, cache, registration, registry, server
+from pgml_ext.indb.errors import reported, translate
 
 Input = bytes | np.ndarray | None  # a tf.Example, or a float4[] from tensor()
 
@@ -23,22 +23,28 @@ def predict(
 ) -> list[float] | None:
     if ref is None or data is None:
         return None
-    with reported(ref):
+    try:
         return cache.get(ref).predict(data, output, signature)
+    except Exception as exc:
+        raise translate(exc, ref) from None
 
 
 def classify(ref: str | None, data: Input, signature: str | None = None) -> str | None:
     if ref is None or data is None:
         return None
-    with reported(ref):
+    try:
         return cache.get(ref).top_class(data, signature)[1]
+    except Exception as exc:
+        raise translate(exc, ref) from None
 
 
 def predict_class(ref: str | None, data: Input, signature: str | None = None) -> int | None:
     if ref is None or data is None:
         return None
-    with reported(ref):
+    try:
         return cache.get(ref).top_class(data, signature)[0]
+    except Exception as exc:
+        raise translate(exc, ref) from None
 
 
 def tensor(packed: bytes | None) -> np.ndarray | None:
@@ -124,3 +130,11 @@ def backend_status() -> str:
 
 def clear_cache() -> int:
     return cache.clear()
+
+
+def prune_model_files() -> list[str]:
+    with reported():
+        rows = server.plpy().execute(
+            "SELECT id || '-' || checksum AS name FROM pgml.model_versions"
+        )
+        return registry.prune({r["name"] for r in rows})

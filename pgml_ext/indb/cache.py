@@ -13,18 +13,23 @@ from pgml_ext.indb import registry
 from pgml_ext.indb.model import LoadedModel
 
 _models: OrderedDict[str, LoadedModel] = OrderedDict()
+_last: tuple[str, LoadedModel] | None = None  # the most recent: every row of a statement
 
 
 def get(ref: str) -> LoadedModel:
+    global _last
+    last = _last
+    if last is not None and last[0] == ref:
+        return last[1]
     loaded = _models.get(ref)
     if loaded is not None:
         _models.move_to_end(ref)
-        return loaded
-    loaded = LoadedModel(registry.read(ref))
-    _models[ref] = loaded
-    limit = max(1, int(registry.setting("pgml.model_cache_size", "4")))
-    while len(_models) > limit:
-        _models.popitem(last=False)
+    else:
+        loaded = _models[ref] = LoadedModel(registry.read(ref))
+        limit = max(1, int(registry.setting("pgml.model_cache_size", "4")))
+        while len(_models) > limit:
+            _models.popitem(last=False)
+    _last = (ref, loaded)
     return loaded
 
 
@@ -39,6 +44,8 @@ def loaded() -> list[LoadedModel]:
 
 
 def clear() -> int:
+    global _last
     n = len(_models)
     _models.clear()
+    _last = None
     return n

@@ -45,12 +45,33 @@ def sql_error(message: str, sqlstate: str, detail: str | None = None, hint: str 
     return err
 
 
-class reported:
-    """Turn our exceptions into a clean ERROR (no traceback dump) for the SQL caller.
+def translate(exc: Exception, model: str | None = None) -> Exception:
+    """The exception to raise for EXC, caught in an entry point scoring with MODEL: ours
+    become a clean ERROR (no traceback dump); PostgreSQL's own (plpy.SPIError, including
+    query cancel) stay as they are, so it reports them with their own SQLSTATE; anything
+    else is an internal error that names the model."""
+    if isinstance(exc, PgmlError):
+        return sql_error(exc.message, exc.sqlstate, exc.detail, exc.hint)
+    plpy = server.plpy()
+    if isinstance(exc, plpy.SPIError | plpy.Error):
+        return exc
+    where = ""
+    if model:
+        from pgml_ext.indb import cache  # only on this rare path: cache imports us
 
-    Errors raised by PostgreSQL itself (plpy.SPIError, including query cancel) pass
-    through untouched so that PostgreSQL reports them with their own SQLSTATE. A class,
-    not a generator-based context manager: it wraps every scored row.
+        where = f" with model '{cache.name_of(model)}'"
+    return sql_error(
+        f"internal error{where}: {type(exc).__name__}: {exc}",
+        INTERNAL,
+        hint="This is a bug in pgml_ext or in the model; please report it.",
+    )
+
+
+class reported:
+    """``with reported(model):`` raises what translate() makes of an exception.
+
+    The per-row entry points use try/except and translate() directly: a ``with`` costs
+    two method calls per row, a try block nothing.
     """
 
     __slots__ = ("model",)
@@ -62,20 +83,9 @@ class reported:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
+        if exc is None or not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt & co, as they are
+        translated = translate(exc, self.model)
+        if translated is exc:
             return False
-        if isinstance(exc, PgmlError):
-            raise sql_error(exc.message, exc.sqlstate, exc.detail, exc.hint) from None
-        plpy = server.plpy()
-        if isinstance(exc, plpy.SPIError | plpy.Error) or not isinstance(exc, Exception):
-            return False  # PostgreSQL's own errors, and KeyboardInterrupt & co, as they are
-        where = ""
-        if self.model:
-            from pgml_ext.indb import cache  # only on this rare path: cache imports us
-
-            where = f" with model '{cache.name_of(self.model)}'"
-        raise sql_error(
-            f"internal error{where}: {type(exc).__name__}: {exc}",
-            INTERNAL,
-            hint="This is a bug in pgml_ext or in the model; please report it.",
-        ) from None
+        raise translated from None

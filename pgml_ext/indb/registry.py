@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,24 @@ def litert_files(row: ModelRow) -> dict[str, str]:
     """signature -> flatbuffer path, for the signatures converted at registration.
     LiteRT maps the file: all backends share one copy of the weights in memory."""
     return {sig: os.path.join(row.directory, entry["file"]) for sig, entry in row.litert.items()}
+
+
+def prune(current: set[str]) -> list[str]:
+    """Remove this database's model directories whose version is not in CURRENT
+    ('<id>-<checksum>' names), and writes abandoned over an hour ago; return them."""
+    root = server.models_root()
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    gone = []
+    for name in sorted(names):
+        path = os.path.join(root, name)
+        stale = ".tmp" in name and time.time() - os.path.getmtime(path) > 3600
+        if (_DIRECTORY.fullmatch(name) and name not in current) or stale:
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(name)
+    return gone
 
 
 def setting(name: str, default: str) -> str:

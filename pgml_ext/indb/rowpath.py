@@ -97,7 +97,7 @@ class RowPath:
     def _run(self, values: np.ndarray) -> np.ndarray | None:
         # NaN or Infinity makes the sum of squares non-finite (so does an overflow, which
         # the general path then clears): one dot product instead of an isfinite pass.
-        flat = values.reshape(-1)
+        flat = values if values.ndim == 1 else values.reshape(-1)
         if not math.isfinite(flat.dot(flat)):
             return None
         return self._runner.one(self._input, values.reshape(self._shape), self._output)
