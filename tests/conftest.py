@@ -13,6 +13,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+# Imported before TensorFlow: hypothesis's pytest plugin otherwise imports it at the end
+# of a session that loaded TensorFlow, and CPython 3.11 then fails to parse it
+# ("AST constructor recursion depth mismatch"), failing runs of a few test files.
+import hypothesis  # noqa: F401
 import numpy as np
 import pytest
 import sqlalchemy as sa

@@ -12,7 +12,7 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from conftest import new_engine
+from conftest import new_engine, scalar
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -72,7 +72,7 @@ def test_workers_score_and_agree_with_a_serial_plan(db_url, form):
 def test_workers_write_missing_model_files(db_url, engine):
     """A server that never had the files (a standby, a restored backup, a wiped cache):
     the workers fetch and write them, racing each other safely."""
-    data_dir = engine.connect().exec_driver_sql("SHOW data_directory").scalar()
+    data_dir = scalar(engine, "SHOW data_directory")
     shutil.rmtree(f"{data_dir}/pgml_ext", ignore_errors=True)
     query = QUERIES["tf.Example"]
     with new_engine(db_url).connect() as conn:
@@ -143,3 +143,23 @@ def test_statement_timeout_stops_batches_in_workers(db_url, engine):
         conn.exec_driver_sql("SET statement_timeout = 0")
         assert conn.exec_driver_sql(query).scalar() == 24 * 1797
         assert conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar() == started_at
+
+
+def test_damaged_model_files_are_written_again(db_url, engine):
+    """The server's copy of a model damaged on disk: one clean error that says to run
+    the statement again, and the next statement writes the files afresh."""
+    ref = scalar(engine, "SELECT pgml._model_ref('mnist')")
+    with open(f"{ref}/model.json", "w") as f:
+        f.write("{not json")
+    with new_engine(db_url).connect() as conn:  # a new backend: nothing loaded yet
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            conn.exec_driver_sql("SELECT pgml.predict_class('mnist', pixels) FROM inputs").all()
+        fields = info.value.orig.args[0]
+        assert fields["C"] == "58P01" and "again" in fields["H"]
+        conn.rollback()
+        assert (
+            conn.exec_driver_sql(
+                "SELECT count(pgml.predict_class('mnist', pixels)) FROM inputs"
+            ).scalar()
+            == 1797
+        )

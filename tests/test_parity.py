@@ -34,3 +34,21 @@ def test_database_scores_equal_client_tensorflow(engine, client_scores, model, c
     assert db.shape == expected.shape == (1797, 10)
     assert np.max(np.abs(db - expected)) <= TOLERANCE
     assert (db.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+@pytest.mark.usefixtures("models", "inputs")
+@pytest.mark.parametrize("column", ["pixels", "example"])
+def test_fast_path_equals_general_path(engine, column):
+    """Per row, the fast path (rowpath.RowPath) answers; naming the output sends the
+    same row through the general path. Both must give the same scores and classes."""
+    got = rows(
+        engine,
+        f"SELECT pgml.predict('mlp', {column}), pgml.predict('mlp', {column}, 'output_0'), "
+        f"pgml.predict_class('mlp', {column}), pgml.classify('mlp', {column}) "
+        "FROM inputs ORDER BY id",
+    )
+    fast = np.asarray([r[0] for r in got], dtype=np.float32)
+    general = np.asarray([r[1] for r in got], dtype=np.float32)
+    assert fast.shape == (1797, 10) and np.array_equal(fast, general)
+    assert [r[2] for r in got] == list(general.argmax(axis=1))
+    assert [r[3] for r in got] == [str(c) for c in general.argmax(axis=1)]
