@@ -32,6 +32,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "access/xact.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -42,6 +43,7 @@ PG_MODULE_MAGIC;
 
 typedef struct RefCache
 {
+	TimestampTz statement;		/* the top-level statement these answers are for */
 	int			next;
 	char	   *model[REF_CACHE_SIZE];
 	char	   *ref[REF_CACHE_SIZE];
@@ -263,6 +265,22 @@ pgml_model_ref(PG_FUNCTION_ARGS)
 	{
 		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RefCache));
 		fcinfo->flinfo->fn_extra = cache;
+	}
+	/*
+	 * Most call sites live for one statement, but some outlive it (PL/pgSQL keeps its
+	 * simple expressions for the whole transaction): a new top-level statement
+	 * resolves afresh, so a new version is used from the next statement on.
+	 */
+	if (cache->statement != GetCurrentStatementStartTimestamp())
+	{
+		for (i = 0; i < REF_CACHE_SIZE && cache->model[i] != NULL; i++)
+		{
+			pfree(cache->model[i]);
+			pfree(cache->ref[i]);
+			cache->model[i] = cache->ref[i] = NULL;
+		}
+		cache->next = 0;
+		cache->statement = GetCurrentStatementStartTimestamp();
 	}
 	for (i = 0; i < REF_CACHE_SIZE && cache->model[i] != NULL; i++)
 		if (strcmp(cache->model[i], model) == 0)

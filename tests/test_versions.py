@@ -37,6 +37,24 @@ def test_new_version_is_used_from_the_next_statement(db_url, mlp_dir):
         assert classify_one(conn_a, "ver@1") == "a4"
 
 
+def test_plpgsql_sees_a_new_version_from_its_next_statement(db_url, engine, mlp_dir):
+    """PL/pgSQL keeps simple expressions for the whole transaction; the model they name
+    is still resolved again for each top-level statement."""
+    a, b = new_engine(db_url), new_engine(db_url)
+    assert client.register_model(b, "verpl", mlp_dir, labels=labels("a")) == 1
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE OR REPLACE FUNCTION classify_verpl(x float4[]) RETURNS text "
+            "LANGUAGE plpgsql AS $$ DECLARE r text; "
+            "BEGIN r := pgml.classify('verpl', x); RETURN r; END $$"
+        )
+    one = "SELECT classify_verpl(pixels) FROM inputs WHERE id = 4"
+    with a.connect() as conn_a:  # one transaction (READ COMMITTED) throughout
+        assert conn_a.exec_driver_sql(one).scalar() == "a4"
+        assert client.register_model(b, "verpl", mlp_dir, labels=labels("b")) == 2
+        assert conn_a.exec_driver_sql(one).scalar() == "b4"
+
+
 def test_one_statement_never_mixes_versions(db_url, mlp_dir):
     a, b = new_engine(db_url), new_engine(db_url)
     client.register_model(b, "mix", mlp_dir, labels=labels("old"))
