@@ -9,17 +9,23 @@ keeps them from clashing with TensorFlow's own registration when both are loaded
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from pgml_ext.indb.errors import INVALID_BINARY, PgmlError
 
-_F = descriptor_pb2.FieldDescriptorProto
+if TYPE_CHECKING:
+    from google.protobuf import descriptor_pb2
 
 
 def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
+    # Imported here, on the first Example: ~20 ms that float4[]-only backends (and the
+    # parallel workers scoring them) do not pay.
+    from google.protobuf import descriptor_pb2
+
+    _F = descriptor_pb2.FieldDescriptorProto
     fd = descriptor_pb2.FileDescriptorProto(
         name="pgml_ext/tf_example.proto", package="tensorflow", syntax="proto3"
     )
@@ -65,6 +71,8 @@ def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
 @functools.cache
 def example_class():
     """The ``tensorflow.Example`` message class, wire-compatible with TensorFlow's."""
+    from google.protobuf import descriptor_pool, message_factory
+
     pool = descriptor_pool.DescriptorPool()
     pool.Add(_file_descriptor())
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))

@@ -205,7 +205,7 @@ class LoadedModel:
             return None  # the general path raises it again, for this row
         if self._litert is None or self.row.runtime_of(sig.name) != "litert":
             return None
-        return RowPath.build(self._litert, sig, self._feature_map)
+        return RowPath.build(self._litert, sig, self._feature_map, is_example)
 
     def _fast_scores(self, data: bytes | list, signature: str | None) -> np.ndarray | None:
         """One row's scores on the fast path, or None: then the general path scores it."""

@@ -39,7 +39,12 @@ class RowPath:
     )
 
     def __init__(
-        self, runner, sig: Signature, output: str, feature_map: dict[str, str] | None
+        self,
+        runner,
+        sig: Signature,
+        output: str,
+        feature_map: dict[str, str] | None,
+        for_examples: bool,
     ) -> None:
         name = next(iter(sig.inputs))
         plan = sig.plans[name]
@@ -52,11 +57,15 @@ class RowPath:
         self._header = examples.float_header(plan.expected)
         # A new message per row: re-parsing into one message is 2x slower (upb must
         # detach the submessages Python still references before it can clear them).
-        self._parse = examples.example_class().FromString
+        self._parse = examples.example_class().FromString if for_examples else None
 
     @classmethod
     def build(
-        cls, runtime: LiteRTRuntime, sig: Signature, feature_map: dict[str, str] | None
+        cls,
+        runtime: LiteRTRuntime,
+        sig: Signature,
+        feature_map: dict[str, str] | None,
+        for_examples: bool,
     ) -> RowPath | None:
         """A fast path for SIG on RUNTIME, or None when this signature needs the general one."""
         runner = runtime.runner_for(sig.name)
@@ -71,7 +80,7 @@ class RowPath:
             return None
         if sig.outputs[output]["dtype"] != "float32" or output not in runner.output_index:
             return None
-        return cls(runner, sig, output, feature_map)
+        return cls(runner, sig, output, feature_map, for_examples)
 
     def example(self, data: bytes) -> np.ndarray | None:
         try:
