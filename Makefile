@@ -47,7 +47,7 @@ test: setup  ## the whole suite against a real PostgreSQL it starts itself
 bench: setup  ## in-database scoring vs the alternatives; results in benchmarks/results
 	$(VENV)/bin/pgml-ext bench $(BENCH_ARGS)
 
-fuzz: setup  ## the tf.Example decoder and feeding code on 100,000 generated inputs
+fuzz: setup  ## the tf.Example decoder, feeding code and fast path on 150,000 generated inputs
 	PGML_FUZZ_EXAMPLES=25000 $(VENV)/bin/python -m pytest -q tests/test_fuzz.py
 
 soak: setup  ## 16 sessions score for 60 s while versions are registered and deleted

@@ -2,7 +2,7 @@
 
 Whatever the bytes, decoding and feeding end in a result or a PgmlError (a clean SQL
 ERROR) — never another exception, a crash or a hang (each input has a deadline).
-CI runs a short version; `make fuzz` runs 4 targets x 25,000 = 100,000 inputs.
+CI runs a short version; `make fuzz` runs 6 targets x 25,000 = 150,000 inputs.
 """
 
 import os
@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from pgml_ext.indb import examples, signatures
 from pgml_ext.indb.errors import PgmlError
+from pgml_ext.indb.rowpath import RowPath
 from pgml_ext.indb.signatures import Signature
 
 EXAMPLES = int(os.environ.get("PGML_FUZZ_EXAMPLES", "800"))
@@ -107,3 +108,47 @@ def test_feed_a_classify_signature(data):
 @given(st.lists(inputs, min_size=1, max_size=4))
 def test_feed_a_batch(batch):
     _only_clean_errors(lambda b: signatures.feeds_for_examples(TENSOR, b, "m", None), batch)
+
+
+class _Echo:
+    """A runner that returns the row it is fed: what the fast path would score."""
+
+    output_index = {"output_0": 0}
+
+    def one(self, name, value, output):
+        return value[0]
+
+
+FAST = RowPath(_Echo(), TENSOR, "output_0", None, True)
+
+
+@FUZZ
+@given(inputs)
+def test_fast_path_feeds_what_the_general_path_feeds(data):
+    """The per-row fast path answers only when the general path would feed the very
+    same values; otherwise it steps aside (None) and the general path decides."""
+    fast = FAST.example(data)
+    try:
+        general = signatures.feeds_for_example(TENSOR, data, "m", None)["pixels"][0]
+    except PgmlError:
+        general = None
+    if fast is not None:
+        assert general is not None and np.array_equal(fast, general)
+
+
+@FUZZ
+@given(
+    st.lists(st.floats(width=32), min_size=0, max_size=790).map(
+        lambda v: np.asarray(v, dtype=np.float32)
+    )
+)
+def test_fast_path_on_float_arrays(values):
+    fast = FAST.tensor(values)
+    try:
+        general = signatures.feeds_for_tensor(TENSOR, values, "m")["pixels"][0]
+    except PgmlError:
+        general = None
+    if fast is not None:
+        assert general is not None and np.array_equal(fast, general)
+    if general is not None:
+        assert fast is not None  # every input the general path takes, the fast one takes

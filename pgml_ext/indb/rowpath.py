@@ -35,6 +35,7 @@ class RowPath:
         "_count",
         "_feature",
         "_header",
+        "_zeros",
         "_parse",
     )
 
@@ -55,6 +56,7 @@ class RowPath:
         self._count = plan.expected
         self._feature = (feature_map or {}).get(name, name)
         self._header = examples.float_header(plan.expected)
+        self._zeros = np.zeros(plan.expected, dtype=np.float32)
         # A new message per row: re-parsing into one message is 2x slower (upb must
         # detach the submessages Python still references before it can clear them).
         self._parse = examples.example_class().FromString if for_examples else None
@@ -104,9 +106,9 @@ class RowPath:
         return self._run(values) if values.size == self._count else None
 
     def _run(self, values: np.ndarray) -> np.ndarray | None:
-        # NaN or Infinity makes the sum of squares non-finite (so does an overflow, which
-        # the general path then clears): one dot product instead of an isfinite pass.
+        # Any NaN or Infinity times zero is NaN, finite values give 0 (and never overflow):
+        # one dot product instead of an isfinite pass and its temporary array.
         flat = values if values.ndim == 1 else values.reshape(-1)
-        if not math.isfinite(flat.dot(flat)):
+        if not math.isfinite(flat.dot(self._zeros)):
             return None
         return self._runner.one(self._input, values.reshape(self._shape), self._output)
