@@ -13,6 +13,7 @@ its answers are the general path's (tests/test_parity.py compares both with Tens
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +25,10 @@ from pgml_ext.indb.signatures import Signature
 
 if TYPE_CHECKING:
     from pgml_ext.indb.runtimes.litert import LiteRTRuntime
+
+# Infinity in an input makes the check in RowPath._run warn; the input then goes to the
+# general path, whose ERROR says what is wrong: no need for a line in the server log too.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=__name__)
 
 
 class RowPath:
@@ -107,7 +112,8 @@ class RowPath:
 
     def _run(self, values: np.ndarray) -> np.ndarray | None:
         # Any NaN or Infinity times zero is NaN, finite values give 0 (and never overflow):
-        # one dot product instead of an isfinite pass and its temporary array.
+        # one dot product instead of an isfinite pass and its temporary array. (numpy's
+        # "invalid value" warning for Infinity is filtered for this module, below.)
         flat = values if values.ndim == 1 else values.reshape(-1)
         if not math.isfinite(flat.dot(self._zeros)):
             return None
