@@ -12,6 +12,7 @@ For the MLP and the CNN, with tf.Example (bytea) and float4[] inputs:
             runtime => 'tensorflow'), on a sample of rows
 - floor     the same LiteRT model on an in-memory numpy array, one call
 - read      the batch form's array_agg alone, no scoring: the cost of reading inputs
+And once, on a larger MLP table (--parallel-rows, 100,000): serial vs parallel plan.
 Each figure is the median of --repeats runs; ratios are computed from those medians.
 Also: first call in a new connection (import + load) and backend RSS after scoring.
 """
@@ -150,6 +151,31 @@ def _floor(engine: sa.Engine, model: str, x: np.ndarray, repeats: int) -> float:
     return _median_seconds(lambda: runner(**{name: batch}), repeats)
 
 
+def _parallel_at_scale(engine: sa.Engine, model: str, rows: int, repeats: int) -> dict:
+    """Inline scoring on a larger table, serial plan vs the parallel plan the planner
+    picks by itself once the table allows 2 workers: the workers' start-up (a new
+    process per query) is amortised here, unlike on the main workload."""
+    reference.load_table(engine, "inputs_large", rows)
+    query = f"SELECT count(pgml.classify('{model}', example)) FROM inputs_large"
+    with engine.connect() as conn:
+        conn.execute(sa.text("ALTER TABLE inputs_large SET (parallel_workers = 2)"))
+        conn.execute(sa.text("SET max_parallel_workers_per_gather = 0"))
+        conn.execute(sa.text(f"{query} WHERE id < 10"))  # load the model in this backend
+        serial = _median_seconds(lambda: conn.execute(sa.text(query)).scalar(), repeats)
+        conn.execute(sa.text("SET max_parallel_workers_per_gather = 2"))
+        plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {query}")).scalars())
+        assert "Gather" in plan, plan
+        parallel = _median_seconds(lambda: conn.execute(sa.text(query)).scalar(), repeats)
+        conn.execute(sa.text("DROP TABLE inputs_large, inputs_large_distinct"))
+        conn.commit()
+    return {
+        "model": model,
+        "rows": rows,
+        "serial_rows_per_s": rows / serial,
+        "parallel_rows_per_s": rows / parallel,
+    }
+
+
 def _cold_start(url: str, model: str, col: str) -> dict[str, float]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
@@ -200,6 +226,7 @@ def run(
     cnn_rows: int = 5_000,
     naive_rows: int = 2_000,
     repeats: int = 3,
+    parallel_rows: int = 100_000,
     out_dir: str | os.PathLike = "benchmarks/results",
     port: int | None = None,
 ) -> dict:
@@ -243,6 +270,9 @@ def run(
                 "cold_tensorflow": _cold_start(url, f"{model}_tf", col),
             }
         results["models"][model] = model_results
+    if parallel_rows:
+        say(f"mlp / tf.Example on {parallel_rows:,} rows: serial vs parallel plan")
+        results["parallel_at_scale"] = _parallel_at_scale(engine, "mlp", parallel_rows, repeats)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
@@ -287,6 +317,15 @@ def format_table(results: dict) -> str:
         for form, r in m["inputs"].items()
         if "read" in r["timings"]
     ]
+    scale = results.get("parallel_at_scale")
+    if scale:
+        serial, parallel = scale["serial_rows_per_s"], scale["parallel_rows_per_s"]
+        lines.append(
+            f"Parallel query on {scale['rows']:,} {scale['model']} tf.Example rows "
+            f"(`count(pgml.classify(...))`, the planner's own plan once the table allows "
+            f"2 workers): serial {serial:,.0f} rows/s, parallel {parallel:,.0f} rows/s "
+            f"({parallel / serial:.2f}×)."
+        )
     if reads:
         lines.append(
             "Reading the inputs into the batch's array (array_agg, no scoring) alone takes, "

@@ -183,6 +183,7 @@ def _bench(args: argparse.Namespace) -> int:
         cnn_rows=args.cnn_rows,
         naive_rows=args.naive_rows,
         repeats=args.repeats,
+        parallel_rows=args.parallel_rows,
         out_dir=args.out,
         port=args.port,
     )
@@ -323,7 +324,8 @@ def parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmark in-database scoring against the alternatives",
         description="Scores the reference workload (MLP and CNN, tf.Example and float4[]) "
-        "inline, in batches, with the client pull-score-push pipeline, with "
+        "inline (also in parallel plans), in batches, with the client pull-score-push "
+        "pipeline, with "
         "naive per-row TensorFlow and on the compute floor, side by side; prints medians "
         "and ratios and saves JSON, Markdown and a PNG chart.",
     )
@@ -334,6 +336,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=2_000,
         help="rows sampled for naive per-row TensorFlow (2,000)",
+    )
+    bench.add_argument(
+        "--parallel-rows",
+        type=int,
+        default=100_000,
+        help="rows of the serial-vs-parallel-plan run on the MLP (100,000; 0 skips it)",
     )
     bench.add_argument("--repeats", type=int, default=3, help="runs per figure; medians (3)")
     bench.add_argument("--out", default="benchmarks/results", help="where results go")
