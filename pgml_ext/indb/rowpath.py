@@ -39,6 +39,7 @@ class RowPath:
         "_shape",
         "_count",
         "_feature",
+        "_single",
         "_header",
         "_zeros",
         "_parse",
@@ -60,6 +61,7 @@ class RowPath:
         self._shape = (1, *plan.inner)
         self._count = plan.expected
         self._feature = (feature_map or {}).get(name, name)
+        self._single = self._feature
         self._header = examples.float_header(plan.expected)
         self._zeros = np.zeros(plan.expected, dtype=np.float32)
         # A new message per row: re-parsing into one message is 2x slower (upb must
@@ -94,13 +96,16 @@ class RowPath:
             features = self._parse(data).features.feature
         except DecodeError:
             return None
-        if self._feature in features:
-            feature = features[self._feature]
-        elif len(features) == 1:
-            feature = next(iter(features.values()))  # one input, one feature: a pair
-        else:
-            return None
-        values = examples.floats_of_count(feature.float_list, self._header, self._count)
+        name = self._feature
+        if name not in features:
+            if len(features) != 1:
+                return None
+            # One input, one feature: a pair, whatever the names. The name is usually
+            # the same on every row: remember it (iterating a protobuf map is slow).
+            name = self._single
+            if name not in features:
+                name = self._single = next(iter(features))
+        values = examples.floats_of_count(features[name].float_list, self._header, self._count)
         return None if values is None else self._run(values)
 
     def tensor(self, data: list) -> np.ndarray | None:
