@@ -17,7 +17,6 @@ import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from pgml_ext.indb import examples, signatures
 from pgml_ext.indb.errors import PgmlError
@@ -38,11 +37,8 @@ class RowPath:
         "_output",
         "_shape",
         "_count",
-        "_feature",
-        "_single",
-        "_header",
         "_zeros",
-        "_parse",
+        "_read",
     )
 
     def __init__(
@@ -60,13 +56,9 @@ class RowPath:
         self._output = output
         self._shape = (1, *plan.inner)
         self._count = plan.expected
-        self._feature = (feature_map or {}).get(name, name)
-        self._single = self._feature
-        self._header = examples.float_header(plan.expected)
         self._zeros = np.zeros(plan.expected, dtype=np.float32)
-        # A new message per row: re-parsing into one message is 2x slower (upb must
-        # detach the submessages Python still references before it can clear them).
-        self._parse = examples.example_class().FromString if for_examples else None
+        feature = (feature_map or {}).get(name, name)
+        self._read = examples.DenseReader(feature, plan.expected) if for_examples else None
 
     @classmethod
     def build(
@@ -92,20 +84,7 @@ class RowPath:
         return cls(runner, sig, output, feature_map, for_examples)
 
     def example(self, data: bytes) -> np.ndarray | None:
-        try:
-            features = self._parse(data).features.feature
-        except DecodeError:
-            return None
-        name = self._feature
-        if name not in features:
-            if len(features) != 1:
-                return None
-            # One input, one feature: a pair, whatever the names. The name is usually
-            # the same on every row: remember it (iterating a protobuf map is slow).
-            name = self._single
-            if name not in features:
-                name = self._single = next(iter(features))
-        values = examples.floats_of_count(features[name].float_list, self._header, self._count)
+        values = self._read(data)
         return None if values is None else self._run(values)
 
     def tensor(self, data: list) -> np.ndarray | None:
