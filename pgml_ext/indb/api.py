@@ -7,13 +7,13 @@ The scoring functions take REF, the model reference pgml._model_ref resolved in 
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import numpy as np
 
 from pgml_ext.indb import bulk, cache, registration, registry, server
 from pgml_ext.indb.errors import reported, translate
+from pgml_ext.indb.signatures import tensor_from_packed
 
 Input = bytes | np.ndarray | None  # a tf.Example, or a float4[] from tensor()
 
@@ -48,12 +48,8 @@ def predict_class(ref: str | None, data: Input, signature: str | None = None) ->
 
 
 def tensor(packed: bytes | None) -> np.ndarray | None:
-    """A float4[] as pgml._tensor (C) packed it: int32 ndim, int32 dims, float32 values."""
-    if packed is None:
-        return None
-    (ndim,) = struct.unpack_from("=i", packed)
-    values = np.frombuffer(packed, np.float32, offset=4 * (1 + ndim))
-    return values.reshape(struct.unpack_from(f"={ndim}i", packed, 4)) if ndim > 1 else values
+    """A float4[] argument, packed by pgml._tensor (C), as a numpy array."""
+    return None if packed is None else tensor_from_packed(packed)
 
 
 def predict_batch(

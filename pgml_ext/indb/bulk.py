@@ -127,9 +127,11 @@ def score_into(
     column = _input_column(types, key, input_column)
     key_type = plpy.execute(f"SELECT format_type({types[key]}, NULL) AS t")[0]["t"]
     packed = types[column] == FLOAT4_ARRAY_OID
+    source = f"s.{plpy.quote_ident(column)}"
+    if packed:  # one bytea per row, not a list of Python floats: see pgml._tensor
+        source = f"pgml._tensor({source}, {plpy.quote_literal(loaded.row.name)})"
     query = plpy.prepare(
-        f"SELECT s.{plpy.quote_ident(key)} AS key, s.{plpy.quote_ident(column)} AS input "
-        f"FROM {relation} AS s"
+        f"SELECT s.{plpy.quote_ident(key)} AS key, {source} AS input FROM {relation} AS s"
     )
 
     writer = _Writer(plpy, loaded, target, key_type, layout)
@@ -143,7 +145,7 @@ def score_into(
         inputs = [r["input"] for r in rows]
         idx, present = _present(inputs)
         if packed and present:
-            present = np.stack([signatures.tensor_from_array(p, loaded.row.name) for p in present])
+            present = np.stack([signatures.tensor_from_packed(p) for p in present])
         if idx:
             sig, out = loaded.score(present, None, batch=True)
             names, scores = loaded.scores_by_class(sig, out)

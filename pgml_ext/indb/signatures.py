@@ -6,6 +6,7 @@ registration from the SavedModel itself), so none of this needs TensorFlow.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +188,14 @@ def tensor_from_array(values: list, model: str) -> np.ndarray:
     return arr
 
 
+def tensor_from_packed(packed: bytes) -> np.ndarray:
+    """A float4[] as pgml._tensor (C) packed it: int32 ndim, int32 dims, float32 values
+    (NULL elements were refused there)."""
+    (ndim,) = struct.unpack_from("=i", packed)
+    values = np.frombuffer(packed, np.float32, offset=4 * (1 + ndim))
+    return values.reshape(struct.unpack_from(f"={ndim}i", packed, 4)) if ndim > 1 else values
+
+
 def feeds_for_tensor(sig: Signature, arr: np.ndarray, model: str) -> dict[str, np.ndarray]:
     name = next(iter(sig.inputs))
     return {name: _fit(arr, sig, name, model, f"input '{name}'")}
@@ -196,6 +205,15 @@ def feeds_for_tensor_batch(sig: Signature, arr: np.ndarray, model: str) -> dict[
     """Rows of a 2-D (or higher) float4[]: one input per first-dimension entry."""
     name = next(iter(sig.inputs))
     rows = arr.shape[0] if arr.ndim else 0
+    plan = sig.plans[name]
+    if (
+        rows
+        and plan.dtype is not None
+        and plan.expected is not None
+        and arr[0].size == plan.expected
+        and np.isfinite(arr).all()
+    ):  # the usual case in one step; otherwise row by row, for errors that say which
+        return {name: arr.astype(plan.dtype, copy=False).reshape((rows, *plan.inner))}
     fitted = [_fit(arr[i], sig, name, model, f"input '{name}' (row {i + 1})") for i in range(rows)]
     if not fitted:
         raise PgmlError(f"no inputs for model '{model}'", INVALID_PARAMETER)
