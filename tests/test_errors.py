@@ -53,6 +53,12 @@ CASES = {
         "22004",
         "contains NULL elements",
     ),
+    "NULL element in a 2-D array": (
+        "SELECT pgml.classify_batch('mlp', ARRAY[[1, NULL], [1, 1]]::float4[])",
+        {},
+        "22004",
+        "contains NULL elements",
+    ),
     "garbage bytea": (
         "SELECT pgml.classify('mnist', '\\xdeadbeef'::bytea)",
         {},

@@ -6,7 +6,6 @@ import pytest
 from pgml_ext.indb import examples, signatures
 from pgml_ext.indb.errors import (
     INVALID_PARAMETER,
-    NULL_NOT_ALLOWED,
     UNDEFINED_OBJECT,
     WRONG_OBJECT_TYPE,
     PgmlError,
@@ -108,13 +107,6 @@ def test_float_array_shapes():
     with pytest.raises(PgmlError) as info:
         signatures.feeds_for_tensor(sig, np.ones(10, np.float32), "m")
     assert "784" in info.value.message and "got 10" in info.value.message
-
-
-def test_null_elements_are_refused():
-    for values in ([1.0, None], [[1.0], [None]]):
-        with pytest.raises(PgmlError) as info:
-            signatures.tensor_from_array(values, "m")
-        assert info.value.sqlstate == NULL_NOT_ALLOWED
 
 
 def test_output_choice():

@@ -99,8 +99,9 @@ class LoadedModel:
     def score(
         self, data: bytes | list | np.ndarray, signature: str | None, batch: bool = False
     ) -> tuple[Signature, dict[str, np.ndarray]]:
-        """Run one input (or, with ``batch``, a list of Examples / an array of rows)
-        through the signature the input form calls for."""
+        """Run one input (a serialized Example, or a float4[] as an array) or, with
+        ``batch``, a list of Examples / an array of rows, through the signature the
+        input form calls for."""
         model = self.row.name
         requested = signature or self._default_signature
         feature_map = self._feature_map
@@ -113,13 +114,10 @@ class LoadedModel:
                 feeds = signatures.feeds_for_example(sig, data, model, feature_map)
         else:
             sig = self.choose("tensor", requested)
-            arr = (
-                data if isinstance(data, np.ndarray) else signatures.tensor_from_array(data, model)
-            )
             if batch:
-                feeds = signatures.feeds_for_tensor_batch(sig, arr, model)
+                feeds = signatures.feeds_for_tensor_batch(sig, data, model)
             else:
-                feeds = signatures.feeds_for_tensor(sig, arr, model)
+                feeds = signatures.feeds_for_tensor(sig, data, model)
         return sig, self.run(sig, feeds)
 
     def scores(self, sig: Signature, out: dict[str, np.ndarray], output: str | None) -> np.ndarray:
@@ -207,7 +205,7 @@ class LoadedModel:
             return None
         return RowPath.build(self._litert, sig, self._feature_map, is_example)
 
-    def _fast_scores(self, data: bytes | list, signature: str | None) -> np.ndarray | None:
+    def _fast_scores(self, data: bytes | np.ndarray, signature: str | None) -> np.ndarray | None:
         """One row's scores on the fast path, or None: then the general path scores it."""
         is_example = type(data) is bytes
         key = (is_example, signature)
@@ -218,7 +216,9 @@ class LoadedModel:
             return None
         return path.example(data) if is_example else path.tensor(data)
 
-    def predict(self, data: bytes | list, output: str | None, signature: str | None) -> list[float]:
+    def predict(
+        self, data: bytes | np.ndarray, output: str | None, signature: str | None
+    ) -> list[float]:
         if output is None:
             scores = self._fast_scores(data, signature)
             if scores is not None:
@@ -226,7 +226,7 @@ class LoadedModel:
         sig, out = self.score(data, signature)
         return self.scores(sig, out, output)[0].tolist()
 
-    def top_class(self, data: bytes | list, signature: str | None) -> tuple[int, str]:
+    def top_class(self, data: bytes | np.ndarray, signature: str | None) -> tuple[int, str]:
         scores = self._fast_scores(data, signature)
         if scores is not None:
             best, labels = int(scores.argmax()), self.row.labels

@@ -2,8 +2,8 @@
 
 For the common case (the chosen signature takes one float32 tensor of known size and
 runs on LiteRT) the steps of scoring a row are worked out once per model: parse the
-Example, view its floats without converting them one by one (or take the float4[] as
-an array), run LiteRT, return the score vector. Anything
+Example, view its floats without converting them one by one (or take the float4[]
+array), run LiteRT, return the score vector. Anything
 unusual (bad protobuf, a missing or bytes feature, the wrong number of values, NaN,
 Infinity, NULL) makes it return None and the caller takes the general path, which
 handles and reports every case. The fast path therefore never decides an error, and
@@ -87,11 +87,8 @@ class RowPath:
         values = self._read(data)
         return None if values is None else self._run(values)
 
-    def tensor(self, data: list) -> np.ndarray | None:
-        try:
-            values = np.asarray(data, dtype=np.float32)
-        except (TypeError, ValueError):
-            return None
+    def tensor(self, values: np.ndarray) -> np.ndarray | None:
+        """A float4[] (float32, from signatures.tensor_from_packed)."""
         return self._run(values) if values.size == self._count else None
 
     def _run(self, values: np.ndarray) -> np.ndarray | None:

@@ -15,7 +15,6 @@ import numpy as np
 from pgml_ext.indb import examples
 from pgml_ext.indb.errors import (
     INVALID_PARAMETER,
-    NULL_NOT_ALLOWED,
     UNDEFINED_OBJECT,
     WRONG_OBJECT_TYPE,
     PgmlError,
@@ -167,30 +166,9 @@ def _fit(values: np.ndarray, sig: Signature, name: str, model: str, what: str) -
     )
 
 
-def tensor_from_array(values: list, model: str) -> np.ndarray:
-    """A float4[] argument as a Python list (nested for a multi-dimensional array).
-
-    numpy turns NULL elements (None) into NaN; only when a NaN shows up do we look for
-    None, so the common case costs one pass over the values instead of two.
-    """
-    try:
-        arr = np.asarray(values, dtype=np.float32)
-    except ValueError:  # ragged nesting cannot come from PostgreSQL, but be safe
-        raise PgmlError(
-            f"input array for model '{model}' is not rectangular", INVALID_PARAMETER
-        ) from None
-    if np.isnan(arr).any() and any(v is None for v in np.asarray(values, dtype=object).ravel()):
-        raise PgmlError(
-            f"input array for model '{model}' contains NULL elements",
-            NULL_NOT_ALLOWED,
-            hint="Replace NULLs (coalesce) or filter those rows out.",
-        )
-    return arr
-
-
 def tensor_from_packed(packed: bytes) -> np.ndarray:
     """A float4[] as pgml._tensor (C) packed it: int32 ndim, int32 dims, float32 values
-    (NULL elements were refused there)."""
+    (NULL elements were refused there). Every float4[] reaches Python this way."""
     (ndim,) = struct.unpack_from("=i", packed)
     values = np.frombuffer(packed, np.float32, offset=4 * (1 + ndim))
     return values.reshape(struct.unpack_from(f"={ndim}i", packed, 4)) if ndim > 1 else values
