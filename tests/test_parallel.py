@@ -43,10 +43,15 @@ def _gather(plan: dict) -> dict | None:
     return None
 
 
+def force_parallel(conn, *more: str) -> None:
+    """Make this session's plans parallel (and apply MORE settings)."""
+    for setting in [*PARALLEL, *more]:
+        conn.exec_driver_sql(setting)
+
+
 def run_parallel(conn, query: str) -> tuple[dict, dict]:
     """(the Gather node, its scan) of QUERY's EXPLAIN ANALYZE in a forced parallel plan."""
-    for s in PARALLEL:
-        conn.exec_driver_sql(s)
+    force_parallel(conn)
     explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) {query}")
     raw = explained.scalar()
     plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
@@ -99,8 +104,7 @@ def test_bad_input_in_a_worker_is_a_clean_error(db_url, engine):
         )
     with new_engine(db_url).connect() as conn:
         started = conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar()
-        for s in PARALLEL:
-            conn.exec_driver_sql(s)
+        force_parallel(conn)
         with pytest.raises(sa.exc.DatabaseError) as info:
             conn.exec_driver_sql("SELECT pgml.classify('mlp', example) FROM parallel_bad").all()
         fields = info.value.orig.args[0]
@@ -111,8 +115,7 @@ def test_bad_input_in_a_worker_is_a_clean_error(db_url, engine):
 
 def test_unknown_model_in_a_parallel_plan(db_url):
     with new_engine(db_url).connect() as conn:
-        for s in PARALLEL:
-            conn.exec_driver_sql(s)
+        force_parallel(conn)
         with pytest.raises(sa.exc.DatabaseError) as info:
             conn.exec_driver_sql("SELECT pgml.classify('nope', example) FROM inputs").all()
         assert info.value.orig.args[0]["C"] == "42704"
@@ -131,8 +134,7 @@ def test_statement_timeout_stops_batches_in_workers(db_url, engine):
     query = "SELECT sum(cardinality(pgml.classify_batch('mlp', examples))) FROM parallel_batches"
     with new_engine(db_url).connect() as conn:
         started_at = conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar()
-        for s in [*PARALLEL, "SET pgml.batch_chunk_rows = 1"]:
-            conn.exec_driver_sql(s)
+        force_parallel(conn, "SET pgml.batch_chunk_rows = 1")
         plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN VERBOSE {query}").scalars())
         assert "Gather" in plan and "pgml._classify_batch" in plan
         conn.exec_driver_sql("SET statement_timeout = '400ms'")

@@ -50,7 +50,7 @@ def _batch(ref: str, data: list | np.ndarray, signature: str | None, results) ->
     """
     loaded = cache.get(ref)
     n, idx, present = _inputs(data)
-    rows = max(1, int(registry.setting("pgml.batch_chunk_rows", str(CHUNK_ROWS))))
+    rows = max(1, int(server.setting("pgml.batch_chunk_rows", str(CHUNK_ROWS))))
     values: list = []
     for start in range(0, len(present), rows):
         if start:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from pgml_ext.indb import registry
+from pgml_ext.indb import registry, server
 from pgml_ext.indb.model import LoadedModel
 
 _models: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -26,7 +26,7 @@ def get(ref: str) -> LoadedModel:
         _models.move_to_end(ref)
     else:
         loaded = _models[ref] = LoadedModel(registry.read(ref))
-        limit = max(1, int(registry.setting("pgml.model_cache_size", "4")))
+        limit = max(1, int(server.setting("pgml.model_cache_size", "4")))
         while len(_models) > limit:
             _models.popitem(last=False)
     _last = (ref, loaded)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import archive, registry, signatures
+from pgml_ext.indb import archive, registry, server, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError
 from pgml_ext.indb.registry import ModelRow
 from pgml_ext.indb.rowpath import RowPath
@@ -27,13 +27,13 @@ def model_dir() -> str:
     """Where blobs are unpacked for TensorFlow: one directory per checksum, shared by
     the backends of this server and readable by its OS user only."""
     default = os.path.join(tempfile.gettempdir(), f"pgml_ext-{os.getuid()}", "models")
-    return registry.setting("pgml.model_dir", default)
+    return server.setting("pgml.model_dir", default)
 
 
 def threads() -> int:
     """Runtime threads per backend (pgml.threads): 1 by default, so that many backends
     do not oversubscribe the cores."""
-    return max(1, int(registry.setting("pgml.threads", "1")))
+    return max(1, int(server.setting("pgml.threads", "1")))
 
 
 def unpacked_savedmodel(data: bytes, checksum: str) -> Path:
@@ -143,9 +143,7 @@ class LoadedModel:
         labels = self.row.labels
         classes = signatures.class_output(sig)
         if classes is None:
-            return [
-                (int(i), labels[i] if labels and i < len(labels) else str(int(i))) for i in best
-            ]
+            return [self._indexed(int(i)) for i in best]
         result = []
         class_rows = out[classes].reshape(len(best), -1)
         for row, i in zip(class_rows, best, strict=True):
@@ -161,6 +159,11 @@ class LoadedModel:
             else:
                 result.append((int(i), label))
         return result
+
+    def _indexed(self, index: int) -> tuple[int, str]:
+        """(INDEX, its registered label, else the index as text): a plain arg-max."""
+        labels = self.row.labels
+        return index, labels[index] if labels and index < len(labels) else str(index)
 
     def scores_by_class(
         self, sig: Signature, out: dict[str, np.ndarray]
@@ -229,8 +232,7 @@ class LoadedModel:
     def top_class(self, data: bytes | np.ndarray, signature: str | None) -> tuple[int, str]:
         scores = self._fast_scores(data, signature)
         if scores is not None:
-            best, labels = int(scores.argmax()), self.row.labels
-            return best, labels[best] if labels and best < len(labels) else str(best)
+            return self._indexed(int(scores.argmax()))
         sig, out = self.score(data, signature)
         return self.top_classes(sig, out)[0]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgml_ext.indb import server
-from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError
+from pgml_ext.indb.errors import INVALID_PARAMETER, QUERY_CANCELED, UNDEFINED_FILE, PgmlError
 
 _plans: dict[str, Any] = {}
 
@@ -80,7 +80,7 @@ def read(ref: str) -> ModelRow:
         shutil.rmtree(ref, ignore_errors=True)
         raise PgmlError(
             f"the model files in {ref} are missing or damaged ({e})",
-            "58P01",
+            UNDEFINED_FILE,
             hint="Run the statement again: its files are written afresh.",
         ) from None
     return ModelRow(
@@ -129,10 +129,6 @@ def prune(current: set[str]) -> list[str]:
     return gone
 
 
-def setting(name: str, default: str) -> str:
-    return server.setting(name, default)
-
-
 def check_for_interrupts() -> None:
     """Act on a pending cancel or statement_timeout. Serially: a trivial query, during
     which PostgreSQL raises QueryCanceled with its own message. In parallel mode, where
@@ -140,4 +136,4 @@ def check_for_interrupts() -> None:
     if not server.in_parallel_mode():
         server.plpy().execute(plan(_NOTHING, []))
     elif server.cancel_pending():
-        raise PgmlError("canceling statement: cancel or timeout", "57014")
+        raise PgmlError("canceling statement: cancel or timeout", QUERY_CANCELED)

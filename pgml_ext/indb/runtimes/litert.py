@@ -19,8 +19,7 @@ class _Signature:
         try:
             self.wrapper = runner._interpreter_wrapper
             self.inputs = dict(runner._inputs)
-            self.outputs = list(dict(runner._outputs).items())
-            self.output_index = dict(self.outputs)
+            self.output_index = dict(runner._outputs)
             self.subgraph = runner._subgraph_index
         except AttributeError:
             self.wrapper = None
@@ -44,7 +43,9 @@ class _Signature:
         for name, value in feeds.items():
             w.SetTensor(self.inputs[name], value, self.subgraph)
         w.Invoke(self.subgraph)
-        return {name: w.GetTensor(index, self.subgraph) for name, index in self.outputs}
+        return {
+            name: w.GetTensor(index, self.subgraph) for name, index in self.output_index.items()
+        }
 
     def one(self, name: str, value: np.ndarray, output: str) -> np.ndarray:
         """One input tensor in, the first row of one output out: the per-row path."""
