@@ -243,12 +243,16 @@ $$;
 
 -- Scoring -------------------------------------------------------------------------------
 -- Each public function is a SQL wrapper that the planner inlines into the calling query:
---     pgml.classify(model, input)  =>  pgml._classify(pgml._model_ref(model), input)
+--     pgml.classify(model, input)
+--         =>  pgml._classify_native(pgml._model_ref(model), input, signature)
 -- pgml._model_ref (C) resolves the model once per statement under its snapshot, so one
--- statement uses one version; the PL/Python function scores with the model loaded from
--- that version's files. Neither needs a subtransaction, so all of them are PARALLEL
--- SAFE: a parallel plan scores in its workers too. STABLE: same model, same snapshot,
--- same answer. Not STRICT: optional arguments default to NULL; NULL input gives NULL.
+-- statement uses one version. pgml._classify_native (C, src/native.c) scores the row
+-- with LiteRT's C API when the model's plan allows it (pgml._native_plan) and the row
+-- is plain; otherwise, and for every error, it calls its PL/Python twin
+-- pgml._classify, which scores with the model loaded from that version's files. None
+-- needs a subtransaction, so all of them are PARALLEL SAFE: a parallel plan scores in
+-- its workers too. STABLE: same model, same snapshot, same answer. Not STRICT:
+-- optional arguments default to NULL; NULL input gives NULL.
 
 -- bytea: a serialized tf.train.Example.
 CREATE FUNCTION pgml._predict(ref text, input bytea, output text, signature text)
@@ -294,39 +298,82 @@ import pgml_ext.indb.api as api
 return api.predict_class(ref, api.tensor(input), signature)
 $$;
 
+-- The C twins the public functions call (src/native.c); same arguments, same answers.
+CREATE FUNCTION pgml._predict_native(ref text, input bytea, output text, signature text)
+RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_native'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION pgml._classify_native(ref text, input bytea, signature text)
+RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_native'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION pgml._predict_class_native(ref text, input bytea, signature text)
+RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_native'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION pgml._predict_tensor_native(ref text, input bytea, output text,
+                                            signature text)
+RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_tensor_native'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION pgml._classify_tensor_native(ref text, input bytea, signature text)
+RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_tensor_native'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION pgml._predict_class_tensor_native(ref text, input bytea, signature text)
+RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_tensor_native'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Whether and how a model version, input form and signature can be scored natively:
+-- [libLiteRt.so, flatbuffer, signature, input, output, feature, floats, labels...],
+-- or NULL. Called once per backend and key by the functions above.
+CREATE FUNCTION pgml._native_plan(ref text, is_example bool, signature text)
+RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+import pgml_ext.indb.api as api
+return api.native_plan(ref, is_example, signature)
+$$;
+
+CREATE FUNCTION pgml._clear_native_cache()
+RETURNS int AS 'MODULE_PATHNAME', 'pgml_clear_native_cache'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION pgml._native_status()
+RETURNS text AS 'MODULE_PATHNAME', 'pgml_native_status'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
 CREATE FUNCTION pgml.predict(model text, input bytea, output text DEFAULT NULL,
                              signature text DEFAULT NULL)
 RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict(pgml._model_ref(model), input, output, signature)
+    SELECT pgml._predict_native(pgml._model_ref(model), input, output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify(pgml._model_ref(model), input, signature)
+    SELECT pgml._classify_native(pgml._model_ref(model), input, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
 RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class(pgml._model_ref(model), input, signature)
+    SELECT pgml._predict_class_native(pgml._model_ref(model), input, signature)
 $$;
 
 CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
                              signature text DEFAULT NULL)
 RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_tensor(pgml._model_ref(model), pgml._tensor(input, model),
-                                output, signature)
+    SELECT pgml._predict_tensor_native(pgml._model_ref(model), pgml._tensor(input, model),
+                                       output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify_tensor(pgml._model_ref(model), pgml._tensor(input, model),
-                                 signature)
+    SELECT pgml._classify_tensor_native(pgml._model_ref(model),
+                                        pgml._tensor(input, model), signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
 RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class_tensor(pgml._model_ref(model), pgml._tensor(input, model),
-                                      signature)
+    SELECT pgml._predict_class_tensor_native(pgml._model_ref(model),
+                                             pgml._tensor(input, model), signature)
 $$;
 
 -- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D float4[] with
@@ -518,6 +565,12 @@ GRANT EXECUTE ON FUNCTION
     pgml._predict(text, bytea, text, text), pgml._predict_tensor(text, bytea, text, text),
     pgml._classify(text, bytea, text), pgml._classify_tensor(text, bytea, text),
     pgml._predict_class(text, bytea, text), pgml._predict_class_tensor(text, bytea, text),
+    pgml._predict_native(text, bytea, text, text),
+    pgml._predict_tensor_native(text, bytea, text, text),
+    pgml._classify_native(text, bytea, text), pgml._classify_tensor_native(text, bytea, text),
+    pgml._predict_class_native(text, bytea, text),
+    pgml._predict_class_tensor_native(text, bytea, text),
+    pgml._native_plan(text, bool, text), pgml._clear_native_cache(), pgml._native_status(),
     pgml._predict_batch(text, bytea[], text, text),
     pgml._predict_batch_tensor(text, bytea, text, text),
     pgml._classify_batch(text, bytea[], text), pgml._classify_batch_tensor(text, bytea, text),

@@ -47,6 +47,18 @@ def predict_class(ref: str | None, data: Input, signature: str | None = None) ->
         raise translate(exc, ref) from None
 
 
+def native_plan(ref: str | None, is_example: bool, signature: str | None) -> list[str] | None:
+    """For src/native.c: how rows of this model version and form may be scored in C, or
+    None (then they all go through the functions above, which also report errors). A
+    model that cannot be loaded raises here the error the row would get from them."""
+    if ref is None:
+        return None
+    try:
+        return cache.get(ref).native_plan(is_example, signature)
+    except Exception as exc:
+        raise translate(exc, ref) from None
+
+
 def tensor(packed: bytes | None) -> np.ndarray | None:
     """A float4[] argument, packed by pgml._tensor (C), as a numpy array."""
     return None if packed is None else tensor_from_packed(packed)
@@ -114,8 +126,10 @@ def backend_status() -> str:
 
     with open("/proc/self/statm") as f:
         rss_pages = int(f.read().split()[1])
+    native = server.plpy().execute("SELECT pgml._native_status() AS s")[0]["s"]
     return json.dumps(
         {
+            **json.loads(native),
             "tensorflow_imported": "tensorflow" in sys.modules,
             "litert_imported": "ai_edge_litert.interpreter" in sys.modules,
             "rss_mb": round(rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1),
@@ -125,6 +139,7 @@ def backend_status() -> str:
 
 
 def clear_cache() -> int:
+    server.plpy().execute("SELECT pgml._clear_native_cache()")
     return cache.clear()
 
 

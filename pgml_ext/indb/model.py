@@ -36,6 +36,14 @@ def threads() -> int:
     return max(1, int(server.setting("pgml.threads", "1")))
 
 
+def litert_library() -> str | None:
+    """LiteRT's C library in the ai-edge-litert wheel, for the native scorer."""
+    import ai_edge_litert
+
+    path = os.path.join(os.path.dirname(ai_edge_litert.__file__), "libLiteRt.so")
+    return path if os.path.exists(path) else None
+
+
 def unpacked_savedmodel(data: bytes, checksum: str) -> Path:
     """A SavedModel archive unpacked (once per server, shared by its backends) for
     TensorFlow to load."""
@@ -218,6 +226,19 @@ class LoadedModel:
         if path is None:
             return None
         return path.example(data) if is_example else path.tensor(data)
+
+    def native_plan(self, is_example: bool, signature: str | None) -> list[str] | None:
+        """How src/native.c may score rows of this form in C (see pgml._native_plan):
+        [libLiteRt.so, flatbuffer, signature, input, output, feature, floats per input,
+        labels...], or None when the row path does not apply or the C runtime cannot
+        honour pgml.threads (it runs one thread)."""
+        path = self._row_path(is_example, signature)
+        library = litert_library()
+        if path is None or library is None or threads() != 1:
+            return None
+        name, *rest = path.native_plan()
+        flatbuffer = registry.litert_files(self.row)[name]
+        return [library, flatbuffer, name, *rest, *(self.row.labels or [])]
 
     def predict(
         self, data: bytes | np.ndarray, output: str | None, signature: str | None

@@ -39,6 +39,8 @@ class RowPath:
         "_count",
         "_zeros",
         "_read",
+        "_signature",
+        "_feature",
     )
 
     def __init__(
@@ -57,7 +59,8 @@ class RowPath:
         self._shape = (1, *plan.inner)
         self._count = plan.expected
         self._zeros = np.zeros(plan.expected, dtype=np.float32)
-        feature = (feature_map or {}).get(name, name)
+        self._signature = sig.name
+        self._feature = feature = (feature_map or {}).get(name, name)
         self._read = examples.DenseReader(feature, plan.expected) if for_examples else None
 
     @classmethod
@@ -82,6 +85,11 @@ class RowPath:
         if sig.outputs[output]["dtype"] != "float32" or output not in runner.output_index:
             return None
         return cls(runner, sig, output, feature_map, for_examples)
+
+    def native_plan(self) -> list[str]:
+        """What the native scorer (src/native.c) needs to take this path in C:
+        [signature, input, output, feature, floats per input]."""
+        return [self._signature, self._input, self._output, self._feature, str(self._count)]
 
     def example(self, data: bytes) -> np.ndarray | None:
         values = self._read(data)

@@ -35,7 +35,7 @@ SELECT pgml.delete_model('mlp', 2);
 SELECT name, version, current FROM pgml.models WHERE name = 'mlp';
 
 -- The public functions are inlined SQL wrappers: the plan calls the C resolver and the
--- PL/Python scorer directly, and both are parallel safe.
+-- C scorer (with its PL/Python twin) directly, and all are parallel safe.
 EXPLAIN (COSTS OFF, VERBOSE) SELECT pgml.classify('mnist', pixels) FROM inputs;
 EXPLAIN (COSTS OFF, VERBOSE) SELECT classify(pixels) FROM inputs;
 SELECT p.proname, p.proparallel
@@ -43,5 +43,8 @@ SELECT p.proname, p.proparallel
  WHERE n.nspname = 'pgml' AND p.proname IN ('classify', 'predict', 'predict_class',
        'predict_batch', 'classify_batch', 'predict_class_batch', '_model_ref',
        '_classify', '_predict', '_predict_class', '_model_version', '_model_files',
-       '_tensor', '_classify_tensor', '_predict_tensor', '_predict_class_tensor')
+       '_tensor', '_classify_tensor', '_predict_tensor', '_predict_class_tensor',
+       '_classify_native', '_predict_native', '_predict_class_native',
+       '_classify_tensor_native', '_predict_tensor_native',
+       '_predict_class_tensor_native', '_native_plan')
  GROUP BY 1, 2 ORDER BY 1;

@@ -1,0 +1,790 @@
+/*
+ * native.c: the per-row scorer without PL/Python, for the common case.
+ *
+ * pgml.classify(model, input) and its siblings call pgml._classify_native & co. For a
+ * signature that takes one float32 tensor of known size and runs on LiteRT (what
+ * pgml_ext.indb.rowpath calls the fast path), a row is parsed here (protobuf-c for a
+ * tf.Example, or the float4[] packed by pgml._tensor), scored by LiteRT's C API
+ * (libLiteRt.so from the ai-edge-litert wheel, opened with dlopen) and answered, with
+ * no Python on the way: PL/Python's own call costs about as much as scoring a small
+ * model. Python still decides everything once per backend and model: PL/Python's
+ * pgml._native_plan says whether a (model version, input form, signature) may take
+ * this path and how (the flatbuffer, the input and output, the feature, the labels).
+ *
+ * This path never decides an error. Anything unusual (no plan, a bad Example, a feature
+ * of the wrong kind or length, NaN or Infinity, a LiteRT failure) hands the row to the
+ * PL/Python function of the same arguments (pgml._classify for _classify_native, ...),
+ * which scores it or reports what is wrong exactly as before. Tests compare both paths.
+ *
+ * The wheel ships no C headers, so the few LiteRT functions used are declared below.
+ * The one struct whose layout matters (LiteRtRankedTensorType, read from the model and
+ * handed back) is checked against the plan's shapes before a model is used here; on
+ * any mismatch the model stays on the PL/Python path.
+ */
+#include "postgres.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <math.h>
+#include <unistd.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "nodes/value.h"
+#include "nodes/pg_list.h"
+#include "parser/parse_func.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "tf_example.pb-c.h"
+
+/* -- LiteRT's C API (libLiteRt.so, symbol version VERS_1.0) ------------------------- */
+
+typedef int LiteRtStatus;		/* 0: ok */
+typedef void *LiteRtHandle;
+typedef size_t LiteRtIndex;
+
+#define LITERT_HW_CPU 1
+#define LITERT_FLOAT32 1
+#define LITERT_MAX_RANK 8
+/* LiteRtRankedTensorType: element type, rank (7 bits, then has_strides), 8 dims, 8
+ * strides: 72 bytes. Kept in a larger buffer, and checked (see tensor_shape). */
+#define TENSOR_TYPE_SIZE 256
+
+typedef struct TensorType
+{
+	int32		element_type;
+	uint32		rank_bits;
+	int32		dims[LITERT_MAX_RANK];
+	char		rest[TENSOR_TYPE_SIZE - 4 - 4 - 4 * LITERT_MAX_RANK];
+} TensorType;
+
+static struct
+{
+	LiteRtStatus (*CreateEnvironment) (int, const void *, LiteRtHandle *);
+	LiteRtStatus (*CreateModelFromFile) (LiteRtHandle, const char *, LiteRtHandle *);
+	void		(*DestroyModel) (LiteRtHandle);
+	LiteRtStatus (*CreateOptions) (LiteRtHandle *);
+	void		(*DestroyOptions) (LiteRtHandle);
+	LiteRtStatus (*SetOptionsHardwareAccelerators) (LiteRtHandle, int);
+	LiteRtStatus (*CreateCompiledModel) (LiteRtHandle, LiteRtHandle, LiteRtHandle, LiteRtHandle *);
+	void		(*DestroyCompiledModel) (LiteRtHandle);
+	LiteRtStatus (*GetNumModelSignatures) (LiteRtHandle, LiteRtIndex *);
+	LiteRtStatus (*GetModelSignature) (LiteRtHandle, LiteRtIndex, LiteRtHandle *);
+	LiteRtStatus (*GetSignatureKey) (LiteRtHandle, const char **);
+	LiteRtStatus (*GetNumSignatureInputs) (LiteRtHandle, LiteRtIndex *);
+	LiteRtStatus (*GetNumSignatureOutputs) (LiteRtHandle, LiteRtIndex *);
+	LiteRtStatus (*GetSignatureInputName) (LiteRtHandle, LiteRtIndex, const char **);
+	LiteRtStatus (*GetSignatureOutputName) (LiteRtHandle, LiteRtIndex, const char **);
+	LiteRtStatus (*GetSignatureInputTensorByIndex) (LiteRtHandle, LiteRtIndex, LiteRtHandle *);
+	LiteRtStatus (*GetSignatureOutputTensorByIndex) (LiteRtHandle, LiteRtIndex, LiteRtHandle *);
+	LiteRtStatus (*GetRankedTensorType) (LiteRtHandle, TensorType *);
+	LiteRtStatus (*CreateTensorBufferFromHostMemory) (const TensorType *, void *, size_t,
+													  void (*) (void *), LiteRtHandle *);
+	void		(*DestroyTensorBuffer) (LiteRtHandle);
+	LiteRtStatus (*RunCompiledModel) (LiteRtHandle, LiteRtIndex, size_t, LiteRtHandle *,
+									  size_t, LiteRtHandle *);
+}			lrt;
+
+static char *lrt_library = NULL;	/* the libLiteRt.so opened, or NULL */
+static LiteRtHandle lrt_environment = NULL;
+
+/* Opens libLiteRt.so once per backend; false (with a LOG line) if it cannot be used. */
+static bool
+open_litert(const char *path)
+{
+	void	   *lib;
+
+	if (lrt_library != NULL)
+		return strcmp(lrt_library, path) == 0;
+	/* DEEPBIND: LiteRT's own symbols first, never a same-named one loaded before it. */
+	lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+	if (lib == NULL)
+	{
+		elog(LOG, "pgml: native scoring off, cannot open %s: %s", path, dlerror());
+		return false;
+	}
+#define BIND(name) \
+	if ((*(void **) &lrt.name = dlsym(lib, "LiteRt" #name)) == NULL) \
+	{ \
+		elog(LOG, "pgml: native scoring off, %s lacks LiteRt%s", path, #name); \
+		return false; \
+	}
+	BIND(CreateEnvironment);
+	BIND(CreateModelFromFile);
+	BIND(DestroyModel);
+	BIND(CreateOptions);
+	BIND(DestroyOptions);
+	BIND(SetOptionsHardwareAccelerators);
+	BIND(CreateCompiledModel);
+	BIND(DestroyCompiledModel);
+	BIND(GetNumModelSignatures);
+	BIND(GetModelSignature);
+	BIND(GetSignatureKey);
+	BIND(GetNumSignatureInputs);
+	BIND(GetNumSignatureOutputs);
+	BIND(GetSignatureInputName);
+	BIND(GetSignatureOutputName);
+	BIND(GetSignatureInputTensorByIndex);
+	BIND(GetSignatureOutputTensorByIndex);
+	BIND(GetRankedTensorType);
+	BIND(CreateTensorBufferFromHostMemory);
+	BIND(DestroyTensorBuffer);
+	BIND(RunCompiledModel);
+#undef BIND
+	lrt_library = MemoryContextStrdup(TopMemoryContext, path);
+	return true;
+}
+
+/*
+ * LiteRT probes for GPU and NPU accelerators on its first use in a process and logs
+ * each attempt to stderr, i.e. to the server log of every backend: silenced while
+ * the environment and a compiled model are made (their failures come back as status).
+ */
+static int
+quiet_stderr(void)
+{
+	int			saved = dup(STDERR_FILENO);
+	int			null = open("/dev/null", O_WRONLY);
+
+	if (saved >= 0 && null >= 0)
+		dup2(null, STDERR_FILENO);
+	if (null >= 0)
+		close(null);
+	return saved;
+}
+
+static void
+restore_stderr(int saved)
+{
+	if (saved >= 0)
+	{
+		dup2(saved, STDERR_FILENO);
+		close(saved);
+	}
+}
+
+/* -- Models ready for this path, per backend ----------------------------------------- */
+
+#define NATIVE_CACHE_SIZE 8
+#define BUFFER_ALIGN 64
+
+typedef struct NativeModel
+{
+	/* the key: model version (its ref), input form and requested signature */
+	text	   *ref;
+	bool		packed;			/* float4[] packed by pgml._tensor, else tf.Example */
+	char	   *signature;		/* NULL: the model's default */
+	uint64		used;			/* for recycling the least recently used */
+
+	bool		usable;			/* false: every row takes the PL/Python path */
+	LiteRtHandle model;
+	LiteRtHandle compiled;
+	LiteRtIndex signature_index;
+	LiteRtHandle input_buffer;
+	float	   *input;
+	int			count;			/* floats per input */
+	int			n_outputs;
+	LiteRtHandle *output_buffers;
+	float	  **outputs;
+	int			scores_output;	/* the output scored */
+	int			n_scores;
+	char	   *feature;		/* the tf.Example feature that feeds the input */
+	int			n_labels;
+	char	  **labels;
+	MemoryContext context;
+} NativeModel;
+
+static NativeModel *native_models[NATIVE_CACHE_SIZE];
+static uint64 native_clock = 0;
+
+/* Rows answered here, and rows handed to PL/Python, in this backend (pgml.backend_status). */
+static int64 native_rows = 0;
+static int64 general_rows = 0;
+
+static void *
+aligned_buffer(Size size)
+{
+	void	   *p = NULL;
+
+	if (posix_memalign(&p, BUFFER_ALIGN, TYPEALIGN(BUFFER_ALIGN, Max(size, 1))) != 0)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	return p;
+}
+
+static void
+release(NativeModel *m)
+{
+	int			i;
+
+	if (m->input_buffer)
+		lrt.DestroyTensorBuffer(m->input_buffer);
+	for (i = 0; i < m->n_outputs; i++)
+		if (m->output_buffers[i])
+			lrt.DestroyTensorBuffer(m->output_buffers[i]);
+	if (m->compiled)
+		lrt.DestroyCompiledModel(m->compiled);
+	if (m->model)
+		lrt.DestroyModel(m->model);
+	free(m->input);
+	for (i = 0; i < m->n_outputs; i++)
+		free(m->outputs[i]);
+	MemoryContextDelete(m->context);
+}
+
+/*
+ * Floats in one row of a tensor type read from the model, with its batch dimension
+ * (dynamic, or 1) set to 1; -1 if it is not a float32 tensor of fixed size.
+ */
+static int
+tensor_shape(TensorType *type)
+{
+	int			rank = type->rank_bits & 0x7f;
+	int			i;
+	int64		count = 1;
+
+	if (type->element_type != LITERT_FLOAT32 || rank < 1 || rank > LITERT_MAX_RANK)
+		return -1;
+	if (type->dims[0] != -1 && type->dims[0] != 1)
+		return -1;
+	type->dims[0] = 1;
+	for (i = 1; i < rank; i++)
+	{
+		if (type->dims[i] <= 0)
+			return -1;
+		count *= type->dims[i];
+		if (count > 1 << 28)
+			return -1;
+	}
+	return (int) count;
+}
+
+static LiteRtIndex
+find_name(LiteRtHandle signature, bool input, const char *name, LiteRtIndex n)
+{
+	LiteRtIndex i;
+
+	for (i = 0; i < n; i++)
+	{
+		const char *got = NULL;
+		LiteRtStatus s = input ? lrt.GetSignatureInputName(signature, i, &got)
+			: lrt.GetSignatureOutputName(signature, i, &got);
+
+		if (s == 0 && got != NULL && strcmp(got, name) == 0)
+			return i;
+	}
+	return n;
+}
+
+/*
+ * Builds M from its plan: [libLiteRt.so, flatbuffer, signature, input, output, feature,
+ * floats per input, labels...]. Returns false if the model cannot take this path.
+ */
+static bool
+prepare(NativeModel *m, Datum *plan, int n_plan)
+{
+	char	   *library,
+			   *flatbuffer,
+			   *signature_key,
+			   *input_name,
+			   *output_name;
+	LiteRtHandle options = NULL,
+				signature = NULL,
+				tensor = NULL;
+	LiteRtIndex n_signatures = 0,
+				n_inputs = 0,
+				n_outputs = 0,
+				i;
+	TensorType	type;
+	int			saved,
+				count;
+	LiteRtStatus status;
+
+	if (n_plan < 7)
+		return false;
+	library = TextDatumGetCString(plan[0]);
+	flatbuffer = TextDatumGetCString(plan[1]);
+	signature_key = TextDatumGetCString(plan[2]);
+	input_name = TextDatumGetCString(plan[3]);
+	output_name = TextDatumGetCString(plan[4]);
+	m->feature = MemoryContextStrdup(m->context, TextDatumGetCString(plan[5]));
+	m->count = pg_strtoint32(TextDatumGetCString(plan[6]));
+	m->n_labels = n_plan - 7;
+	m->labels = MemoryContextAlloc(m->context, sizeof(char *) * Max(m->n_labels, 1));
+	for (i = 0; i < m->n_labels; i++)
+		m->labels[i] = MemoryContextStrdup(m->context, TextDatumGetCString(plan[7 + i]));
+	if (!open_litert(library))
+		return false;
+
+	saved = quiet_stderr();
+	status = 0;
+	if (lrt_environment == NULL)
+		status = lrt.CreateEnvironment(0, NULL, &lrt_environment);
+	if (status == 0)
+		status = lrt.CreateModelFromFile(lrt_environment, flatbuffer, &m->model);
+	if (status == 0)
+		status = lrt.CreateOptions(&options);
+	if (status == 0)
+		status = lrt.SetOptionsHardwareAccelerators(options, LITERT_HW_CPU);
+	if (status == 0)
+		status = lrt.CreateCompiledModel(lrt_environment, m->model, options, &m->compiled);
+	if (options)
+		lrt.DestroyOptions(options);
+	restore_stderr(saved);
+	if (status != 0)
+	{
+		elog(LOG, "pgml: native scoring off for %s: LiteRT status %d", flatbuffer, status);
+		return false;
+	}
+
+	/* The signature, its one input and its outputs, by name. */
+	if (lrt.GetNumModelSignatures(m->model, &n_signatures) != 0)
+		return false;
+	for (i = 0; i < n_signatures; i++)
+	{
+		const char *key = NULL;
+
+		if (lrt.GetModelSignature(m->model, i, &signature) == 0
+			&& lrt.GetSignatureKey(signature, &key) == 0
+			&& key != NULL && strcmp(key, signature_key) == 0)
+			break;
+	}
+	if (i == n_signatures)
+		return false;
+	m->signature_index = i;
+	if (lrt.GetNumSignatureInputs(signature, &n_inputs) != 0 || n_inputs != 1
+		|| find_name(signature, true, input_name, n_inputs) != 0
+		|| lrt.GetNumSignatureOutputs(signature, &n_outputs) != 0 || n_outputs < 1
+		|| n_outputs > 64)
+		return false;
+	m->scores_output = find_name(signature, false, output_name, n_outputs);
+	if (m->scores_output == n_outputs)
+		return false;
+
+	/* Buffers in our memory: a row is copied in, LiteRT writes the scores out. */
+	memset(&type, 0, sizeof(type));
+	if (lrt.GetSignatureInputTensorByIndex(signature, 0, &tensor) != 0
+		|| lrt.GetRankedTensorType(tensor, &type) != 0
+		|| tensor_shape(&type) != m->count)
+		return false;
+	m->input = aligned_buffer(sizeof(float) * m->count);
+	if (lrt.CreateTensorBufferFromHostMemory(&type, m->input,
+											 TYPEALIGN(BUFFER_ALIGN, sizeof(float) * m->count),
+											 NULL, &m->input_buffer) != 0)
+		return false;
+	m->output_buffers = MemoryContextAllocZero(m->context, sizeof(LiteRtHandle) * n_outputs);
+	m->outputs = MemoryContextAllocZero(m->context, sizeof(float *) * n_outputs);
+	m->n_outputs = n_outputs;
+	for (i = 0; i < n_outputs; i++)
+	{
+		memset(&type, 0, sizeof(type));
+		if (lrt.GetSignatureOutputTensorByIndex(signature, i, &tensor) != 0
+			|| lrt.GetRankedTensorType(tensor, &type) != 0
+			|| (count = tensor_shape(&type)) < 1)
+			return false;
+		if (i == m->scores_output)
+			m->n_scores = count;
+		m->outputs[i] = aligned_buffer(sizeof(float) * count);
+		if (lrt.CreateTensorBufferFromHostMemory(&type, m->outputs[i],
+												 TYPEALIGN(BUFFER_ALIGN, sizeof(float) * count),
+												 NULL, &m->output_buffers[i]) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void
+forget(int slot)
+{
+	release(native_models[slot]);
+	native_models[slot] = NULL;
+}
+
+static bool
+same_key(NativeModel *m, text *ref, bool packed, const char *signature)
+{
+	return m->packed == packed
+		&& VARSIZE_ANY_EXHDR(m->ref) == VARSIZE_ANY_EXHDR(ref)
+		&& memcmp(VARDATA_ANY(m->ref), VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref)) == 0
+		&& (m->signature == NULL ? signature == NULL
+			: signature != NULL && strcmp(m->signature, signature) == 0);
+}
+
+/* Asks PL/Python how this model version, input form and signature may be scored here. */
+static ArrayType *
+native_plan(text *ref, bool packed, const char *signature)
+{
+	static const Oid argtypes[] = {TEXTOID, BOOLOID, TEXTOID};
+	Oid			plan_fn = LookupFuncName(list_make2(makeString("pgml"),
+												   makeString("_native_plan")),
+										 3, argtypes, false);
+	LOCAL_FCINFO(fc, 3);
+	FmgrInfo	flinfo;
+	Datum		result;
+
+	fmgr_info(plan_fn, &flinfo);
+	InitFunctionCallInfoData(*fc, &flinfo, 3, InvalidOid, NULL, NULL);
+	fc->args[0].value = PointerGetDatum(ref);
+	fc->args[0].isnull = false;
+	fc->args[1].value = BoolGetDatum(!packed);
+	fc->args[1].isnull = false;
+	fc->args[2].value = signature ? CStringGetTextDatum(signature) : (Datum) 0;
+	fc->args[2].isnull = signature == NULL;
+	result = FunctionCallInvoke(fc);
+	return fc->isnull ? NULL : DatumGetArrayTypeP(result);
+}
+
+/* pgml.model_cache_size, which bounds PL/Python's cache of loaded models too. */
+static int
+cache_limit(void)
+{
+	const char *setting = GetConfigOption("pgml.model_cache_size", true, false);
+	int			limit = setting ? atoi(setting) : 4;
+
+	return Max(1, Min(limit, NATIVE_CACHE_SIZE));
+}
+
+static NativeModel *
+native_model(text *ref, bool packed, const char *signature)
+{
+	NativeModel *m;
+	ArrayType  *plan;
+	Datum	   *items;
+	bool	   *nulls;
+	int			n,
+				i,
+				held = 0,
+				slot = -1;
+	MemoryContext context;
+
+	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+		if ((m = native_models[i]) != NULL)
+		{
+			if (same_key(m, ref, packed, signature))
+			{
+				m->used = ++native_clock;
+				return m;
+			}
+			held++;
+		}
+
+	plan = native_plan(ref, packed, signature);
+	/* Room for one more: recycle the least recently used beyond the limit. */
+	for (; held >= cache_limit(); held--)
+	{
+		int			oldest = -1;
+
+		for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+			if (native_models[i] != NULL
+				&& (oldest < 0 || native_models[i]->used < native_models[oldest]->used))
+				oldest = i;
+		forget(oldest);
+	}
+	for (i = 0; i < NATIVE_CACHE_SIZE && slot < 0; i++)
+		if (native_models[i] == NULL)
+			slot = i;
+
+	context = AllocSetContextCreate(TopMemoryContext, "pgml native model",
+									ALLOCSET_SMALL_SIZES);
+	m = MemoryContextAllocZero(context, sizeof(NativeModel));
+	m->context = context;
+	m->ref = (text *) MemoryContextAlloc(context, VARSIZE_ANY(ref));
+	memcpy(m->ref, ref, VARSIZE_ANY(ref));
+	m->packed = packed;
+	m->signature = signature ? MemoryContextStrdup(context, signature) : NULL;
+	m->used = ++native_clock;
+	native_models[slot] = m;
+	if (plan != NULL)
+	{
+		deconstruct_array(plan, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
+		for (i = 0; i < n; i++)
+			if (nulls[i])
+				break;
+		m->usable = i == n && prepare(m, items, n);
+	}
+	return m;
+}
+
+/* -- One row ---------------------------------------------------------------------- */
+
+static void *
+pb_alloc(void *data, size_t size)
+{
+	return palloc(size);
+}
+
+static void
+pb_free(void *data, void *pointer)
+{
+	if (pointer)
+		pfree(pointer);
+}
+
+static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
+
+static bool
+valid_utf8(ProtobufCBinaryData *s)
+{
+	return pg_verify_mbstr(PG_UTF8, (const char *) s->data, s->len, true);
+}
+
+/*
+ * The input floats of a serialized tf.Example, as pgml_ext.indb.examples.DenseReader
+ * reads them (the named feature, else the only one), or NULL if anything differs.
+ */
+static const float *
+example_floats(NativeModel *m, bytea *data, Tensorflow__Example **parsed)
+{
+	Tensorflow__Example *example;
+	Tensorflow__Features *features;
+	Tensorflow__FeatureEntry *entry = NULL;
+	Tensorflow__FloatList *floats;
+	size_t		feature_len = strlen(m->feature),
+				i;
+
+	example = tensorflow__example__unpack(&pb_allocator, VARSIZE_ANY_EXHDR(data),
+										  (const uint8 *) VARDATA_ANY(data));
+	*parsed = example;
+	if (example == NULL || (features = example->features) == NULL)
+		return NULL;
+	for (i = 0; i < features->n_feature; i++)
+	{
+		Tensorflow__FeatureEntry *e = features->feature[i];
+
+		/* upb rejects a map key that is not UTF-8: then so do we */
+		if (!valid_utf8(&e->key))
+			return NULL;
+		if (e->key.len == feature_len && memcmp(e->key.data, m->feature, feature_len) == 0)
+			entry = e;			/* the last of duplicate keys wins, as in a map */
+	}
+	if (entry == NULL && features->n_feature == 1)
+		entry = features->feature[0];
+	if (entry == NULL || entry->value == NULL
+		|| entry->value->kind_case != TENSORFLOW__FEATURE__KIND_FLOAT_LIST)
+		return NULL;
+	floats = entry->value->float_list;
+	if (floats->n_value != (size_t) m->count)
+		return NULL;
+	return floats->value;
+}
+
+/* The floats of a float4[] packed by pgml._tensor (ndim, dims, floats), or NULL. */
+static const char *
+packed_floats(NativeModel *m, bytea *data)
+{
+	const char *p = VARDATA_ANY(data);
+	Size		size = VARSIZE_ANY_EXHDR(data);
+	int32		ndim,
+				dims[MAXDIM];
+	int64		count = 1;
+	int			i;
+
+	if (size < sizeof(int32))
+		return NULL;
+	memcpy(&ndim, p, sizeof(int32));
+	if (ndim < 1 || ndim > MAXDIM
+		|| size != sizeof(int32) * (1 + ndim) + sizeof(float) * (Size) m->count)
+		return NULL;
+	memcpy(dims, p + sizeof(int32), sizeof(int32) * ndim);
+	for (i = 0; i < ndim; i++)
+		count *= dims[i];
+	return count == m->count ? p + sizeof(int32) * (1 + ndim) : NULL;
+}
+
+/* Scores one row into M's output buffers; false if the PL/Python path must take it. */
+static bool
+score_row(NativeModel *m, bytea *data)
+{
+	Tensorflow__Example *parsed = NULL;
+	const void *values;
+	bool		ok = false;
+	int			i;
+
+	values = m->packed ? (const void *) packed_floats(m, data)
+		: (const void *) example_floats(m, data, &parsed);
+	if (values != NULL)
+	{
+		memcpy(m->input, values, sizeof(float) * m->count);
+		/* NaN and Infinity go to the general path, which says what is wrong */
+		for (i = 0; i < m->count && isfinite(m->input[i]); i++)
+			;
+		ok = i == m->count
+			&& lrt.RunCompiledModel(m->compiled, m->signature_index, 1, &m->input_buffer,
+									m->n_outputs, m->output_buffers) == 0;
+	}
+	if (parsed != NULL)
+		tensorflow__example__free_unpacked(parsed, &pb_allocator);
+	return ok;
+}
+
+/* numpy's argmax: the first maximum, or the first NaN. */
+static int
+top_index(const float *scores, int n)
+{
+	int			best = 0,
+				i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (isnan(scores[i]))
+			return i;
+		if (scores[i] > scores[best])
+			best = i;
+	}
+	return best;
+}
+
+/* -- The SQL functions ------------------------------------------------------------ */
+
+typedef enum
+{
+	SCORES,						/* float4[]: pgml.predict */
+	CLASS_INDEX,				/* int: pgml.predict_class */
+	CLASS_LABEL					/* text: pgml.classify */
+} Answer;
+
+static bool native_scoring = true;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomBoolVariable("pgml.native_scoring",
+							 "Scores rows of LiteRT models without PL/Python when it can.",
+							 "Off: every row goes through PL/Python (same answers, slower).",
+							 &native_scoring, true, PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+/* One call site's PL/Python twin, looked up once per statement. */
+static FmgrInfo *
+general_function(FunctionCallInfo fcinfo, const char *name)
+{
+	static const Oid argtypes[] = {TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
+
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		FmgrInfo   *general = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
+													 sizeof(FmgrInfo));
+		Oid			oid = LookupFuncName(list_make2(makeString("pgml"), makeString((char *) name)),
+										 fcinfo->nargs, argtypes, false);
+
+		fmgr_info_cxt(oid, general, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = general;
+	}
+	return fcinfo->flinfo->fn_extra;
+}
+
+static Datum
+call_general(FunctionCallInfo fcinfo, FmgrInfo *general)
+{
+	LOCAL_FCINFO(fc, 4);
+	Datum		result;
+	int			i;
+
+	InitFunctionCallInfoData(*fc, general, fcinfo->nargs, fcinfo->fncollation, NULL, NULL);
+	for (i = 0; i < fcinfo->nargs; i++)
+		fc->args[i] = fcinfo->args[i];
+	result = FunctionCallInvoke(fc);
+	fcinfo->isnull = fc->isnull;
+	return result;
+}
+
+static Datum
+score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
+{
+	FmgrInfo   *general = general_function(fcinfo, general_name);
+	int			signature_arg = fcinfo->nargs - 1;
+	/* pgml.predict's output argument: only the default output is scored here */
+	bool		named_output = answer == SCORES && !PG_ARGISNULL(2);
+	text	   *ref;
+	bytea	   *data;
+	char	   *signature;
+	NativeModel *m;
+	int			index;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	if (!native_scoring || named_output)
+	{
+		general_rows++;
+		return call_general(fcinfo, general);
+	}
+	ref = PG_GETARG_TEXT_PP(0);
+	data = PG_GETARG_BYTEA_PP(1);
+	signature = PG_ARGISNULL(signature_arg) ? NULL
+		: text_to_cstring(PG_GETARG_TEXT_PP(signature_arg));
+	m = native_model(ref, packed, signature);
+	if (!m->usable || !score_row(m, data))
+	{
+		general_rows++;
+		return call_general(fcinfo, general);
+	}
+	native_rows++;
+
+	if (answer == SCORES)
+	{
+		const float *scores = m->outputs[m->scores_output];
+		Datum	   *values = palloc(sizeof(Datum) * m->n_scores);
+
+		for (index = 0; index < m->n_scores; index++)
+			values[index] = Float4GetDatum(scores[index]);
+		PG_RETURN_ARRAYTYPE_P(construct_array(values, m->n_scores, FLOAT4OID, sizeof(float4),
+											  true, TYPALIGN_INT));
+	}
+	index = top_index(m->outputs[m->scores_output], m->n_scores);
+	if (answer == CLASS_INDEX)
+		PG_RETURN_INT32(index);
+	if (index < m->n_labels)
+		PG_RETURN_TEXT_P(cstring_to_text(m->labels[index]));
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("%d", index)));
+}
+
+#define NATIVE_FUNCTION(c_name, answer, packed, general) \
+	PG_FUNCTION_INFO_V1(c_name); \
+	Datum c_name(PG_FUNCTION_ARGS) { return score(fcinfo, answer, packed, general); }
+
+NATIVE_FUNCTION(pgml_predict_native, SCORES, false, "_predict")
+NATIVE_FUNCTION(pgml_predict_class_native, CLASS_INDEX, false, "_predict_class")
+NATIVE_FUNCTION(pgml_classify_native, CLASS_LABEL, false, "_classify")
+NATIVE_FUNCTION(pgml_predict_tensor_native, SCORES, true, "_predict_tensor")
+NATIVE_FUNCTION(pgml_predict_class_tensor_native, CLASS_INDEX, true, "_predict_class_tensor")
+NATIVE_FUNCTION(pgml_classify_tensor_native, CLASS_LABEL, true, "_classify_tensor")
+
+PG_FUNCTION_INFO_V1(pgml_clear_native_cache);
+
+/* Forgets the models loaded for this path in this backend (pgml.clear_cache). */
+Datum
+pgml_clear_native_cache(PG_FUNCTION_ARGS)
+{
+	int			i,
+				n = 0;
+
+	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+		if (native_models[i] != NULL)
+		{
+			forget(i);
+			n++;
+		}
+	PG_RETURN_INT32(n);
+}
+
+PG_FUNCTION_INFO_V1(pgml_native_status);
+
+/* {"native_models": models ready for this path, "native_rows": .., "general_rows": ..} */
+Datum
+pgml_native_status(PG_FUNCTION_ARGS)
+{
+	int			i,
+				usable = 0;
+
+	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+		if (native_models[i] != NULL && native_models[i]->usable)
+			usable++;
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("{\"native_models\": %d, \"native_rows\": "
+											  INT64_FORMAT ", \"general_rows\": " INT64_FORMAT "}",
+											  usable, native_rows, general_rows)));
+}

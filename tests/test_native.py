@@ -1,0 +1,214 @@
+"""The native scorer (src/native.c): rows of LiteRT models scored in C, with the
+PL/Python path (pgml.native_scoring = off) as its reference. Same answers, same
+errors, and the rows it cannot take go to PL/Python."""
+
+import os
+import struct
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_fuzz import inputs as fuzz_inputs
+
+from conftest import new_engine
+from pgml_ext import reference
+
+pytestmark = pytest.mark.usefixtures("models", "inputs")
+
+SERVER_EXAMPLES = int(os.environ.get("PGML_FUZZ_EXAMPLES", "800")) // 4
+
+
+@pytest.fixture(scope="module")
+def conn(db_url):
+    """One autocommit session: an ERROR does not end the next statement's transaction."""
+    engine = new_engine(db_url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        yield c
+    engine.dispose()
+
+
+def status(conn) -> dict:
+    return conn.execute(sa.text("SELECT pgml.backend_status()")).scalar()
+
+
+def outcome(conn, sql: str, native: bool, **params):
+    """('ok', rows) or ('error', SQLSTATE, message) of SQL, on the chosen path."""
+    conn.execute(sa.text(f"SET pgml.native_scoring = {'on' if native else 'off'}"))
+    try:
+        return ("ok", [tuple(r) for r in conn.execute(sa.text(sql), params).all()])
+    except sa.exc.DatabaseError as e:
+        fields = e.orig.args[0]
+        return ("error", fields["C"], fields["M"])
+    finally:
+        conn.execute(sa.text("RESET pgml.native_scoring"))
+
+
+@pytest.mark.parametrize("column", ["example", "pixels"])
+@pytest.mark.parametrize("model", ["mlp", "mlp_labels"])
+def test_native_answers_every_digit_as_pl_python_does(conn, model, column):
+    sql = (
+        f"SELECT pgml.predict('{model}', {column}), pgml.predict_class('{model}', {column}), "
+        f"pgml.classify('{model}', {column}) FROM inputs ORDER BY id"
+    )
+    before = status(conn)
+    native = outcome(conn, sql, native=True)
+    after = status(conn)
+    general = outcome(conn, sql, native=False)
+    assert native[0] == general[0] == "ok" and len(native[1]) == 1797
+    assert native == general  # float4 scores bit for bit, classes, labels
+    assert after["native_rows"] - before["native_rows"] == 3 * 1797
+    assert after["general_rows"] == before["general_rows"]
+    assert after["native_models"] >= 1
+    if model == "mlp_labels":
+        assert native[1][0][2] == "zero"  # digit 0: the registered label, in C
+
+
+def test_signatures_without_a_row_path_go_to_pl_python(conn):
+    """mnist's default signature for Examples is a classify signature (strings in,
+    class names out): no plan, so every row goes through PL/Python, unchanged."""
+    sql = "SELECT pgml.classify('mnist', example) FROM inputs ORDER BY id LIMIT 50"
+    before = status(conn)
+    native = outcome(conn, sql, native=True)
+    after = status(conn)
+    assert native == outcome(conn, sql, native=False) and native[0] == "ok"
+    assert after["native_rows"] == before["native_rows"]
+    assert after["general_rows"] - before["general_rows"] == 50
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    n, size = len(payload), b""
+    while True:
+        size += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return bytes([number << 3 | 2]) + size + payload
+
+
+def _example(features: list[tuple[bytes, bytes]]) -> bytes:
+    """A serialized Example written by hand: keys of any bytes, duplicates allowed."""
+    entries = b"".join(_field(1, _field(1, key) + _field(2, value)) for key, value in features)
+    return _field(1, entries)
+
+
+def _floats(values) -> bytes:
+    """A Feature holding a float_list (packed)."""
+    return _field(2, _field(1, struct.pack(f"<{len(values)}f", *values)))
+
+
+DIGIT = reference.cycled(1)[0][0].astype(np.float32)
+NAN = DIGIT.copy()
+NAN[5] = np.nan
+ODD_INPUTS = {
+    "not protobuf": b"\xff\xfe garbage",
+    "empty": b"",
+    "NaN": _example([(b"pixels", _floats(NAN))]),
+    "Infinity": _example([(b"pixels", _floats([np.inf] * 784))]),
+    "783 values": _example([(b"pixels", _floats(DIGIT[:783]))]),
+    "int64 feature": _example([(b"pixels", _field(3, _field(1, b"\x01")))]),
+    "two features, neither named": _example([(b"a", _floats(DIGIT)), (b"b", _floats(DIGIT))]),
+    "key not UTF-8": _example([(b"\xff", _floats(DIGIT))]),
+    "duplicate key": _example([(b"q", _floats(DIGIT)), (b"q", _floats(DIGIT * 0))]),
+    "named among others": _example([(b"a", _floats(DIGIT * 0)), (b"pixels", _floats(DIGIT))]),
+    "merged Examples": _example([(b"pixels", _floats(DIGIT))])
+    + _example([(b"other", _floats(DIGIT * 0))]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_INPUTS))
+def test_odd_examples_get_the_pl_python_answer_or_error(conn, case):
+    sql = (
+        "SELECT pgml.predict('mlp_labels', :d), pgml.predict_class('mlp_labels', :d), "
+        "pgml.classify('mlp_labels', :d)"
+    )
+    native = outcome(conn, sql, native=True, d=ODD_INPUTS[case])
+    assert native == outcome(conn, sql, native=False, d=ODD_INPUTS[case])
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        "ARRAY[1,2,3]::float4[]",
+        "array_fill(0::float4, ARRAY[28,28])",
+        "array_fill('NaN'::float4, ARRAY[784])",
+        "array_fill(NULL::float4, ARRAY[784])",
+        "'{}'::float4[]",
+        "NULL::float4[]",
+    ],
+)
+def test_odd_arrays_get_the_pl_python_answer_or_error(conn, array):
+    sql = (
+        f"SELECT pgml.predict('mlp', {array}), pgml.predict_class('mlp', {array}), "
+        f"pgml.classify('mlp', {array})"
+    )
+    assert outcome(conn, sql, native=True) == outcome(conn, sql, native=False)
+
+
+def test_named_outputs_and_signatures(conn):
+    sql = (
+        "SELECT pgml.predict('mlp', example, 'output_0'), "
+        "pgml.predict('mlp', example, signature => 'serve'), "
+        "pgml.classify('mlp', example, signature => 'nope') FROM inputs WHERE id < 3"
+    )
+    native = outcome(conn, sql, native=True)
+    assert native == outcome(conn, sql, native=False)
+    assert native[0] == "error" and native[1] == "42704"  # the unknown signature
+
+
+def test_threads_setting_keeps_rows_on_pl_python(db_url):
+    """The C path runs one LiteRT thread: with pgml.threads = 2, PL/Python scores."""
+    engine = new_engine(db_url)
+    with engine.connect() as c:
+        c.execute(sa.text("SET pgml.threads = 2"))
+        got = c.execute(sa.text("SELECT pgml.predict_class('mlp', pixels) FROM inputs")).all()
+        s = status(c)
+    engine.dispose()
+    assert len(got) == 1797 and s["native_rows"] == 0 and s["general_rows"] == 1797
+
+
+def test_clear_cache_forgets_native_models(db_url):
+    engine = new_engine(db_url)
+    with engine.connect() as c:
+        first = c.execute(sa.text("SELECT pgml.classify('mlp', example) FROM inputs")).all()
+        assert status(c)["native_models"] == 1
+        c.execute(sa.text("SELECT pgml.clear_cache()"))
+        assert status(c)["native_models"] == 0
+        again = c.execute(sa.text("SELECT pgml.classify('mlp', example) FROM inputs")).all()
+        assert again == first and status(c)["native_rows"] == 2 * 1797
+    engine.dispose()
+
+
+def _hand_written(draw) -> bytes:
+    keys = st.one_of(st.sampled_from([b"pixels", b"x", b""]), st.binary(max_size=6))
+    values = st.one_of(
+        st.just(DIGIT.tolist()),
+        st.lists(st.floats(width=32), min_size=783, max_size=785),
+    )
+    entries = draw(st.lists(st.tuples(keys, values), min_size=0, max_size=3))
+    return _example([(k, _floats(v)) for k, v in entries])
+
+
+server_inputs = st.one_of(
+    fuzz_inputs,
+    st.composite(_hand_written)(),
+    st.tuples(fuzz_inputs, fuzz_inputs).map(lambda pair: pair[0] + pair[1]),
+)
+
+
+@settings(
+    max_examples=SERVER_EXAMPLES,
+    deadline=timedelta(seconds=5),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=server_inputs)
+def test_native_and_pl_python_agree_on_any_bytes(conn, data):
+    """Through the server: whatever the bytes, the same scores, class and label, or
+    the same ERROR, on both paths, and never a crash."""
+    sql = (
+        "SELECT pgml.predict('mlp_labels', :d), pgml.predict_class('mlp_labels', :d), "
+        "pgml.classify('mlp_labels', :d)"
+    )
+    assert outcome(conn, sql, native=True, d=data) == outcome(conn, sql, native=False, d=data)
