@@ -68,6 +68,14 @@ class Workload:
         got = self.sql(conn, f"SELECT pgml.classify('{model}', {col}) FROM {self.table}{where}")
         assert len(got) == (limit or self.rows)
 
+    def inline_plpython(self, conn, model: str, col: str) -> None:
+        """inline with the native scorer off: every row through PL/Python."""
+        conn.execute(sa.text("SET pgml.native_scoring = off"))
+        try:
+            self.inline(conn, model, col)
+        finally:
+            conn.execute(sa.text("RESET pgml.native_scoring"))
+
     def parallel(self, conn, model: str, col: str) -> None:
         for setting in PARALLEL_PLAN:
             conn.execute(sa.text(setting))
@@ -201,6 +209,10 @@ def _measure(
     with work.engine.connect() as conn:
         work.inline(conn, model, col, limit=10)  # load the model in this backend
         seconds["inline"] = _median_seconds(lambda: work.inline(conn, model, col), repeats), n
+        seconds["inline_plpython"] = (
+            _median_seconds(lambda: work.inline_plpython(conn, model, col), repeats),
+            n,
+        )
         seconds["parallel"] = _median_seconds(lambda: work.parallel(conn, model, col), repeats), n
         seconds["batch"] = _median_seconds(lambda: work.batch(conn, model, col), repeats), n
         seconds["read"] = _median_seconds(lambda: work.read(conn, col), repeats), n
@@ -317,6 +329,21 @@ def format_table(results: dict) -> str:
         for form, r in m["inputs"].items()
         if "read" in r["timings"]
     ]
+    plpython = []
+    for model, m in results["models"].items():
+        for form, r in m["inputs"].items():
+            rate = {k: v["rows_per_s"] for k, v in r["timings"].items()}
+            if "inline_plpython" in rate:
+                plpython.append(
+                    f"{model} {form} {rate['inline_plpython']:,.0f} rows/s "
+                    f"(native {rate['inline'] / rate['inline_plpython']:.2f}×)"
+                )
+    if plpython:
+        lines.append(
+            "inline with every row through PL/Python (`pgml.native_scoring = off`): "
+            + ", ".join(plpython)
+            + "."
+        )
     scale = results.get("parallel_at_scale")
     if scale:
         serial, parallel = scale["serial_rows_per_s"], scale["parallel_rows_per_s"]

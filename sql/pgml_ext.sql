@@ -299,30 +299,32 @@ return api.predict_class(ref, api.tensor(input), signature)
 $$;
 
 -- The C twins the public functions call (src/native.c); same arguments, same answers.
+-- COST 100, as for the PL/Python ones: a row costs microseconds, not an operator's
+-- nanoseconds, and the planner weighs that when it considers a parallel plan.
 CREATE FUNCTION pgml._predict_native(ref text, input bytea, output text, signature text)
 RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_native'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 CREATE FUNCTION pgml._classify_native(ref text, input bytea, signature text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_native'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 CREATE FUNCTION pgml._predict_class_native(ref text, input bytea, signature text)
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_native'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 CREATE FUNCTION pgml._predict_tensor_native(ref text, input bytea, output text,
                                             signature text)
 RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_tensor_native'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 CREATE FUNCTION pgml._classify_tensor_native(ref text, input bytea, signature text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_tensor_native'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 CREATE FUNCTION pgml._predict_class_tensor_native(ref text, input bytea, signature text)
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_tensor_native'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 -- Whether and how a model version, input form and signature can be scored natively:
 -- [libLiteRt.so, flatbuffer, signature, input, output, feature, floats, labels...],

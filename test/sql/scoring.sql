@@ -35,10 +35,11 @@ SELECT pgml.delete_model('mlp', 2);
 SELECT name, version, current FROM pgml.models WHERE name = 'mlp';
 
 -- The public functions are inlined SQL wrappers: the plan calls the C resolver and the
--- C scorer (with its PL/Python twin) directly, and all are parallel safe.
+-- C scorer (with its PL/Python twin) directly, and all are parallel safe. The scorers
+-- cost 100 cpu_operator_cost (C functions default to 1), so big tables get parallel plans.
 EXPLAIN (COSTS OFF, VERBOSE) SELECT pgml.classify('mnist', pixels) FROM inputs;
 EXPLAIN (COSTS OFF, VERBOSE) SELECT classify(pixels) FROM inputs;
-SELECT p.proname, p.proparallel
+SELECT p.proname, p.proparallel, p.procost
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'pgml' AND p.proname IN ('classify', 'predict', 'predict_class',
        'predict_batch', 'classify_batch', 'predict_class_batch', '_model_ref',
@@ -47,4 +48,4 @@ SELECT p.proname, p.proparallel
        '_classify_native', '_predict_native', '_predict_class_native',
        '_classify_tensor_native', '_predict_tensor_native',
        '_predict_class_tensor_native', '_native_plan')
- GROUP BY 1, 2 ORDER BY 1;
+ GROUP BY 1, 2, 3 ORDER BY 1;
