@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class Cluster:
             cmd = ["runuser", "-u", user, "--", *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
         if check and proc.returncode != 0:
-            raise ClusterError(f"{' '.join(args[:2])} failed:\n{proc.stdout}{proc.stderr}")
+            raise ClusterError(f"{' '.join(cmd[:2])} failed:\n{proc.stdout}{proc.stderr}")
         return proc
 
     def _chown(self, path: Path) -> None:
@@ -133,8 +134,10 @@ class Cluster:
         """A hot standby of this cluster (streaming replication on loopback), started.
 
         Models live in the database, so the standby scores everything the primary
-        registered without any file being copied.
+        registered without any file being copied. If PORT is taken (ports in the
+        ephemeral range can be, by any client socket), it runs on a free one.
         """
+        port = free_port(self.host, port)
         replica = Cluster(datadir or self.datadir.with_name(f"{self.datadir.name}-standby"), port)
         replica.destroy()
         replica._make_datadir()
@@ -175,3 +178,15 @@ class Cluster:
             return "\n".join((self.datadir / "server.log").read_text().splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def free_port(host: str, preferred: int) -> int:
+    """PREFERRED if nothing listens or is bound there, else a port the OS picks."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise ClusterError(f"no free TCP port on {host}")

@@ -417,6 +417,25 @@ import pgml_ext.indb.api as api
 return api.top_class_batch(ref, api.tensor(inputs), signature, "index")
 $$;
 
+-- classify_batch and predict_class_batch go through C twins too (src/native.c): chunks
+-- of plain inputs scored in one LiteRT call each, anything else to PL/Python.
+CREATE FUNCTION pgml._classify_batch_native(ref text, inputs bytea[], signature text)
+RETURNS text[] AS 'MODULE_PATHNAME', 'pgml_classify_batch_native'
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
+
+CREATE FUNCTION pgml._classify_batch_tensor_native(ref text, inputs bytea, signature text)
+RETURNS text[] AS 'MODULE_PATHNAME', 'pgml_classify_batch_tensor_native'
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
+
+CREATE FUNCTION pgml._predict_class_batch_native(ref text, inputs bytea[], signature text)
+RETURNS int[] AS 'MODULE_PATHNAME', 'pgml_predict_class_batch_native'
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
+
+CREATE FUNCTION pgml._predict_class_batch_tensor_native(ref text, inputs bytea,
+                                                        signature text)
+RETURNS int[] AS 'MODULE_PATHNAME', 'pgml_predict_class_batch_tensor_native'
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
+
 CREATE FUNCTION pgml.predict_batch(model text, inputs bytea[], output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
 RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -432,26 +451,26 @@ $$;
 
 CREATE FUNCTION pgml.classify_batch(model text, inputs bytea[], signature text DEFAULT NULL)
 RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify_batch(pgml._model_ref(model), inputs, signature)
+    SELECT pgml._classify_batch_native(pgml._model_ref(model), inputs, signature)
 $$;
 
 CREATE FUNCTION pgml.classify_batch(model text, inputs float4[], signature text DEFAULT NULL)
 RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify_batch_tensor(pgml._model_ref(model), pgml._tensor(inputs, model),
-                                 signature)
+    SELECT pgml._classify_batch_tensor_native(pgml._model_ref(model),
+                                              pgml._tensor(inputs, model), signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class_batch(model text, inputs bytea[],
                                          signature text DEFAULT NULL)
 RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class_batch(pgml._model_ref(model), inputs, signature)
+    SELECT pgml._predict_class_batch_native(pgml._model_ref(model), inputs, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class_batch(model text, inputs float4[],
                                          signature text DEFAULT NULL)
 RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class_batch_tensor(pgml._model_ref(model), pgml._tensor(inputs, model),
-                                 signature)
+    SELECT pgml._predict_class_batch_tensor_native(pgml._model_ref(model),
+                                                   pgml._tensor(inputs, model), signature)
 $$;
 
 -- Score a whole table or query into TARGET (created if missing) in chunks: columns
@@ -573,6 +592,10 @@ GRANT EXECUTE ON FUNCTION
     pgml._predict_class_native(text, bytea, text),
     pgml._predict_class_tensor_native(text, bytea, text),
     pgml._native_plan(text, bool, text), pgml._clear_native_cache(), pgml._native_status(),
+    pgml._classify_batch_native(text, bytea[], text),
+    pgml._classify_batch_tensor_native(text, bytea, text),
+    pgml._predict_class_batch_native(text, bytea[], text),
+    pgml._predict_class_batch_tensor_native(text, bytea, text),
     pgml._predict_batch(text, bytea[], text, text),
     pgml._predict_batch_tensor(text, bytea, text, text),
     pgml._classify_batch(text, bytea[], text), pgml._classify_batch_tensor(text, bytea, text),

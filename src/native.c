@@ -30,6 +30,7 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "nodes/value.h"
 #include "nodes/pg_list.h"
@@ -37,6 +38,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "tf_example.pb-c.h"
@@ -87,6 +89,8 @@ static struct
 	void		(*DestroyTensorBuffer) (LiteRtHandle);
 	LiteRtStatus (*RunCompiledModel) (LiteRtHandle, LiteRtIndex, size_t, LiteRtHandle *,
 									  size_t, LiteRtHandle *);
+	LiteRtStatus (*CompiledModelResizeInputTensor) (LiteRtHandle, LiteRtIndex, LiteRtIndex,
+													const int *, size_t);
 }			lrt;
 
 static char *lrt_library = NULL;	/* the libLiteRt.so opened, or NULL */
@@ -134,6 +138,7 @@ open_litert(const char *path)
 	BIND(CreateTensorBufferFromHostMemory);
 	BIND(DestroyTensorBuffer);
 	BIND(RunCompiledModel);
+	BIND(CompiledModelResizeInputTensor);
 #undef BIND
 	lrt_library = MemoryContextStrdup(TopMemoryContext, path);
 	return true;
@@ -174,20 +179,25 @@ restore_stderr(int saved)
 
 typedef struct NativeModel
 {
-	/* the key: model version (its ref), input form and requested signature */
+	/* the key: model version (its ref), input form, requested signature, use */
 	text	   *ref;
 	bool		packed;			/* float4[] packed by pgml._tensor, else tf.Example */
 	char	   *signature;		/* NULL: the model's default */
+	bool		batch;			/* for the batch forms: resized to their chunks */
 	uint64		used;			/* for recycling the least recently used */
 
 	bool		usable;			/* false: every row takes the PL/Python path */
 	LiteRtHandle model;
 	LiteRtHandle compiled;
 	LiteRtIndex signature_index;
+	int			rows;			/* rows the buffers hold (the model's batch size) */
+	TensorType *input_type;
 	LiteRtHandle input_buffer;
 	float	   *input;
-	int			count;			/* floats per input */
+	int			count;			/* floats per input row */
 	int			n_outputs;
+	TensorType *output_types;
+	int		   *output_counts;	/* floats per output row */
 	LiteRtHandle *output_buffers;
 	float	  **outputs;
 	int			scores_output;	/* the output scored */
@@ -216,22 +226,78 @@ aligned_buffer(Size size)
 }
 
 static void
-release(NativeModel *m)
+drop_buffers(NativeModel *m)
 {
 	int			i;
 
 	if (m->input_buffer)
 		lrt.DestroyTensorBuffer(m->input_buffer);
+	free(m->input);
+	m->input_buffer = NULL;
+	m->input = NULL;
 	for (i = 0; i < m->n_outputs; i++)
+	{
 		if (m->output_buffers[i])
 			lrt.DestroyTensorBuffer(m->output_buffers[i]);
+		free(m->outputs[i]);
+		m->output_buffers[i] = NULL;
+		m->outputs[i] = NULL;
+	}
+	m->rows = 0;
+}
+
+/*
+ * Buffers in our memory for ROWS rows, one per input and output: rows are copied in,
+ * LiteRT writes the scores out. False if LiteRT refuses one.
+ */
+static bool
+make_buffers(NativeModel *m, int rows)
+{
+	int			i;
+	Size		size;
+
+	drop_buffers(m);
+	m->input_type->dims[0] = rows;
+	size = TYPEALIGN(BUFFER_ALIGN, sizeof(float) * (Size) m->count * rows);
+	m->input = aligned_buffer(size);
+	if (lrt.CreateTensorBufferFromHostMemory(m->input_type, m->input, size, NULL,
+											 &m->input_buffer) != 0)
+		return false;
+	for (i = 0; i < m->n_outputs; i++)
+	{
+		m->output_types[i].dims[0] = rows;
+		size = TYPEALIGN(BUFFER_ALIGN, sizeof(float) * (Size) m->output_counts[i] * rows);
+		m->outputs[i] = aligned_buffer(size);
+		if (lrt.CreateTensorBufferFromHostMemory(&m->output_types[i], m->outputs[i], size,
+												 NULL, &m->output_buffers[i]) != 0)
+			return false;
+	}
+	m->rows = rows;
+	return true;
+}
+
+/* The model and its buffers resized for ROWS rows; false (and unusable) on failure. */
+static bool
+resize(NativeModel *m, int rows)
+{
+	if (rows == m->rows)
+		return true;
+	m->input_type->dims[0] = rows;
+	m->usable = lrt.CompiledModelResizeInputTensor(m->compiled, m->signature_index, 0,
+												   m->input_type->dims,
+												   m->input_type->rank_bits & 0x7f) == 0
+		&& make_buffers(m, rows);
+	return m->usable;
+}
+
+static void
+release(NativeModel *m)
+{
+	drop_buffers(m);
 	if (m->compiled)
 		lrt.DestroyCompiledModel(m->compiled);
 	if (m->model)
 		lrt.DestroyModel(m->model);
-	free(m->input);
-	for (i = 0; i < m->n_outputs; i++)
-		free(m->outputs[i]);
 	MemoryContextDelete(m->context);
 }
 
@@ -298,9 +364,7 @@ prepare(NativeModel *m, Datum *plan, int n_plan)
 				n_inputs = 0,
 				n_outputs = 0,
 				i;
-	TensorType	type;
-	int			saved,
-				count;
+	int			saved;
 	LiteRtStatus status;
 
 	if (n_plan < 7)
@@ -364,36 +428,24 @@ prepare(NativeModel *m, Datum *plan, int n_plan)
 	if (m->scores_output == n_outputs)
 		return false;
 
-	/* Buffers in our memory: a row is copied in, LiteRT writes the scores out. */
-	memset(&type, 0, sizeof(type));
+	/* The input's and the outputs' types, checked against the plan. */
+	m->input_type = MemoryContextAllocZero(m->context, sizeof(TensorType));
 	if (lrt.GetSignatureInputTensorByIndex(signature, 0, &tensor) != 0
-		|| lrt.GetRankedTensorType(tensor, &type) != 0
-		|| tensor_shape(&type) != m->count)
+		|| lrt.GetRankedTensorType(tensor, m->input_type) != 0
+		|| tensor_shape(m->input_type) != m->count)
 		return false;
-	m->input = aligned_buffer(sizeof(float) * m->count);
-	if (lrt.CreateTensorBufferFromHostMemory(&type, m->input,
-											 TYPEALIGN(BUFFER_ALIGN, sizeof(float) * m->count),
-											 NULL, &m->input_buffer) != 0)
-		return false;
+	m->output_types = MemoryContextAllocZero(m->context, sizeof(TensorType) * n_outputs);
+	m->output_counts = MemoryContextAllocZero(m->context, sizeof(int) * n_outputs);
 	m->output_buffers = MemoryContextAllocZero(m->context, sizeof(LiteRtHandle) * n_outputs);
 	m->outputs = MemoryContextAllocZero(m->context, sizeof(float *) * n_outputs);
 	m->n_outputs = n_outputs;
 	for (i = 0; i < n_outputs; i++)
-	{
-		memset(&type, 0, sizeof(type));
 		if (lrt.GetSignatureOutputTensorByIndex(signature, i, &tensor) != 0
-			|| lrt.GetRankedTensorType(tensor, &type) != 0
-			|| (count = tensor_shape(&type)) < 1)
+			|| lrt.GetRankedTensorType(tensor, &m->output_types[i]) != 0
+			|| (m->output_counts[i] = tensor_shape(&m->output_types[i])) < 1)
 			return false;
-		if (i == m->scores_output)
-			m->n_scores = count;
-		m->outputs[i] = aligned_buffer(sizeof(float) * count);
-		if (lrt.CreateTensorBufferFromHostMemory(&type, m->outputs[i],
-												 TYPEALIGN(BUFFER_ALIGN, sizeof(float) * count),
-												 NULL, &m->output_buffers[i]) != 0)
-			return false;
-	}
-	return true;
+	m->n_scores = m->output_counts[m->scores_output];
+	return make_buffers(m, 1);
 }
 
 static void
@@ -404,9 +456,9 @@ forget(int slot)
 }
 
 static bool
-same_key(NativeModel *m, text *ref, bool packed, const char *signature)
+same_key(NativeModel *m, text *ref, bool packed, const char *signature, bool batch)
 {
-	return m->packed == packed
+	return m->packed == packed && m->batch == batch
 		&& VARSIZE_ANY_EXHDR(m->ref) == VARSIZE_ANY_EXHDR(ref)
 		&& memcmp(VARDATA_ANY(m->ref), VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref)) == 0
 		&& (m->signature == NULL ? signature == NULL
@@ -448,7 +500,7 @@ cache_limit(void)
 }
 
 static NativeModel *
-native_model(text *ref, bool packed, const char *signature)
+native_model(text *ref, bool packed, const char *signature, bool batch)
 {
 	NativeModel *m;
 	ArrayType  *plan;
@@ -463,7 +515,7 @@ native_model(text *ref, bool packed, const char *signature)
 	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
 		if ((m = native_models[i]) != NULL)
 		{
-			if (same_key(m, ref, packed, signature))
+			if (same_key(m, ref, packed, signature, batch))
 			{
 				m->used = ++native_clock;
 				return m;
@@ -494,6 +546,7 @@ native_model(text *ref, bool packed, const char *signature)
 	m->ref = (text *) MemoryContextAlloc(context, VARSIZE_ANY(ref));
 	memcpy(m->ref, ref, VARSIZE_ANY(ref));
 	m->packed = packed;
+	m->batch = batch;
 	m->signature = signature ? MemoryContextStrdup(context, signature) : NULL;
 	m->used = ++native_clock;
 	native_models[slot] = m;
@@ -571,12 +624,17 @@ example_floats(NativeModel *m, bytea *data, Tensorflow__Example **parsed)
 	return floats->value;
 }
 
-/* The floats of a float4[] packed by pgml._tensor (ndim, dims, floats), or NULL. */
+/*
+ * The floats of a float4[] packed by pgml._tensor (ndim, dims, floats), or NULL if they
+ * do not fit M: one input (any shape of M's size) or, for BATCH, rows of M's size along
+ * the first dimension (*ROWS of them).
+ */
 static const char *
-packed_floats(NativeModel *m, bytea *data)
+packed_input(NativeModel *m, bytea *data, bool batch, int *rows)
 {
 	const char *p = VARDATA_ANY(data);
-	Size		size = VARSIZE_ANY_EXHDR(data);
+	Size		size = VARSIZE_ANY_EXHDR(data),
+				header;
 	int32		ndim,
 				dims[MAXDIM];
 	int64		count = 1;
@@ -585,39 +643,61 @@ packed_floats(NativeModel *m, bytea *data)
 	if (size < sizeof(int32))
 		return NULL;
 	memcpy(&ndim, p, sizeof(int32));
-	if (ndim < 1 || ndim > MAXDIM
-		|| size != sizeof(int32) * (1 + ndim) + sizeof(float) * (Size) m->count)
+	header = sizeof(int32) * (1 + (Size) ndim);
+	if (ndim < (batch ? 2 : 1) || ndim > MAXDIM || size < header)
 		return NULL;
 	memcpy(dims, p + sizeof(int32), sizeof(int32) * ndim);
-	for (i = 0; i < ndim; i++)
-		count *= dims[i];
-	return count == m->count ? p + sizeof(int32) * (1 + ndim) : NULL;
+	*rows = batch ? dims[0] : 1;
+	for (i = batch ? 1 : 0; i < ndim; i++)
+		if (dims[i] < 0 || (count *= dims[i]) > PG_INT32_MAX)
+			return NULL;
+	if (count != m->count || *rows < 1
+		|| size != header + sizeof(float) * (Size) count * *rows)
+		return NULL;
+	return p + header;
 }
 
-/* Scores one row into M's output buffers; false if the PL/Python path must take it. */
+/*
+ * Copies N rows of floats into M's input from row R on; false if any is NaN or
+ * Infinity: those go to the general path, which says what is wrong.
+ */
 static bool
-score_row(NativeModel *m, bytea *data)
+copy_rows(NativeModel *m, int r, const void *values, int n)
+{
+	Size		count = (Size) m->count * n;
+	float	   *row = m->input + (Size) r * m->count;
+	float		zero = 0.0f;
+	Size		i;
+
+	memcpy(row, values, sizeof(float) * count);
+	/* x * 0 is 0 for finite x and NaN otherwise: one pass, no branches */
+	for (i = 0; i < count; i++)
+		zero += row[i] * 0.0f;
+	return zero == 0.0f;
+}
+
+/* One input (an Example, or a packed float4[]) into row R of M's input. */
+static bool
+fill_row(NativeModel *m, int r, bytea *data)
 {
 	Tensorflow__Example *parsed = NULL;
 	const void *values;
-	bool		ok = false;
-	int			i;
+	bool		ok;
+	int			rows;
 
-	values = m->packed ? (const void *) packed_floats(m, data)
+	values = m->packed ? (const void *) packed_input(m, data, false, &rows)
 		: (const void *) example_floats(m, data, &parsed);
-	if (values != NULL)
-	{
-		memcpy(m->input, values, sizeof(float) * m->count);
-		/* NaN and Infinity go to the general path, which says what is wrong */
-		for (i = 0; i < m->count && isfinite(m->input[i]); i++)
-			;
-		ok = i == m->count
-			&& lrt.RunCompiledModel(m->compiled, m->signature_index, 1, &m->input_buffer,
-									m->n_outputs, m->output_buffers) == 0;
-	}
+	ok = values != NULL && copy_rows(m, r, values, 1);
 	if (parsed != NULL)
 		tensorflow__example__free_unpacked(parsed, &pb_allocator);
 	return ok;
+}
+
+static bool
+run(NativeModel *m)
+{
+	return lrt.RunCompiledModel(m->compiled, m->signature_index, 1, &m->input_buffer,
+								m->n_outputs, m->output_buffers) == 0;
 }
 
 /* numpy's argmax: the first maximum, or the first NaN. */
@@ -639,6 +719,15 @@ top_index(const float *scores, int n)
 
 /* -- The SQL functions ------------------------------------------------------------ */
 
+/* A class index's registered label, else the index as text (as model._indexed). */
+static Datum
+label(NativeModel *m, int index)
+{
+	if (index < m->n_labels)
+		return PointerGetDatum(cstring_to_text(m->labels[index]));
+	return PointerGetDatum(cstring_to_text(psprintf("%d", index)));
+}
+
 typedef enum
 {
 	SCORES,						/* float4[]: pgml.predict */
@@ -659,18 +748,21 @@ _PG_init(void)
 							 &native_scoring, true, PGC_USERSET, 0, NULL, NULL, NULL);
 }
 
-/* One call site's PL/Python twin, looked up once per statement. */
+/* One call site's PL/Python twin (same arguments), looked up once per statement. */
 static FmgrInfo *
 general_function(FunctionCallInfo fcinfo, const char *name)
 {
-	static const Oid argtypes[] = {TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
-
 	if (fcinfo->flinfo->fn_extra == NULL)
 	{
 		FmgrInfo   *general = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
 													 sizeof(FmgrInfo));
-		Oid			oid = LookupFuncName(list_make2(makeString("pgml"), makeString((char *) name)),
-										 fcinfo->nargs, argtypes, false);
+		Oid		   *argtypes;
+		int			nargs;
+		Oid			oid;
+
+		get_func_signature(fcinfo->flinfo->fn_oid, &argtypes, &nargs);
+		oid = LookupFuncName(list_make2(makeString("pgml"), makeString((char *) name)),
+							 nargs, argtypes, false);
 
 		fmgr_info_cxt(oid, general, fcinfo->flinfo->fn_mcxt);
 		fcinfo->flinfo->fn_extra = general;
@@ -717,8 +809,8 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	data = PG_GETARG_BYTEA_PP(1);
 	signature = PG_ARGISNULL(signature_arg) ? NULL
 		: text_to_cstring(PG_GETARG_TEXT_PP(signature_arg));
-	m = native_model(ref, packed, signature);
-	if (!m->usable || !score_row(m, data))
+	m = native_model(ref, packed, signature, false);
+	if (!m->usable || !fill_row(m, 0, data) || !run(m))
 	{
 		general_rows++;
 		return call_general(fcinfo, general);
@@ -738,9 +830,7 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	index = top_index(m->outputs[m->scores_output], m->n_scores);
 	if (answer == CLASS_INDEX)
 		PG_RETURN_INT32(index);
-	if (index < m->n_labels)
-		PG_RETURN_TEXT_P(cstring_to_text(m->labels[index]));
-	PG_RETURN_TEXT_P(cstring_to_text(psprintf("%d", index)));
+	return label(m, index);
 }
 
 #define NATIVE_FUNCTION(c_name, answer, packed, general) \
@@ -753,6 +843,110 @@ NATIVE_FUNCTION(pgml_classify_native, CLASS_LABEL, false, "_classify")
 NATIVE_FUNCTION(pgml_predict_tensor_native, SCORES, true, "_predict_tensor")
 NATIVE_FUNCTION(pgml_predict_class_tensor_native, CLASS_INDEX, true, "_predict_class_tensor")
 NATIVE_FUNCTION(pgml_classify_tensor_native, CLASS_LABEL, true, "_classify_tensor")
+
+/* pgml.batch_chunk_rows: rows per runtime call, with a cancel check in between. */
+static int
+chunk_rows(void)
+{
+	const char *setting = GetConfigOption("pgml.batch_chunk_rows", true, false);
+	int			rows = setting ? atoi(setting) : 1024;
+
+	return Max(1, rows);
+}
+
+/*
+ * The batch forms that answer an array (classify_batch: text[], predict_class_batch:
+ * int[]): chunks of inputs scored in one LiteRT call each. NULL inputs give NULL. Any
+ * input this path cannot take sends the whole batch to the PL/Python twin.
+ */
+static Datum
+score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
+{
+	FmgrInfo   *general = general_function(fcinfo, general_name);
+	NativeModel *m;
+	Datum	   *inputs = NULL,
+			   *out;
+	bool	   *missing = NULL,
+			   *out_null;
+	const char *packed_data = NULL;
+	int			n,
+				next = 0,
+				chunk = chunk_rows(),
+				*index,
+				lower = 1;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || !native_scoring)
+		return call_general(fcinfo, general);
+	m = native_model(PG_GETARG_TEXT_PP(0), packed,
+					 PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)), true);
+	if (!m->usable)
+		return call_general(fcinfo, general);
+	if (packed)
+		packed_data = packed_input(m, PG_GETARG_BYTEA_PP(1), true, &n);
+	else
+	{
+		ArrayType  *array = PG_GETARG_ARRAYTYPE_P(1);
+
+		if (ARR_NDIM(array) != 1)
+			return call_general(fcinfo, general);
+		deconstruct_array(array, BYTEAOID, -1, false, TYPALIGN_INT, &inputs, &missing, &n);
+	}
+	if ((packed && packed_data == NULL) || n < 1)
+		return call_general(fcinfo, general);
+
+	out = palloc(sizeof(Datum) * n);
+	out_null = palloc(sizeof(bool) * n);
+	index = palloc(sizeof(int) * Min(n, chunk));
+	while (next < n)
+	{
+		int			rows = 0,
+					r;
+
+		/* the next CHUNK inputs that are not NULL */
+		for (; next < n && rows < chunk; next++)
+		{
+			out_null[next] = missing != NULL && missing[next];
+			if (!out_null[next])
+				index[rows++] = next;
+		}
+		if (rows == 0)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		if (!resize(m, rows))
+			return call_general(fcinfo, general);
+		for (r = 0; r < rows; r++)
+			if (!(packed ? copy_rows(m, r, packed_data + sizeof(float) * (Size) m->count * index[r], 1)
+				  : fill_row(m, r, (bytea *) PG_DETOAST_DATUM_PACKED(inputs[index[r]]))))
+				return call_general(fcinfo, general);
+		if (!run(m))
+			return call_general(fcinfo, general);
+		for (r = 0; r < rows; r++)
+		{
+			int			top = top_index(m->outputs[m->scores_output] + (Size) r * m->n_scores,
+										m->n_scores);
+
+			out[index[r]] = answer == CLASS_INDEX ? Int32GetDatum(top) : label(m, top);
+		}
+		native_rows += rows;
+	}
+	if (answer == CLASS_INDEX)
+		PG_RETURN_ARRAYTYPE_P(construct_md_array(out, out_null, 1, &n, &lower, INT4OID,
+												 sizeof(int32), true, TYPALIGN_INT));
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, out_null, 1, &n, &lower, TEXTOID, -1, false,
+											 TYPALIGN_INT));
+}
+
+#define NATIVE_BATCH_FUNCTION(c_name, answer, packed, general) \
+	PG_FUNCTION_INFO_V1(c_name); \
+	Datum c_name(PG_FUNCTION_ARGS) { return score_batch(fcinfo, answer, packed, general); }
+
+NATIVE_BATCH_FUNCTION(pgml_classify_batch_native, CLASS_LABEL, false, "_classify_batch")
+NATIVE_BATCH_FUNCTION(pgml_classify_batch_tensor_native, CLASS_LABEL, true,
+					  "_classify_batch_tensor")
+NATIVE_BATCH_FUNCTION(pgml_predict_class_batch_native, CLASS_INDEX, false,
+					  "_predict_class_batch")
+NATIVE_BATCH_FUNCTION(pgml_predict_class_batch_tensor_native, CLASS_INDEX, true,
+					  "_predict_class_batch_tensor")
 
 PG_FUNCTION_INFO_V1(pgml_clear_native_cache);
 
@@ -774,7 +968,7 @@ pgml_clear_native_cache(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(pgml_native_status);
 
-/* {"native_models": models ready for this path, "native_rows": .., "general_rows": ..} */
+/* {"native_models": models ready here, "native_rows", "general_rows", "litert_c_loaded"} */
 Datum
 pgml_native_status(PG_FUNCTION_ARGS)
 {
@@ -785,6 +979,8 @@ pgml_native_status(PG_FUNCTION_ARGS)
 		if (native_models[i] != NULL && native_models[i]->usable)
 			usable++;
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("{\"native_models\": %d, \"native_rows\": "
-											  INT64_FORMAT ", \"general_rows\": " INT64_FORMAT "}",
-											  usable, native_rows, general_rows)));
+											  INT64_FORMAT ", \"general_rows\": " INT64_FORMAT
+											  ", \"litert_c_loaded\": %s}",
+											  usable, native_rows, general_rows,
+											  lrt_library ? "true" : "false")));
 }

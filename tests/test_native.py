@@ -212,3 +212,74 @@ def test_native_and_pl_python_agree_on_any_bytes(conn, data):
         "pgml.classify('mlp_labels', :d)"
     )
     assert outcome(conn, sql, native=True, d=data) == outcome(conn, sql, native=False, d=data)
+
+
+@pytest.mark.parametrize("column", ["example", "pixels"])
+def test_batches_answer_as_pl_python_in_chunks(conn, column):
+    """classify_batch / predict_class_batch in C, in chunks of 100 rows (so the model is
+    resized for the last, shorter chunk): the PL/Python batch answers, and the per-row
+    ones; NULL Examples give NULL."""
+    inputs = f"array_agg({column} ORDER BY id)"
+    if column == "example":
+        inputs += " || NULL::bytea"
+    sql = (
+        f"SELECT pgml.classify_batch('mlp_labels', {inputs}), "
+        f"pgml.predict_class_batch('mlp_labels', {inputs}) FROM inputs"
+    )
+    conn.execute(sa.text("SET pgml.batch_chunk_rows = 100"))
+    try:
+        before = status(conn)
+        native = outcome(conn, sql, native=True)
+        after = status(conn)
+        general = outcome(conn, sql, native=False)
+    finally:
+        conn.execute(sa.text("RESET pgml.batch_chunk_rows"))
+    assert native == general and native[0] == "ok"
+    assert after["native_rows"] - before["native_rows"] == 2 * 1797
+    labels, classes = native[1][0]
+    per_row = outcome(
+        conn, f"SELECT pgml.predict_class('mlp_labels', {column}) FROM inputs ORDER BY id", True
+    )
+    assert classes[:1797] == [r[0] for r in per_row[1]]
+    assert labels[0] == "zero" and len(labels) == len(classes)
+    if column == "example":
+        assert labels[-1] is None and classes[-1] is None
+
+
+ODD_BATCHES = {
+    "one bad Example": "ARRAY[(SELECT example FROM inputs WHERE id = 1), '\\x00ff'::bytea]",
+    "NaN among arrays": "ARRAY[array_fill(0::float4, ARRAY[784]), "
+    "array_fill('NaN'::float4, ARRAY[784])]",
+    "rows of 28 x 28": "array_fill(0.5::float4, ARRAY[3, 28, 28])",
+    "one flat array": "array_fill(0.5::float4, ARRAY[784])",
+    "rows of 783": "array_fill(0.5::float4, ARRAY[2, 783])",
+    "no inputs": "'{}'::bytea[]",
+    "only NULLs": "ARRAY[NULL, NULL]::bytea[]",
+    "2-D bytea[]": "ARRAY[ARRAY[(SELECT example FROM inputs WHERE id = 1)]]",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_BATCHES))
+def test_odd_batches_get_the_pl_python_answer_or_error(conn, case):
+    batch = ODD_BATCHES[case]
+    sql = f"SELECT pgml.classify_batch('mlp', {batch}), pgml.predict_class_batch('mlp', {batch})"
+    assert outcome(conn, sql, native=True) == outcome(conn, sql, native=False)
+
+
+def test_a_cancel_stops_a_native_batch(db_url):
+    engine = new_engine(db_url)
+    with engine.connect() as c:
+        c.execute(sa.text("SET pgml.batch_chunk_rows = 1"))
+        c.execute(
+            sa.text(
+                "CREATE TEMP TABLE big AS SELECT array_agg(example) AS a "
+                "FROM inputs, generate_series(1, 20)"
+            )
+        )
+        c.execute(sa.text("SET statement_timeout = '100ms'"))
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            c.execute(sa.text("SELECT pgml.classify_batch('mlp', a) FROM big")).all()
+        assert info.value.orig.args[0]["C"] == "57014"
+        c.rollback()
+        assert c.execute(sa.text("SELECT pgml.classify('mlp', pixels) FROM inputs")).all()
+    engine.dispose()

@@ -123,8 +123,10 @@ def test_unknown_model_in_a_parallel_plan(db_url):
 
 
 def test_statement_timeout_stops_batches_in_workers(db_url, engine):
-    """Workers may not query, so between chunks they read PostgreSQL's interrupt flags
-    themselves: a timeout ends a parallel batch query instead of letting it run on."""
+    """Workers may not query, so between chunks PL/Python reads PostgreSQL's interrupt
+    flags itself: a timeout ends a parallel batch query instead of letting it run on.
+    (The C batch path, which the PL/Python one backs, checks with CHECK_FOR_INTERRUPTS:
+    tests/test_native.py.)"""
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS parallel_batches")
         conn.exec_driver_sql(
@@ -134,7 +136,7 @@ def test_statement_timeout_stops_batches_in_workers(db_url, engine):
     query = "SELECT sum(cardinality(pgml.classify_batch('mlp', examples))) FROM parallel_batches"
     with new_engine(db_url).connect() as conn:
         started_at = conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar()
-        force_parallel(conn, "SET pgml.batch_chunk_rows = 1")
+        force_parallel(conn, "SET pgml.batch_chunk_rows = 1", "SET pgml.native_scoring = off")
         plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN VERBOSE {query}").scalars())
         assert "Gather" in plan and "pgml._classify_batch" in plan
         conn.exec_driver_sql("SET statement_timeout = '400ms'")

@@ -126,12 +126,14 @@ def backend_status() -> str:
 
     with open("/proc/self/statm") as f:
         rss_pages = int(f.read().split()[1])
-    native = server.plpy().execute("SELECT pgml._native_status() AS s")[0]["s"]
+    native = json.loads(server.plpy().execute("SELECT pgml._native_status() AS s")[0]["s"])
     return json.dumps(
         {
-            **json.loads(native),
+            **native,
             "tensorflow_imported": "tensorflow" in sys.modules,
-            "litert_imported": "ai_edge_litert.interpreter" in sys.modules,
+            # LiteRT in this backend: its Python interpreter, or its C library (native.c)
+            "litert_imported": "ai_edge_litert.interpreter" in sys.modules
+            or native["litert_c_loaded"],
             "rss_mb": round(rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1),
             "cached_models": len(cache.loaded()),
         }

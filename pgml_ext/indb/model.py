@@ -38,9 +38,12 @@ def threads() -> int:
 
 def litert_library() -> str | None:
     """LiteRT's C library in the ai-edge-litert wheel, for the native scorer."""
-    import ai_edge_litert
+    import importlib.util
 
-    path = os.path.join(os.path.dirname(ai_edge_litert.__file__), "libLiteRt.so")
+    spec = importlib.util.find_spec("ai_edge_litert")  # found, not imported
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(spec.submodule_search_locations[0], "libLiteRt.so")
     return path if os.path.exists(path) else None
 
 
@@ -64,16 +67,21 @@ class LoadedModel:
         self._feature_map = row.options.get("feature_map")
         self._litert: Runtime | None = None
         self._tensorflow: Runtime | None = None
-        if any(row.runtime_of(s) == "litert" for s in self.signatures):
-            self._litert = self._load_litert()
         self.load_ms = (time.perf_counter() - started) * 1000
 
     load = classmethod(lambda cls, row: cls(row))
 
-    def _load_litert(self) -> Runtime:
-        from pgml_ext.indb.runtimes.litert import LiteRTRuntime
+    @property
+    def litert(self) -> Runtime:
+        """LiteRT in Python, loaded on first use: rows that src/native.c scores never
+        need it, and the backend then holds the model's weights once."""
+        if self._litert is None:
+            started = time.perf_counter()
+            from pgml_ext.indb.runtimes.litert import LiteRTRuntime
 
-        return LiteRTRuntime(registry.litert_files(self.row), threads())
+            self._litert = LiteRTRuntime(registry.litert_files(self.row), threads())
+            self.load_ms += (time.perf_counter() - started) * 1000
+        return self._litert
 
     def _load_tensorflow(self) -> Runtime:
         started = time.perf_counter()
@@ -85,8 +93,8 @@ class LoadedModel:
         return runtime
 
     def runtime_for(self, signature: str) -> Runtime:
-        if self._litert is not None and self.row.runtime_of(signature) == "litert":
-            return self._litert
+        if self.row.runtime_of(signature) == "litert":
+            return self.litert
         if self._tensorflow is None:
             self._tensorflow = self._load_tensorflow()
         return self._tensorflow
@@ -205,16 +213,23 @@ class LoadedModel:
             by_class[r] = [lookup.get(n, np.nan) for n in names]
         return names, by_class
 
-    def _row_path(self, is_example: bool, signature: str | None) -> RowPath | None:
-        """The fast path for one input form and requested signature, if it has one."""
+    def _row_signature(self, is_example: bool, signature: str | None) -> Signature | None:
+        """The signature rows of this form and request run, if it can take the fast path."""
         try:
             kind = "example" if is_example else "tensor"
             sig = self.choose(kind, signature or self._default_signature)
         except PgmlError:
             return None  # the general path raises it again, for this row
-        if self._litert is None or self.row.runtime_of(sig.name) != "litert":
+        if self.row.runtime_of(sig.name) != "litert" or RowPath.output_for(sig) is None:
             return None
-        return RowPath.build(self._litert, sig, self._feature_map, is_example)
+        return sig
+
+    def _row_path(self, is_example: bool, signature: str | None) -> RowPath | None:
+        """The fast path for one input form and requested signature, if it has one."""
+        sig = self._row_signature(is_example, signature)
+        if sig is None:
+            return None
+        return RowPath.build(self.litert, sig, self._feature_map, is_example)
 
     def _fast_scores(self, data: bytes | np.ndarray, signature: str | None) -> np.ndarray | None:
         """One row's scores on the fast path, or None: then the general path scores it."""
@@ -232,13 +247,13 @@ class LoadedModel:
         [libLiteRt.so, flatbuffer, signature, input, output, feature, floats per input,
         labels...], or None when the row path does not apply or the C runtime cannot
         honour pgml.threads (it runs one thread)."""
-        path = self._row_path(is_example, signature)
+        sig = self._row_signature(is_example, signature)
         library = litert_library()
-        if path is None or library is None or threads() != 1:
+        if sig is None or library is None or threads() != 1:
             return None
-        name, *rest = path.native_plan()
-        flatbuffer = registry.litert_files(self.row)[name]
-        return [library, flatbuffer, name, *rest, *(self.row.labels or [])]
+        flatbuffer = registry.litert_files(self.row)[sig.name]
+        plan = RowPath.plan_for_c(sig, self._feature_map)
+        return [library, flatbuffer, *plan, *(self.row.labels or [])]
 
     def predict(
         self, data: bytes | np.ndarray, output: str | None, signature: str | None
@@ -259,6 +274,8 @@ class LoadedModel:
 
     def info(self) -> dict[str, Any]:
         loaded = [r.name for r in (self._litert, self._tensorflow) if r is not None]
+        if not loaded and any(self.row.runtime_of(s) == "litert" for s in self.signatures):
+            loaded = ["litert"]  # in C only (src/native.c)
         return {
             "name": self.row.name,
             "version": self.row.version,

@@ -39,8 +39,6 @@ class RowPath:
         "_count",
         "_zeros",
         "_read",
-        "_signature",
-        "_feature",
     )
 
     def __init__(
@@ -59,8 +57,7 @@ class RowPath:
         self._shape = (1, *plan.inner)
         self._count = plan.expected
         self._zeros = np.zeros(plan.expected, dtype=np.float32)
-        self._signature = sig.name
-        self._feature = feature = (feature_map or {}).get(name, name)
+        feature = (feature_map or {}).get(name, name)
         self._read = examples.DenseReader(feature, plan.expected) if for_examples else None
 
     @classmethod
@@ -73,7 +70,16 @@ class RowPath:
     ) -> RowPath | None:
         """A fast path for SIG on RUNTIME, or None when this signature needs the general one."""
         runner = runtime.runner_for(sig.name)
-        if runner is None or not sig.takes_one_tensor or signatures.class_output(sig):
+        output = cls.output_for(sig)
+        if runner is None or output is None or output not in runner.output_index:
+            return None
+        return cls(runner, sig, output, feature_map, for_examples)
+
+    @staticmethod
+    def output_for(sig: Signature) -> str | None:
+        """The output a fast path scores, if SIG can have one: one float32 input tensor
+        of known size, a float32 score output and no class-name output."""
+        if not sig.takes_one_tensor or signatures.class_output(sig):
             return None
         plan = next(iter(sig.plans.values()))
         if plan.dtype is not np.float32 or not plan.expected:
@@ -82,14 +88,16 @@ class RowPath:
             output = signatures.score_output(sig, sig.name, None)
         except PgmlError:
             return None
-        if sig.outputs[output]["dtype"] != "float32" or output not in runner.output_index:
-            return None
-        return cls(runner, sig, output, feature_map, for_examples)
+        return output if sig.outputs[output]["dtype"] == "float32" else None
 
-    def native_plan(self) -> list[str]:
-        """What the native scorer (src/native.c) needs to take this path in C:
+    @staticmethod
+    def plan_for_c(sig: Signature, feature_map: dict[str, str] | None) -> list[str]:
+        """What src/native.c needs to take this path in C (SIG has an output_for):
         [signature, input, output, feature, floats per input]."""
-        return [self._signature, self._input, self._output, self._feature, str(self._count)]
+        name = next(iter(sig.inputs))
+        feature = (feature_map or {}).get(name, name)
+        output = RowPath.output_for(sig)
+        return [sig.name, name, str(output), feature, str(sig.plans[name].expected)]
 
     def example(self, data: bytes) -> np.ndarray | None:
         values = self._read(data)
