@@ -283,3 +283,15 @@ def test_a_cancel_stops_a_native_batch(db_url):
         c.rollback()
         assert c.execute(sa.text("SELECT pgml.classify('mlp', pixels) FROM inputs")).all()
     engine.dispose()
+
+
+def test_only_the_litert_version_native_c_was_built_for_is_used(monkeypatch):
+    """src/native.c declares LiteRT's C API by hand: another ai-edge-litert version
+    gives no library, so PL/Python scores (pyproject.toml pins the version too)."""
+    import importlib.metadata
+
+    from pgml_ext.indb import model
+
+    assert model.litert_library().endswith("ai_edge_litert/libLiteRt.so")
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.4.0")
+    assert model.litert_library() is None

@@ -36,9 +36,21 @@ def threads() -> int:
     return max(1, int(server.setting("pgml.threads", "1")))
 
 
+# The ai-edge-litert versions whose C API src/native.c was written and tested against.
+NATIVE_LITERT = "2.3."
+
+
 def litert_library() -> str | None:
-    """LiteRT's C library in the ai-edge-litert wheel, for the native scorer."""
+    """LiteRT's C library in the ai-edge-litert wheel, for the native scorer; None for a
+    version it was not built for (its rows then go through PL/Python)."""
+    import importlib.metadata
     import importlib.util
+
+    try:
+        if not importlib.metadata.version("ai-edge-litert").startswith(NATIVE_LITERT):
+            return None
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
     spec = importlib.util.find_spec("ai_edge_litert")  # found, not imported
     if spec is None or not spec.submodule_search_locations:
