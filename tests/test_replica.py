@@ -19,7 +19,9 @@ def standby(cluster):
 
 
 def _wait_for_replay(primary: sa.Engine, replica: sa.Engine, timeout: float = 30) -> None:
-    target = scalar(primary, "SELECT pg_current_wal_lsn()::text")
+    # the insert position: with synchronous_commit = off (the test cluster's setting) a
+    # commit can be in WAL buffers, past pg_current_wal_lsn() (the write position)
+    target = scalar(primary, "SELECT pg_current_wal_insert_lsn()::text")
     deadline = time.time() + timeout
     while time.time() < deadline:
         if scalar(replica, "SELECT pg_last_wal_replay_lsn() >= CAST(:t AS pg_lsn)", t=target):
