@@ -15,6 +15,8 @@
  * of the wrong kind or length, NaN or Infinity, a LiteRT failure) hands the row to the
  * PL/Python function of the same arguments (pgml._classify for _classify_native, ...),
  * which scores it or reports what is wrong exactly as before. Tests compare both paths.
+ * pgml.classify_batch and pgml.predict_class_batch work the same way, a chunk of
+ * inputs per LiteRT call; SET pgml.native_scoring = off sends everything to PL/Python.
  *
  * The wheel ships no C headers, so the few LiteRT functions used are declared below.
  * The one struct whose layout matters (LiteRtRankedTensorType, read from the model and
