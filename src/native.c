@@ -222,9 +222,30 @@ aligned_buffer(Size size)
 {
 	void	   *p = NULL;
 
-	if (posix_memalign(&p, BUFFER_ALIGN, TYPEALIGN(BUFFER_ALIGN, Max(size, 1))) != 0)
+	if (posix_memalign(&p, BUFFER_ALIGN, Max(size, BUFFER_ALIGN)) != 0)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	return p;
+}
+
+/* A LiteRT buffer over our memory for ROWS rows of TYPE (FLOATS each); false if refused. */
+static bool
+host_buffer(TensorType *type, int floats, int rows, float **data, LiteRtHandle *buffer)
+{
+	Size		size = TYPEALIGN(BUFFER_ALIGN, sizeof(float) * (Size) floats * rows);
+
+	type->dims[0] = rows;
+	*data = aligned_buffer(size);
+	return lrt.CreateTensorBufferFromHostMemory(type, *data, size, NULL, buffer) == 0;
+}
+
+static void
+drop_host_buffer(float **data, LiteRtHandle *buffer)
+{
+	if (*buffer)
+		lrt.DestroyTensorBuffer(*buffer);
+	free(*data);
+	*buffer = NULL;
+	*data = NULL;
 }
 
 static void
@@ -232,19 +253,9 @@ drop_buffers(NativeModel *m)
 {
 	int			i;
 
-	if (m->input_buffer)
-		lrt.DestroyTensorBuffer(m->input_buffer);
-	free(m->input);
-	m->input_buffer = NULL;
-	m->input = NULL;
+	drop_host_buffer(&m->input, &m->input_buffer);
 	for (i = 0; i < m->n_outputs; i++)
-	{
-		if (m->output_buffers[i])
-			lrt.DestroyTensorBuffer(m->output_buffers[i]);
-		free(m->outputs[i]);
-		m->output_buffers[i] = NULL;
-		m->outputs[i] = NULL;
-	}
+		drop_host_buffer(&m->outputs[i], &m->output_buffers[i]);
 	m->rows = 0;
 }
 
@@ -256,24 +267,14 @@ static bool
 make_buffers(NativeModel *m, int rows)
 {
 	int			i;
-	Size		size;
 
 	drop_buffers(m);
-	m->input_type->dims[0] = rows;
-	size = TYPEALIGN(BUFFER_ALIGN, sizeof(float) * (Size) m->count * rows);
-	m->input = aligned_buffer(size);
-	if (lrt.CreateTensorBufferFromHostMemory(m->input_type, m->input, size, NULL,
-											 &m->input_buffer) != 0)
+	if (!host_buffer(m->input_type, m->count, rows, &m->input, &m->input_buffer))
 		return false;
 	for (i = 0; i < m->n_outputs; i++)
-	{
-		m->output_types[i].dims[0] = rows;
-		size = TYPEALIGN(BUFFER_ALIGN, sizeof(float) * (Size) m->output_counts[i] * rows);
-		m->outputs[i] = aligned_buffer(size);
-		if (lrt.CreateTensorBufferFromHostMemory(&m->output_types[i], m->outputs[i], size,
-												 NULL, &m->output_buffers[i]) != 0)
+		if (!host_buffer(&m->output_types[i], m->output_counts[i], rows, &m->outputs[i],
+						 &m->output_buffers[i]))
 			return false;
-	}
 	m->rows = rows;
 	return true;
 }
@@ -778,13 +779,15 @@ general_function(FunctionCallInfo fcinfo, const char *name)
 	return fcinfo->flinfo->fn_extra;
 }
 
+/* The row(s) of this call go to the PL/Python twin, counted as its ROWS rows. */
 static Datum
-call_general(FunctionCallInfo fcinfo, FmgrInfo *general)
+call_general(FunctionCallInfo fcinfo, FmgrInfo *general, int rows)
 {
 	LOCAL_FCINFO(fc, 4);
 	Datum		result;
 	int			i;
 
+	general_rows += rows;
 	InitFunctionCallInfoData(*fc, general, fcinfo->nargs, fcinfo->fncollation, NULL, NULL);
 	for (i = 0; i < fcinfo->nargs; i++)
 		fc->args[i] = fcinfo->args[i];
@@ -793,36 +796,34 @@ call_general(FunctionCallInfo fcinfo, FmgrInfo *general)
 	return result;
 }
 
+/* The model for this call: its ref (first argument) and signature (last). */
+static NativeModel *
+call_model(FunctionCallInfo fcinfo, bool packed, bool batch)
+{
+	int			signature_arg = fcinfo->nargs - 1;
+
+	return native_model(PG_GETARG_TEXT_PP(0), packed,
+						PG_ARGISNULL(signature_arg) ? NULL
+						: text_to_cstring(PG_GETARG_TEXT_PP(signature_arg)),
+						batch);
+}
+
 static Datum
 score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
 {
 	FmgrInfo   *general = general_function(fcinfo, general_name);
-	int			signature_arg = fcinfo->nargs - 1;
 	/* pgml.predict's output argument: only the default output is scored here */
 	bool		named_output = answer == SCORES && !PG_ARGISNULL(2);
-	text	   *ref;
-	bytea	   *data;
-	char	   *signature;
 	NativeModel *m;
 	int			index;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	if (!native_scoring || named_output)
-	{
-		general_rows++;
-		return call_general(fcinfo, general);
-	}
-	ref = PG_GETARG_TEXT_PP(0);
-	data = PG_GETARG_BYTEA_PP(1);
-	signature = PG_ARGISNULL(signature_arg) ? NULL
-		: text_to_cstring(PG_GETARG_TEXT_PP(signature_arg));
-	m = native_model(ref, packed, signature, false);
-	if (!m->usable || !fill_row(m, 0, data) || !run(m))
-	{
-		general_rows++;
-		return call_general(fcinfo, general);
-	}
+		return call_general(fcinfo, general, 1);
+	m = call_model(fcinfo, packed, false);
+	if (!m->usable || !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run(m))
+		return call_general(fcinfo, general, 1);
 	native_rows++;
 
 	if (answer == SCORES)
@@ -841,16 +842,6 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	return label(m, index);
 }
 
-#define NATIVE_FUNCTION(c_name, answer, packed, general) \
-	PG_FUNCTION_INFO_V1(c_name); \
-	Datum c_name(PG_FUNCTION_ARGS) { return score(fcinfo, answer, packed, general); }
-
-NATIVE_FUNCTION(pgml_predict_native, SCORES, false, "_predict")
-NATIVE_FUNCTION(pgml_predict_class_native, CLASS_INDEX, false, "_predict_class")
-NATIVE_FUNCTION(pgml_classify_native, CLASS_LABEL, false, "_classify")
-NATIVE_FUNCTION(pgml_predict_tensor_native, SCORES, true, "_predict_tensor")
-NATIVE_FUNCTION(pgml_predict_class_tensor_native, CLASS_INDEX, true, "_predict_class_tensor")
-NATIVE_FUNCTION(pgml_classify_tensor_native, CLASS_LABEL, true, "_classify_tensor")
 
 /* pgml.batch_chunk_rows: rows per runtime call, with a cancel check in between. */
 static int
@@ -878,17 +869,17 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 			   *out_null;
 	const char *packed_data = NULL;
 	int			n,
+				present,
 				next = 0,
 				chunk = chunk_rows(),
 				*index,
 				lower = 1;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || !native_scoring)
-		return call_general(fcinfo, general);
-	m = native_model(PG_GETARG_TEXT_PP(0), packed,
-					 PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)), true);
+		return call_general(fcinfo, general, 0);
+	m = call_model(fcinfo, packed, true);
 	if (!m->usable)
-		return call_general(fcinfo, general);
+		return call_general(fcinfo, general, 0);
 	if (packed)
 		packed_data = packed_input(m, PG_GETARG_BYTEA_PP(1), true, &n);
 	else
@@ -896,11 +887,14 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 		ArrayType  *array = PG_GETARG_ARRAYTYPE_P(1);
 
 		if (ARR_NDIM(array) != 1)
-			return call_general(fcinfo, general);
+			return call_general(fcinfo, general, 0);
 		deconstruct_array(array, BYTEAOID, -1, false, TYPALIGN_INT, &inputs, &missing, &n);
 	}
 	if ((packed && packed_data == NULL) || n < 1)
-		return call_general(fcinfo, general);
+		return call_general(fcinfo, general, 0);
+	present = n;
+	for (int i = 0; missing != NULL && i < n; i++)
+		present -= missing[i];
 
 	out = palloc(sizeof(Datum) * n);
 	out_null = palloc(sizeof(bool) * n);
@@ -921,13 +915,16 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 			break;
 		CHECK_FOR_INTERRUPTS();
 		if (!resize(m, rows))
-			return call_general(fcinfo, general);
-		for (r = 0; r < rows; r++)
-			if (!(packed ? copy_rows(m, r, packed_data + sizeof(float) * (Size) m->count * index[r], 1)
-				  : fill_row(m, r, (bytea *) PG_DETOAST_DATUM_PACKED(inputs[index[r]]))))
-				return call_general(fcinfo, general);
+			return call_general(fcinfo, general, present);
+		/* a float4[] batch has no NULLs: its chunk's rows are one run of floats */
+		if (packed && !copy_rows(m, 0, packed_data + sizeof(float) * (Size) m->count * index[0],
+								 rows))
+			return call_general(fcinfo, general, present);
+		for (r = 0; !packed && r < rows; r++)
+			if (!fill_row(m, r, (bytea *) PG_DETOAST_DATUM_PACKED(inputs[index[r]])))
+				return call_general(fcinfo, general, present);
 		if (!run(m))
-			return call_general(fcinfo, general);
+			return call_general(fcinfo, general, present);
 		for (r = 0; r < rows; r++)
 		{
 			int			top = top_index(m->outputs[m->scores_output] + (Size) r * m->n_scores,
@@ -935,8 +932,8 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 
 			out[index[r]] = answer == CLASS_INDEX ? Int32GetDatum(top) : label(m, top);
 		}
-		native_rows += rows;
 	}
+	native_rows += present;		/* counted once the whole batch is answered here */
 	if (answer == CLASS_INDEX)
 		PG_RETURN_ARRAYTYPE_P(construct_md_array(out, out_null, 1, &n, &lower, INT4OID,
 												 sizeof(int32), true, TYPALIGN_INT));
@@ -944,17 +941,25 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 											 TYPALIGN_INT));
 }
 
-#define NATIVE_BATCH_FUNCTION(c_name, answer, packed, general) \
+/* Each SQL function: its entry (score or score_batch), answer, input form and twin. */
+#define NATIVE_FUNCTION(c_name, entry, answer, packed, general) \
 	PG_FUNCTION_INFO_V1(c_name); \
-	Datum c_name(PG_FUNCTION_ARGS) { return score_batch(fcinfo, answer, packed, general); }
+	Datum c_name(PG_FUNCTION_ARGS) { return entry(fcinfo, answer, packed, general); }
 
-NATIVE_BATCH_FUNCTION(pgml_classify_batch_native, CLASS_LABEL, false, "_classify_batch")
-NATIVE_BATCH_FUNCTION(pgml_classify_batch_tensor_native, CLASS_LABEL, true,
-					  "_classify_batch_tensor")
-NATIVE_BATCH_FUNCTION(pgml_predict_class_batch_native, CLASS_INDEX, false,
-					  "_predict_class_batch")
-NATIVE_BATCH_FUNCTION(pgml_predict_class_batch_tensor_native, CLASS_INDEX, true,
-					  "_predict_class_batch_tensor")
+NATIVE_FUNCTION(pgml_predict_native, score, SCORES, false, "_predict")
+NATIVE_FUNCTION(pgml_predict_class_native, score, CLASS_INDEX, false, "_predict_class")
+NATIVE_FUNCTION(pgml_classify_native, score, CLASS_LABEL, false, "_classify")
+NATIVE_FUNCTION(pgml_predict_tensor_native, score, SCORES, true, "_predict_tensor")
+NATIVE_FUNCTION(pgml_predict_class_tensor_native, score, CLASS_INDEX, true,
+				"_predict_class_tensor")
+NATIVE_FUNCTION(pgml_classify_tensor_native, score, CLASS_LABEL, true, "_classify_tensor")
+NATIVE_FUNCTION(pgml_classify_batch_native, score_batch, CLASS_LABEL, false, "_classify_batch")
+NATIVE_FUNCTION(pgml_classify_batch_tensor_native, score_batch, CLASS_LABEL, true,
+				"_classify_batch_tensor")
+NATIVE_FUNCTION(pgml_predict_class_batch_native, score_batch, CLASS_INDEX, false,
+				"_predict_class_batch")
+NATIVE_FUNCTION(pgml_predict_class_batch_tensor_native, score_batch, CLASS_INDEX, true,
+				"_predict_class_batch_tensor")
 
 PG_FUNCTION_INFO_V1(pgml_clear_native_cache);
 
