@@ -225,23 +225,28 @@ class LoadedModel:
             by_class[r] = [lookup.get(n, np.nan) for n in names]
         return names, by_class
 
-    def _row_signature(self, is_example: bool, signature: str | None) -> Signature | None:
-        """The signature rows of this form and request run, if it can take the fast path."""
+    def _row_signature(
+        self, is_example: bool, signature: str | None
+    ) -> tuple[Signature, str] | None:
+        """The signature rows of this form and request run, and the output scored, if
+        it can take the fast path."""
         try:
             kind = "example" if is_example else "tensor"
             sig = self.choose(kind, signature or self._default_signature)
         except PgmlError:
             return None  # the general path raises it again, for this row
-        if self.row.runtime_of(sig.name) != "litert" or RowPath.output_for(sig) is None:
+        output = RowPath.output_for(sig)
+        if self.row.runtime_of(sig.name) != "litert" or output is None:
             return None
-        return sig
+        return sig, output
 
     def _row_path(self, is_example: bool, signature: str | None) -> RowPath | None:
         """The fast path for one input form and requested signature, if it has one."""
-        sig = self._row_signature(is_example, signature)
-        if sig is None:
+        found = self._row_signature(is_example, signature)
+        if found is None:
             return None
-        return RowPath.build(self.litert, sig, self._feature_map, is_example)
+        sig, output = found
+        return RowPath.build(self.litert, sig, output, self._feature_map, is_example)
 
     def _fast_scores(self, data: bytes | np.ndarray, signature: str | None) -> np.ndarray | None:
         """One row's scores on the fast path, or None: then the general path scores it."""
@@ -259,12 +264,13 @@ class LoadedModel:
         [libLiteRt.so, flatbuffer, signature, input, output, feature, floats per input,
         labels...], or None when the row path does not apply or the C runtime cannot
         honour pgml.threads (it runs one thread)."""
-        sig = self._row_signature(is_example, signature)
+        found = self._row_signature(is_example, signature)
         library = litert_library()
-        if sig is None or library is None or threads() != 1:
+        if found is None or library is None or threads() != 1:
             return None
+        sig, output = found
         flatbuffer = registry.litert_files(self.row)[sig.name]
-        plan = RowPath.plan_for_c(sig, self._feature_map)
+        plan = RowPath.plan_for_c(sig, output, self._feature_map)
         return [library, flatbuffer, *plan, *(self.row.labels or [])]
 
     def predict(

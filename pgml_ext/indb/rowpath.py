@@ -49,7 +49,7 @@ class RowPath:
         feature_map: dict[str, str] | None,
         for_examples: bool,
     ) -> None:
-        name = next(iter(sig.inputs))
+        name, feature = _input_and_feature(sig, feature_map)
         plan = sig.plans[name]
         self._runner = runner
         self._input = name
@@ -57,7 +57,6 @@ class RowPath:
         self._shape = (1, *plan.inner)
         self._count = plan.expected
         self._zeros = np.zeros(plan.expected, dtype=np.float32)
-        feature = (feature_map or {}).get(name, name)
         self._read = examples.DenseReader(feature, plan.expected) if for_examples else None
 
     @classmethod
@@ -65,13 +64,14 @@ class RowPath:
         cls,
         runtime: LiteRTRuntime,
         sig: Signature,
+        output: str,
         feature_map: dict[str, str] | None,
         for_examples: bool,
     ) -> RowPath | None:
-        """A fast path for SIG on RUNTIME, or None when this signature needs the general one."""
+        """A fast path for SIG (scoring OUTPUT, see output_for) on RUNTIME, or None when
+        its runner cannot score one row directly."""
         runner = runtime.runner_for(sig.name)
-        output = cls.output_for(sig)
-        if runner is None or output is None or output not in runner.output_index:
+        if runner is None or output not in runner.output_index:
             return None
         return cls(runner, sig, output, feature_map, for_examples)
 
@@ -91,13 +91,11 @@ class RowPath:
         return output if sig.outputs[output]["dtype"] == "float32" else None
 
     @staticmethod
-    def plan_for_c(sig: Signature, feature_map: dict[str, str] | None) -> list[str]:
-        """What src/native.c needs to take this path in C (SIG has an output_for):
+    def plan_for_c(sig: Signature, output: str, feature_map: dict[str, str] | None) -> list[str]:
+        """What src/native.c needs to take this path in C (OUTPUT from output_for):
         [signature, input, output, feature, floats per input]."""
-        name = next(iter(sig.inputs))
-        feature = (feature_map or {}).get(name, name)
-        output = RowPath.output_for(sig)
-        return [sig.name, name, str(output), feature, str(sig.plans[name].expected)]
+        name, feature = _input_and_feature(sig, feature_map)
+        return [sig.name, name, output, feature, str(sig.plans[name].expected)]
 
     def example(self, data: bytes) -> np.ndarray | None:
         values = self._read(data)
@@ -115,3 +113,9 @@ class RowPath:
         if not math.isfinite(flat.dot(self._zeros)):
             return None
         return self._runner.one(self._input, values.reshape(self._shape), self._output)
+
+
+def _input_and_feature(sig: Signature, feature_map: dict[str, str] | None) -> tuple[str, str]:
+    """SIG's one input, and the tf.Example feature that feeds it."""
+    name = next(iter(sig.inputs))
+    return name, (feature_map or {}).get(name, name)
