@@ -9,14 +9,13 @@ SCRIPT := extension/pgml_ext--$(EXTVERSION).sql
 DATA_built = $(CONTROL) $(SCRIPT)
 MODULEDIR = extension
 MODULE_big = pgml_ext
-OBJS = src/pgml_ext.o src/native.o src/tf_example.pb-c.o
+OBJS = src/settings.o src/pgml_ext.o src/native.o src/example.o
 # -fvect-cost-model=dynamic: -O2's "very cheap" model skips loops of unknown length,
 # like native.c's check of every input value.
 PG_CFLAGS = -Wall -Werror -fvect-cost-model=dynamic
 PG_CPPFLAGS = -Isrc
-# protobuf-c parses tf.Examples for the native scorer; LiteRT is opened with dlopen.
-SHLIB_LINK = -lprotobuf-c -ldl
-EXTRA_CLEAN = src/tf_example.pb-c.c src/tf_example.pb-c.h
+# LiteRT is opened with dlopen; tf.Examples are read in place (src/example.c).
+SHLIB_LINK = -ldl
 # No LLVM bitcode for JIT inlining: nothing to inline, and no clang needed to build.
 override with_llvm = no
 REGRESS = scoring errors
@@ -37,10 +36,7 @@ $(SCRIPT): sql/pgml_ext.sql pyproject.toml Makefile
 	  printf '%s\n' '\echo Use "CREATE EXTENSION pgml_ext CASCADE" to load this file. \quit'; \
 	  cat $<; } > $@
 
-src/tf_example.pb-c.c src/tf_example.pb-c.h &: proto/tf_example.proto
-	protoc-c --c_out=src --proto_path=proto $<
-
-src/native.o: src/tf_example.pb-c.h
+$(OBJS): src/pgml_ext.h src/example.h
 
 $(CONTROL): extension/pgml_ext.control.in pyproject.toml Makefile
 	sed 's/@VERSION@/$(EXTVERSION)/' $< > $@

@@ -78,6 +78,7 @@ def register_model(
     feature_map: dict[str, str] | None = None,
     samples=None,
     progress: bool | None = None,
+    allow_unsafe_ops: bool = False,
 ) -> int:
     """Upload a SavedModel into the database and return its new version.
 
@@ -88,9 +89,20 @@ def register_model(
     and keeps the conversion only where it matches TensorFlow on sample inputs (the
     model's own signature filled with random values, plus ``samples``, an array of
     inputs, if given); ``"litert"`` requires that, ``"tensorflow"`` skips it.
+
+    A graph with ops that reach outside the database (files, network, Python) is
+    refused; ``allow_unsafe_ops=True`` registers it anyway, for superusers only.
     """
     blob = archive.pack(saved_model_dir)
-    options = {k: v for k, v in {"signature": signature, "feature_map": feature_map}.items() if v}
+    options = {
+        k: v
+        for k, v in {
+            "signature": signature,
+            "feature_map": feature_map,
+            "allow_unsafe_ops": allow_unsafe_ops,
+        }.items()
+        if v
+    }
     parts = archive.chunks(blob)
     show = progress if progress is not None else len(blob) > 4 * archive.CHUNK_SIZE
     with _begin(target) as conn:
@@ -108,9 +120,7 @@ def register_model(
                 "options": json.dumps(options),
             },
         ).scalar_one()
-        insert = sa.text(
-            "INSERT INTO pgml.model_chunks (model_id, seq, data) VALUES (:id, :seq, :data)"
-        )
+        insert = sa.text("SELECT pgml._upload_chunk(:id, :seq, :data)")
         with tqdm(
             total=len(blob), unit="B", unit_scale=True, desc=f"uploading {name}", disable=not show
         ) as bar:

@@ -17,8 +17,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in "postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" python3-venv make gcc \
-  protobuf-c-compiler libprotobuf-c-dev; do
+for pkg in "postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" python3-venv make gcc; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # PGXS (Makefile.global, pg_regress) and the server headers for the extension's one C

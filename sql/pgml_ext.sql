@@ -16,7 +16,8 @@ CREATE TABLE pgml.model_versions (
     signatures  jsonb,             -- read from the SavedModel at registration
     runtimes    jsonb,             -- per signature: runtime and why (LiteRT parity check)
     labels      text[],
-    options     jsonb NOT NULL DEFAULT '{}',  -- signature, feature_map
+    options     jsonb NOT NULL DEFAULT '{}',  -- signature, feature_map, allow_unsafe_ops
+    audit       jsonb,             -- the op audit of the SavedModel's graph (registration)
     size        bigint NOT NULL,
     checksum    text NOT NULL,     -- sha256 of the stored SavedModel archive
     created     timestamptz NOT NULL DEFAULT now(),
@@ -67,6 +68,7 @@ SELECT m.name,
           FROM jsonb_each(m.signatures) s) AS signature,
        m.runtimes,
        m.labels,
+       m.audit,
        m.size,
        m.checksum,
        m.created,
@@ -76,17 +78,43 @@ SELECT m.name,
   LEFT JOIN pgml.pins p ON p.name = m.name
  WHERE m.signatures IS NOT NULL;
 COMMENT ON VIEW pgml.models IS
-    'Registered models: name, version, runtime, input/output signature, labels, size, created.';
+    'Registered models: name, version, runtime, input/output signature, labels, op audit, size, created.';
 
--- Model access for the scoring code (SECURITY DEFINER, pinned search_path): scorers
--- load models through these without any privilege on the tables themselves.
--- PARALLEL SAFE throughout: scoring runs in parallel workers too.
+-- Model access for the scoring code. pgml._model_ref (C) runs these as the extension's
+-- owner, so scorers need no privilege on them or on the tables; nobody else may call
+-- them. PARALLEL SAFE throughout: scoring runs in parallel workers too.
+
+-- model.json, the row as the scoring code reads it: everything that decides an answer
+-- but the blobs, whose checksums it holds. Its SHA-256 is the version's identity: the
+-- name of its directory on each server.
+CREATE FUNCTION pgml._model_document(version_id bigint)
+RETURNS text LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+    SELECT jsonb_build_object(
+               'id', v.id, 'name', v.name, 'version', v.version, 'runtime', v.runtime,
+               'signatures', v.signatures, 'runtimes', coalesce(v.runtimes, '{}'),
+               'labels', v.labels, 'options', v.options, 'size', v.size,
+               'checksum', v.checksum,
+               'litert', (SELECT coalesce(jsonb_object_agg(l.signature, jsonb_build_object(
+                              'file', 'litert-' || l.n || '.tflite', 'checksum', l.checksum)),
+                              '{}')
+                            FROM (SELECT l.signature, l.checksum,
+                                         row_number() OVER (ORDER BY l.signature) AS n
+                                    FROM pgml.model_litert l WHERE l.model_id = v.id) l))::text
+      FROM pgml.model_versions v WHERE v.id = version_id
+$$;
+
+CREATE FUNCTION pgml._model_identity(version_id bigint)
+RETURNS text LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+    SELECT encode(sha256(convert_to(pgml._model_document(version_id), 'UTF8')), 'hex')
+$$;
 
 -- pgml._model_version('mnist' | 'mnist@3'): the row that serves a model reference now,
 -- under the caller's snapshot, or a clear error. PL/pgSQL runs its queries without
 -- subtransactions, so this works in parallel workers too.
-CREATE FUNCTION pgml._model_version(model text, OUT id bigint, OUT checksum text)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+CREATE FUNCTION pgml._model_version(model text, OUT id bigint, OUT identity text)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pgml, pg_temp AS $$
 DECLARE
     model_name text := split_part(model, '@', 1);
@@ -103,14 +131,15 @@ BEGIN
         END IF;
         wanted := substr(model, strpos(model, '@') + 1)::int;
     END IF;
-    SELECT m.id, m.checksum, m.signatures IS NOT NULL, m.version
-      INTO id, checksum, described, found_version
+    SELECT m.id, m.signatures IS NOT NULL, m.version
+      INTO id, described, found_version
       FROM pgml.model_versions m
      WHERE m.name = model_name
        AND m.version = coalesce(wanted,
              (SELECT p.version FROM pgml.pins p WHERE p.name = model_name),
              (SELECT max(v.version) FROM pgml.model_versions v WHERE v.name = model_name));
     IF described THEN
+        identity := pgml._model_identity(id);
         RETURN;
     ELSIF FOUND THEN
         RAISE EXCEPTION 'pgml: model ''%'' v% was never described', model_name, found_version
@@ -131,37 +160,37 @@ END $$;
 
 -- The files of a model version, in the order pgml._model_ref writes them: the
 -- SavedModel archive (chunk by chunk), one flatbuffer per LiteRT signature, and last
--- model.json, the row itself. CHECKSUM: the sha256 the file must have (checked as it is
--- written); WHAT: the file's name in messages.
+-- model.json (pgml._model_document). CHECKSUM: the sha256 the file must have (checked
+-- as it is written); WHAT: the file's name in messages.
 CREATE FUNCTION pgml._model_files(version_id bigint)
 RETURNS TABLE (file text, data bytea, checksum text, what text)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pgml, pg_temp AS $$
-    WITH litert AS (
-        SELECT l.signature, l.data, l.checksum,
-               'litert-' || row_number() OVER (ORDER BY l.signature) || '.tflite' AS file
-          FROM pgml.model_litert l WHERE l.model_id = version_id),
-    version AS (
+    WITH version AS (
         SELECT m.*, format('model %L v%s', m.name, m.version) AS what
           FROM pgml.model_versions m WHERE m.id = version_id)
     SELECT f.file, f.data, f.checksum, f.what FROM (
         SELECT 1 AS part, c.seq AS seq, 'savedmodel.tar' AS file, c.data, v.checksum, v.what
           FROM pgml.model_chunks c, version v WHERE c.model_id = version_id
         UNION ALL
-        SELECT 2, 0, l.file, l.data, l.checksum,
+        SELECT 2, l.n, 'litert-' || l.n || '.tflite', l.data, l.checksum,
                format('%s (LiteRT signature %s)', v.what, l.signature)
-          FROM litert l, version v
+          FROM (SELECT l.*, row_number() OVER (ORDER BY l.signature) AS n
+                  FROM pgml.model_litert l WHERE l.model_id = version_id) l, version v
         UNION ALL
-        SELECT 3, 0, 'model.json', convert_to(jsonb_build_object(
-                   'id', v.id, 'name', v.name, 'version', v.version, 'runtime', v.runtime,
-                   'signatures', v.signatures, 'runtimes', coalesce(v.runtimes, '{}'),
-                   'labels', v.labels, 'options', v.options, 'size', v.size,
-                   'checksum', v.checksum,
-                   'litert', (SELECT coalesce(jsonb_object_agg(l.signature, jsonb_build_object(
-                                  'file', l.file, 'checksum', l.checksum)), '{}')
-                                FROM litert l))::text, 'UTF8'), NULL, NULL
+        SELECT 3, 0, 'model.json', convert_to(pgml._model_document(v.id), 'UTF8'),
+               pgml._model_identity(v.id), format('%s (model.json)', v.what)
           FROM version v
-    ) f ORDER BY f.part, f.seq, f.file
+    ) f ORDER BY f.part, f.seq
+$$;
+
+-- Called by pgml._model_ref before a version's directory is put in place: LiteRT's
+-- verifier on every flatbuffer in DIR (XX001 if one is unsound), so C never maps one
+-- that was not checked.
+CREATE FUNCTION pgml._check_model_files(dir text)
+RETURNS void LANGUAGE plpython3u STRICT PARALLEL SAFE AS $$
+import pgml_ext.indb.api as api
+return api.check_model_files(dir)
 $$;
 
 -- The directory on this server that holds a model version's files, written there by
@@ -173,32 +202,64 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- Registration --------------------------------------------------------------------------
 
--- Step 1 of an upload: reserve the next version of NAME (serialised per name).
+-- Admins change models only through these functions (SECURITY DEFINER, pinned
+-- search_path): they may read the model tables, not write them, so every row and blob
+-- was made by the extension's own code (registration converts, audits and checks).
+-- SESSION_USER is who registers (CURRENT_USER is the owner here).
+
+-- Step 1 of an upload: reserve the next version of NAME (serialised per name). Only a
+-- superuser may ask for options.allow_unsafe_ops (see pgml_ext.indb.audit).
 CREATE FUNCTION pgml._begin_registration(
     name text, size bigint, checksum text, labels text[], runtime text, options jsonb)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
 DECLARE
     next_version int;
     new_id bigint;
 BEGIN
+    IF coalesce((options ->> 'allow_unsafe_ops')::boolean, false)
+       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user) THEN
+        RAISE EXCEPTION 'pgml: only a superuser may register a model with allow_unsafe_ops'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Graphs with file-system, network or Python ops run as the '
+                           'server''s operating-system user.';
+    END IF;
     PERFORM pg_advisory_xact_lock(hashtext('pgml.model:' || name));
     SELECT coalesce(max(v.version), 0) + 1 INTO next_version
       FROM pgml.model_versions v WHERE v.name = _begin_registration.name;
-    INSERT INTO pgml.model_versions (name, version, runtime, labels, options, size, checksum)
-    VALUES (name, next_version, runtime, labels, coalesce(options, '{}'), size, checksum)
+    INSERT INTO pgml.model_versions
+           (name, version, runtime, labels, options, size, checksum, created_by)
+    VALUES (name, next_version, runtime, labels, coalesce(options, '{}'), size, checksum,
+            session_user)
     RETURNING id INTO new_id;
     RETURN new_id;
 END $$;
 
--- Step 2, after the chunks are inserted: check the blob, read its signatures, convert
--- to LiteRT where it matches TensorFlow (SAMPLES: optional numpy .npy of extra inputs);
--- returns the version.
+-- Step 2: the archive's chunks, in order, into an upload still in progress.
+CREATE FUNCTION pgml._upload_chunk(model_id bigint, seq int, data bytea)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgml.model_versions m
+                    WHERE m.id = _upload_chunk.model_id AND m.signatures IS NULL) THEN
+        RAISE EXCEPTION 'pgml: no model upload in progress with id %', model_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO pgml.model_chunks (model_id, seq, data) VALUES (model_id, seq, data);
+END $$;
+
+-- Step 3, after the chunks: check the blob, audit its ops, read its signatures,
+-- convert to LiteRT where it matches TensorFlow (SAMPLES: optional numpy .npy of extra
+-- inputs); returns the version.
 CREATE FUNCTION pgml._finish_registration(model_id bigint, samples bytea DEFAULT NULL)
-RETURNS int LANGUAGE plpython3u AS $$
+RETURNS int LANGUAGE plpython3u SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
 import pgml_ext.indb.api as api
 return api.finish_registration(model_id, samples)
 $$;
 
+-- Reads the server's file system as its OS user: superusers and members of
+-- pg_read_server_files only (checked inside), on top of EXECUTE (pgml_admin).
 CREATE FUNCTION pgml.load_model(
     name text, path text, runtime text DEFAULT 'auto', labels text[] DEFAULT NULL,
     signature text DEFAULT NULL)
@@ -212,7 +273,8 @@ COMMENT ON FUNCTION pgml.load_model(text, text, text, text[], text) IS
 -- Deletes one version (or all); a pin on a deleted version goes too, so the model
 -- falls back to its newest remaining version. Returns the number of versions deleted.
 CREATE FUNCTION pgml.delete_model(name text, version int DEFAULT NULL)
-RETURNS int LANGUAGE sql AS $$
+RETURNS int LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
     WITH gone AS (
         DELETE FROM pgml.model_versions m
          WHERE m.name = delete_model.name
@@ -225,7 +287,8 @@ RETURNS int LANGUAGE sql AS $$
 $$;
 
 CREATE FUNCTION pgml.pin_model(name text, version int)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgml.model_versions m
                     WHERE m.name = pin_model.name AND m.version = pin_model.version) THEN
@@ -237,7 +300,8 @@ BEGIN
 END $$;
 
 CREATE FUNCTION pgml.unpin_model(name text)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
     DELETE FROM pgml.pins p WHERE p.name = unpin_model.name
 $$;
 
@@ -328,7 +392,8 @@ LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 -- Whether and how a model version, input form and signature can be scored natively:
 -- [libLiteRt.so, flatbuffer, signature, input, output, feature, floats, labels...],
--- or NULL. Called once per backend and key by the functions above.
+-- or NULL. Called once per backend and key by the functions above (through fmgr: no
+-- role may call it from SQL).
 CREATE FUNCTION pgml._native_plan(ref text, is_example bool, signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
@@ -537,7 +602,8 @@ $$;
 -- for versions that were deleted; returns the directories removed. A statement still
 -- using such a version finds its files gone and asks to be run again.
 CREATE FUNCTION pgml.prune_model_files()
-RETURNS SETOF text LANGUAGE plpython3u AS $$
+RETURNS SETOF text LANGUAGE plpython3u SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
 import pgml_ext.indb.api as api
 return api.prune_model_files()
 $$;
@@ -570,6 +636,10 @@ REVOKE ALL ON ALL TABLES IN SCHEMA pgml FROM PUBLIC;
 GRANT SELECT ON pgml.models TO PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgml FROM PUBLIC;
 
+-- Scorers: the public functions, and the internals their inlined bodies call (each
+-- safe for any argument: C checks sizes and that a reference came from pgml._model_ref
+-- in the same statement). The PL/Python twins, _native_plan and the model readers are
+-- reached through C (fmgr, no privilege check) and granted to nobody.
 GRANT EXECUTE ON FUNCTION
     pgml.predict(text, bytea, text, text), pgml.predict(text, float4[], text, text),
     pgml.classify(text, bytea, text), pgml.classify(text, float4[], text),
@@ -581,35 +651,28 @@ GRANT EXECUTE ON FUNCTION
     pgml.score_into(text, text, text, text, text, int, text),
     pgml.create_function(text, text, text),
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
-    pgml._model_version(text), pgml._model_files(bigint), pgml._model_ref(text),
-    pgml._tensor(float4[], text),
-    pgml._predict(text, bytea, text, text), pgml._predict_tensor(text, bytea, text, text),
-    pgml._classify(text, bytea, text), pgml._classify_tensor(text, bytea, text),
-    pgml._predict_class(text, bytea, text), pgml._predict_class_tensor(text, bytea, text),
+    pgml._model_ref(text), pgml._tensor(float4[], text),
+    pgml._native_status(), pgml._clear_native_cache(),
     pgml._predict_native(text, bytea, text, text),
     pgml._predict_tensor_native(text, bytea, text, text),
     pgml._classify_native(text, bytea, text), pgml._classify_tensor_native(text, bytea, text),
     pgml._predict_class_native(text, bytea, text),
     pgml._predict_class_tensor_native(text, bytea, text),
-    pgml._native_plan(text, bool, text), pgml._clear_native_cache(), pgml._native_status(),
     pgml._classify_batch_native(text, bytea[], text),
     pgml._classify_batch_tensor_native(text, bytea, text),
     pgml._predict_class_batch_native(text, bytea[], text),
     pgml._predict_class_batch_tensor_native(text, bytea, text),
     pgml._predict_batch(text, bytea[], text, text),
-    pgml._predict_batch_tensor(text, bytea, text, text),
-    pgml._classify_batch(text, bytea[], text), pgml._classify_batch_tensor(text, bytea, text),
-    pgml._predict_class_batch(text, bytea[], text),
-    pgml._predict_class_batch_tensor(text, bytea, text)
+    pgml._predict_batch_tensor(text, bytea, text, text)
 TO pgml_scorer;
 
 GRANT EXECUTE ON FUNCTION
     pgml._begin_registration(text, bigint, text, text[], text, jsonb),
+    pgml._upload_chunk(bigint, int, bytea),
     pgml._finish_registration(bigint, bytea),
     pgml.delete_model(text, int), pgml.pin_model(text, int), pgml.unpin_model(text),
     pgml.prune_model_files(),
     pgml.load_model(text, text, text, text[], text)
 TO pgml_admin;
-GRANT SELECT, INSERT, UPDATE, DELETE
-    ON pgml.model_versions, pgml.model_chunks, pgml.model_litert, pgml.pins TO pgml_admin;
-GRANT USAGE ON SEQUENCE pgml.model_versions_id_seq TO pgml_admin;
+GRANT SELECT ON pgml.model_versions, pgml.model_chunks, pgml.model_litert, pgml.pins
+    TO pgml_admin;

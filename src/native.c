@@ -33,6 +33,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "portability/instr_time.h"
 #include "mb/pg_wchar.h"
 #include "nodes/value.h"
 #include "nodes/pg_list.h"
@@ -43,7 +44,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "tf_example.pb-c.h"
+#include "example.h"
+#include "pgml_ext.h"
 
 /* -- LiteRT's C API (libLiteRt.so, symbol version VERS_1.0) ------------------------- */
 
@@ -176,7 +178,7 @@ restore_stderr(int saved)
 
 /* -- Models ready for this path, per backend ----------------------------------------- */
 
-#define NATIVE_CACHE_SIZE 8
+#define NATIVE_CACHE_SIZE PGML_MAX_CACHED_MODELS
 #define BUFFER_ALIGN 64
 
 typedef struct NativeModel
@@ -496,10 +498,7 @@ native_plan(text *ref, bool packed, const char *signature)
 static int
 cache_limit(void)
 {
-	const char *setting = GetConfigOption("pgml.model_cache_size", true, false);
-	int			limit = setting ? atoi(setting) : 4;
-
-	return Max(1, Min(limit, NATIVE_CACHE_SIZE));
+	return Max(1, Min(pgml_model_cache_size, NATIVE_CACHE_SIZE));
 }
 
 static NativeModel *
@@ -566,65 +565,20 @@ native_model(text *ref, bool packed, const char *signature, bool batch)
 
 /* -- One row ---------------------------------------------------------------------- */
 
-static void *
-pb_alloc(void *data, size_t size)
-{
-	return palloc(size);
-}
-
-static void
-pb_free(void *data, void *pointer)
-{
-	if (pointer)
-		pfree(pointer);
-}
-
-static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
-
-static bool
-valid_utf8(ProtobufCBinaryData *s)
-{
-	return pg_verify_mbstr(PG_UTF8, (const char *) s->data, s->len, true);
-}
-
 /*
  * The input floats of a serialized tf.Example, as pgml_ext.indb.examples.DenseReader
- * reads them (the named feature, else the only one), or NULL if anything differs.
+ * reads them (the named feature, else the only one), or NULL: example.c answers only
+ * for Examples of the plain form, and upb (PL/Python) decides the rest.
  */
-static const float *
-example_floats(NativeModel *m, bytea *data, Tensorflow__Example **parsed)
+static const void *
+example_floats(NativeModel *m, bytea *data)
 {
-	Tensorflow__Example *example;
-	Tensorflow__Features *features;
-	Tensorflow__FeatureEntry *entry = NULL;
-	Tensorflow__FloatList *floats;
-	size_t		feature_len = strlen(m->feature),
-				i;
+	const uint8_t *floats;
 
-	example = tensorflow__example__unpack(&pb_allocator, VARSIZE_ANY_EXHDR(data),
-										  (const uint8 *) VARDATA_ANY(data));
-	*parsed = example;
-	if (example == NULL || (features = example->features) == NULL)
+	if (!pgml_example_floats((const uint8_t *) VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
+							 m->feature, (size_t) m->count, &floats))
 		return NULL;
-	for (i = 0; i < features->n_feature; i++)
-	{
-		Tensorflow__FeatureEntry *e = features->feature[i];
-
-		/* upb rejects a map key that is not UTF-8: then so do we */
-		if (!valid_utf8(&e->key))
-			return NULL;
-		if (e->key.len == feature_len && memcmp(e->key.data, m->feature, feature_len) == 0)
-			entry = e;			/* the last of duplicate keys wins, as in a map */
-	}
-	if (entry == NULL && features->n_feature == 1)
-		entry = features->feature[0];
-	if (entry == NULL || entry->value == NULL
-		|| entry->value->kind_case != TENSORFLOW__FEATURE__KIND_FLOAT_LIST)
-		return NULL;
-	floats = entry->value->float_list;
-	if (floats->n_value != (size_t) m->count)
-		return NULL;
-	return floats->value;
+	return floats;
 }
 
 /*
@@ -689,17 +643,12 @@ copy_rows(NativeModel *m, int r, const void *values, int n)
 static bool
 fill_row(NativeModel *m, int r, bytea *data)
 {
-	Tensorflow__Example *parsed = NULL;
 	const void *values;
-	bool		ok;
 	int			rows;
 
 	values = m->packed ? (const void *) packed_input(m, data, false, &rows)
-		: (const void *) example_floats(m, data, &parsed);
-	ok = values != NULL && copy_rows(m, r, values, 1);
-	if (parsed != NULL)
-		tensorflow__example__free_unpacked(parsed, &pb_allocator);
-	return ok;
+		: example_floats(m, data);
+	return values != NULL && copy_rows(m, r, values, 1);
 }
 
 static bool
@@ -744,19 +693,6 @@ typedef enum
 	CLASS_LABEL					/* text: pgml.classify */
 } Answer;
 
-static bool native_scoring = true;
-
-void		_PG_init(void);
-
-void
-_PG_init(void)
-{
-	DefineCustomBoolVariable("pgml.native_scoring",
-							 "Scores rows of LiteRT models without PL/Python when it can.",
-							 "Off: every row goes through PL/Python (same answers, slower).",
-							 &native_scoring, true, PGC_USERSET, 0, NULL, NULL, NULL);
-}
-
 /* One call site's PL/Python twin (same arguments), looked up once per statement. */
 static FmgrInfo *
 general_function(FunctionCallInfo fcinfo, const char *name)
@@ -796,6 +732,19 @@ call_general(FunctionCallInfo fcinfo, FmgrInfo *general, int rows)
 	return result;
 }
 
+/*
+ * The reference (first argument) must come from pgml._model_ref in this statement:
+ * these functions are callable by scorers (the public wrappers are inlined), and what
+ * they hand to PL/Python is never a path of the caller's making.
+ */
+static void
+check_ref(FunctionCallInfo fcinfo)
+{
+	text	   *ref = PG_GETARG_TEXT_PP(0);
+
+	pgml_check_ref(VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref));
+}
+
 /* The model for this call: its ref (first argument) and signature (last). */
 static NativeModel *
 call_model(FunctionCallInfo fcinfo, bool packed, bool batch)
@@ -819,7 +768,8 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
-	if (!native_scoring || named_output)
+	check_ref(fcinfo);
+	if (!pgml_native_scoring || named_output)
 		return call_general(fcinfo, general, 1);
 	m = call_model(fcinfo, packed, false);
 	if (!m->usable || !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run(m))
@@ -843,14 +793,50 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 }
 
 
-/* pgml.batch_chunk_rows: rows per runtime call, with a cancel check in between. */
-static int
-chunk_rows(void)
-{
-	const char *setting = GetConfigOption("pgml.batch_chunk_rows", true, false);
-	int			rows = setting ? atoi(setting) : 1024;
+/*
+ * A bit pattern LiteRT never writes for us unless the model computes it: outputs are
+ * filled with it before a batch's run, and a row still holding it afterwards was not
+ * written (an output without a batch dimension): the batch then goes to PL/Python,
+ * which says what is wrong, instead of answering from memory nobody wrote.
+ */
+#define UNWRITTEN 0x7fa5a5a5u
 
-	return Max(1, rows);
+static void
+mark_unwritten(float *values, Size n)
+{
+	uint32		bits = UNWRITTEN;
+
+	for (Size i = 0; i < n; i++)
+		memcpy(&values[i], &bits, sizeof(bits));
+}
+
+static bool
+all_written(const float *values, Size n)
+{
+	for (Size i = 0; i < n; i++)
+	{
+		uint32		bits;
+
+		memcpy(&bits, &values[i], sizeof(bits));
+		if (bits == UNWRITTEN)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Rows for the next runtime call: pgml.batch_chunk_rows at most, starting small and
+ * doubling while a call takes under a quarter of the budget, shrinking when it takes
+ * more: a cancel lands within about PGML_CHUNK_BUDGET_MS whatever the model costs.
+ */
+static int
+next_chunk(int chunk, double elapsed_ms)
+{
+	if (elapsed_ms > PGML_CHUNK_BUDGET_MS)
+		chunk = Max(1, (int) (chunk * (PGML_CHUNK_BUDGET_MS / elapsed_ms)));
+	else if (elapsed_ms < PGML_CHUNK_BUDGET_MS / 4.0)
+		chunk = chunk > pgml_batch_chunk_rows / 2 ? pgml_batch_chunk_rows : chunk * 2;
+	return Min(chunk, pgml_batch_chunk_rows);
 }
 
 /*
@@ -871,11 +857,14 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	int			n,
 				present,
 				next = 0,
-				chunk = chunk_rows(),
+				chunk = Min(8, pgml_batch_chunk_rows),
 				*index,
 				lower = 1;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || !native_scoring)
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	check_ref(fcinfo);
+	if (!pgml_native_scoring)
 		return call_general(fcinfo, general, 0);
 	m = call_model(fcinfo, packed, true);
 	if (!m->usable)
@@ -898,11 +887,14 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 
 	out = palloc(sizeof(Datum) * n);
 	out_null = palloc(sizeof(bool) * n);
-	index = palloc(sizeof(int) * Min(n, chunk));
+	index = palloc(sizeof(int) * Min(n, pgml_batch_chunk_rows));
 	while (next < n)
 	{
 		int			rows = 0,
 					r;
+		instr_time	started,
+					elapsed;
+		float	   *scores;
 
 		/* the next CHUNK inputs that are not NULL */
 		for (; next < n && rows < chunk; next++)
@@ -923,12 +915,17 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 		for (r = 0; !packed && r < rows; r++)
 			if (!fill_row(m, r, (bytea *) PG_DETOAST_DATUM_PACKED(inputs[index[r]])))
 				return call_general(fcinfo, general, present);
-		if (!run(m))
+		scores = m->outputs[m->scores_output];
+		mark_unwritten(scores, (Size) rows * m->n_scores);
+		INSTR_TIME_SET_CURRENT(started);
+		if (!run(m) || !all_written(scores, (Size) rows * m->n_scores))
 			return call_general(fcinfo, general, present);
+		INSTR_TIME_SET_CURRENT(elapsed);
+		INSTR_TIME_SUBTRACT(elapsed, started);
+		chunk = next_chunk(chunk, INSTR_TIME_GET_MILLISEC(elapsed));
 		for (r = 0; r < rows; r++)
 		{
-			int			top = top_index(m->outputs[m->scores_output] + (Size) r * m->n_scores,
-										m->n_scores);
+			int			top = top_index(scores + (Size) r * m->n_scores, m->n_scores);
 
 			out[index[r]] = answer == CLASS_INDEX ? Int32GetDatum(top) : label(m, top);
 		}

@@ -13,6 +13,16 @@
  * model is resolved once per statement and call site, not once per row, in the leader
  * and in every worker alike, all under the statement's snapshot.
  *
+ * Trust: the model tables are read as the extension's owner (the owner of this
+ * function), so scorers need no privilege on them nor on the functions that read them;
+ * the directory's name is the SHA-256 of model.json, which holds every blob's checksum,
+ * the labels and the options, so a directory never serves a different row; one process
+ * writes a version at a time (flock), others wait; every file is checked as it is
+ * written, flatbuffers by LiteRT's verifier (pgml._check_model_files) before the
+ * directory is renamed into place. A reference is only good in the statement whose
+ * pgml._model_ref handed it out (pgml_check_ref): the internal scoring functions take
+ * no path of anyone's making, and a deleted version cannot be scored.
+ *
  * pgml._tensor(input float4[], model text) hands a float4[] to PL/Python as one bytea
  * (ndim, dims, the floats): PL/Python would otherwise build a Python float object per
  * element, which costs more than scoring a small model.
@@ -20,6 +30,8 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,9 +46,15 @@
 #include "storage/fd.h"
 #include "access/xact.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "catalog/pg_proc.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "utils/timestamp.h"
 
-PG_MODULE_MAGIC;
+#include "pgml_ext.h"
 
 /* A statement usually names one model; a few more are remembered, then recycled. */
 #define REF_CACHE_SIZE 8
@@ -44,6 +62,7 @@ PG_MODULE_MAGIC;
 typedef struct RefCache
 {
 	TimestampTz statement;		/* the top-level statement these answers are for */
+	Oid			owner;			/* who reads the model tables */
 	int			next;
 	char	   *model[REF_CACHE_SIZE];
 	char	   *ref[REF_CACHE_SIZE];
@@ -144,10 +163,69 @@ close_file(ModelFile *file, const char *tmp)
 	}
 }
 
+/* Removes DIR's leftovers of writers that died mid-write ("DIR.tmp<pid>"). */
+static void
+remove_leftovers(const char *dir)
+{
+	char	   *root = pstrdup(dir);
+	char	   *base = strrchr(root, '/');
+	DIR		   *d;
+	struct dirent *de;
+	Size		len;
+
+	*base++ = '\0';
+	len = strlen(base);
+	d = AllocateDir(root);
+	while ((de = ReadDir(d, root)) != NULL)
+		if (strncmp(de->d_name, base, len) == 0 && strncmp(de->d_name + len, ".tmp", 4) == 0)
+			rmtree(psprintf("%s/%s", root, de->d_name), true);
+	FreeDir(d);
+}
+
+/*
+ * One writer per version: an exclusive flock on DIR.lock, waited for with cancels
+ * honoured. The lock goes with the file descriptor (at the end of the transaction, or
+ * when the process dies).
+ */
+static int
+lock_version(const char *dir)
+{
+	char	   *path = psprintf("%s.lock", dir);
+	int			fd = OpenTransientFilePerm(path, O_RDWR | O_CREAT | PG_BINARY, S_IRUSR | S_IWUSR);
+
+	if (fd < 0)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("pgml: could not open \"%s\": %m", path)));
+	while (flock(fd, LOCK_EX | LOCK_NB) != 0)
+	{
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			ereport(ERROR, (errcode_for_file_access(),
+							errmsg("pgml: could not lock \"%s\": %m", path)));
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10 * 1000L);
+	}
+	return fd;
+}
+
+/*
+ * Asks pgml._check_model_files (PL/Python: LiteRT's own verifier) whether the
+ * flatbuffers in TMP are sound, before anything in C maps them; it raises XX001 if not.
+ */
+static void
+check_model_files(const char *tmp)
+{
+	static const Oid argtypes[] = {TEXTOID};
+	Oid			fn = LookupFuncName(list_make2(makeString("pgml"),
+											   makeString("_check_model_files")),
+									1, argtypes, false);
+
+	OidFunctionCall1(fn, CStringGetTextDatum(tmp));
+}
+
 /*
  * Write the files of model row ID into DIR: first into a directory of this process,
- * then renamed into place, so readers see all of a model's files or none of them.
- * Rows are fetched one at a time: a large SavedModel is never held twice in memory.
+ * checked, then renamed into place, so readers see all of a model's files or none of
+ * them. Rows are fetched one at a time: a large SavedModel is never held twice in memory.
  */
 static void
 materialize(const char *dir, const char *id)
@@ -158,11 +236,17 @@ materialize(const char *dir, const char *id)
 	Portal		portal;
 	struct stat st;
 	ModelFile	file = {0};
+	int			lock = lock_version(dir);
 
+	if (stat(dir, &st) == 0)
+	{
+		/* written by the process we waited for */
+		CloseTransientFile(lock);
+		return;
+	}
+	remove_leftovers(dir);		/* we hold the lock: nobody else is writing */
 	args[0] = DirectFunctionCall1(int8in, CStringGetDatum(id));
-	if (stat(tmp, &st) == 0)
-		rmtree(tmp, true);		/* left over by a process that died mid-write */
-	if (pg_mkdir_p(tmp, pg_dir_create_mode) != 0)
+	if (MakePGDirectory(tmp) != 0)
 		ereport(ERROR, (errcode_for_file_access(),
 						errmsg("pgml: could not create \"%s\": %m", tmp)));
 
@@ -208,20 +292,30 @@ materialize(const char *dir, const char *id)
 	close_file(&file, tmp);
 	SPI_cursor_close(portal);
 
+	PG_TRY();
+	{
+		check_model_files(tmp);
+	}
+	PG_CATCH();
+	{
+		rmtree(tmp, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
 	fsync_fname(tmp, true);
 	if (rename(tmp, dir) != 0)
-	{
-		/* Another backend or worker got there first: its copy is as good as ours. */
-		if (errno != EEXIST && errno != ENOTEMPTY)
-			ereport(ERROR, (errcode_for_file_access(),
-							errmsg("pgml: could not rename \"%s\" to \"%s\": %m", tmp, dir)));
-		rmtree(tmp, true);
-	}
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("pgml: could not rename \"%s\" to \"%s\": %m", tmp, dir)));
+	CloseTransientFile(lock);
 }
 
-/* The model's directory, its files written if this server does not have them yet. */
+/*
+ * The model's directory, its files written if this server does not have them yet.
+ * The tables are read as OWNER (the extension's owner), whatever the caller may read.
+ */
 static char *
-resolve(const char *model)
+resolve(const char *model, Oid owner)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -230,12 +324,17 @@ resolve(const char *model)
 	char	   *result;
 	struct stat st;
 	MemoryContext caller = CurrentMemoryContext;
+	Oid			saved_user;
+	int			saved_context;
 
 	args[0] = CStringGetTextDatum(model);
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE
+						   | SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pgml: SPI_connect failed");
 	/* pgml._model_version raises the user-facing errors (unknown model, version). */
-	if (SPI_execute_with_args("SELECT id, checksum FROM pgml._model_version($1)",
+	if (SPI_execute_with_args("SELECT id, identity FROM pgml._model_version($1)",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pgml: model lookup for \"%s\" returned no row", model);
@@ -243,12 +342,87 @@ resolve(const char *model)
 	id = text_column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	dir = psprintf("%s/pgml_ext/%u/%s-%s", DataDir, MyDatabaseId, id,
 				   text_column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	if (stat(psprintf("%s/model.json", dir), &st) != 0)
+	if (stat(dir, &st) != 0)
+	{
+		char	   *root = psprintf("%s/pgml_ext/%u", DataDir, MyDatabaseId);
+
+		if (pg_mkdir_p(root, pg_dir_create_mode) != 0 && errno != EEXIST)
+			ereport(ERROR, (errcode_for_file_access(),
+							errmsg("pgml: could not create \"%s\": %m", root)));
 		materialize(dir, id);
+	}
 
 	result = MemoryContextStrdup(caller, dir);
 	SPI_finish();
+	SetUserIdAndSecContext(saved_user, saved_context);
 	return result;
+}
+
+/* -- References handed out in this statement -------------------------------------- */
+
+static TimestampTz issued_statement = 0;
+static List *issued = NIL;		/* char * in TopMemoryContext */
+
+static void
+issue(const char *ref)
+{
+	MemoryContext old;
+
+	if (issued_statement != GetCurrentStatementStartTimestamp())
+	{
+		list_free_deep(issued);
+		issued = NIL;
+		issued_statement = GetCurrentStatementStartTimestamp();
+	}
+	if (pgml_ref_issued(ref, strlen(ref)))
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	issued = lappend(issued, pstrdup(ref));
+	MemoryContextSwitchTo(old);
+}
+
+/* Whether pgml._model_ref handed out REF (LEN bytes) in this statement. Never raises. */
+bool
+pgml_ref_issued(const char *ref, Size len)
+{
+	ListCell   *lc;
+
+	if (issued_statement != GetCurrentStatementStartTimestamp())
+		return false;
+	foreach(lc, issued)
+	{
+		const char *known = lfirst(lc);
+
+		if (strlen(known) == len && memcmp(known, ref, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* An ERROR unless pgml._model_ref handed out REF in this statement. */
+void
+pgml_check_ref(const char *ref, Size len)
+{
+	if (!pgml_ref_issued(ref, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pgml: not a model reference"),
+				 errhint("Call pgml.predict/classify/predict_class with a model name; the "
+						 "pgml._* functions are internal.")));
+}
+
+/* The owner of the function being called: the extension's owner, who reads its tables. */
+static Oid
+function_owner(Oid fn)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "pgml: cache lookup failed for function %u", fn);
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
+	return owner;
 }
 
 PG_FUNCTION_INFO_V1(pgml_model_ref);
@@ -264,6 +438,7 @@ pgml_model_ref(PG_FUNCTION_ARGS)
 	if (cache == NULL)
 	{
 		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RefCache));
+		cache->owner = function_owner(fcinfo->flinfo->fn_oid);
 		fcinfo->flinfo->fn_extra = cache;
 	}
 	/*
@@ -284,9 +459,13 @@ pgml_model_ref(PG_FUNCTION_ARGS)
 	}
 	for (i = 0; i < REF_CACHE_SIZE && cache->model[i] != NULL; i++)
 		if (strcmp(cache->model[i], model) == 0)
+		{
+			issue(cache->ref[i]);
 			PG_RETURN_TEXT_P(cstring_to_text(cache->ref[i]));
+		}
 
-	ref = resolve(model);
+	ref = resolve(model, cache->owner);
+	issue(ref);
 	i = cache->next;
 	cache->next = (cache->next + 1) % REF_CACHE_SIZE;
 	if (cache->model[i] != NULL)

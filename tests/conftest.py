@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,81 @@ def cluster() -> Iterator[Cluster]:
     c.start()
     yield c
     c.stop()
+
+
+# What the server log says when a backend dies of a signal and the postmaster restarts
+# every connection (pg_postmaster_start_time() does not change then).
+CRASH = re.compile(
+    r"terminated by signal|was terminated by exception|all server processes terminated"
+)
+
+
+class Witness:
+    """A connection held open across a test, plus the server log read since the test
+    began: a crash-restart drops the one and writes the other."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.conn = None
+        self.log_at = 0
+
+    def arm(self) -> None:
+        import pg8000.dbapi
+
+        if self.conn is None:
+            self.conn = pg8000.dbapi.connect(
+                user=self.cluster.user, host=self.cluster.host, port=self.cluster.port
+            )
+            self.conn.autocommit = True
+        self.log_at = self._log_size()
+
+    def _log_size(self) -> int:
+        try:
+            return (self.cluster.datadir / "server.log").stat().st_size
+        except OSError:
+            return 0
+
+    def crashes(self) -> list[str]:
+        """Crash lines logged since arm(), and whether the held connection died."""
+        try:
+            with open(self.cluster.datadir / "server.log", errors="replace") as f:
+                f.seek(self.log_at)
+                found = [line for line in f.read().splitlines() if CRASH.search(line)]
+        except OSError:
+            found = []
+        return found
+
+    def alive(self) -> bool:
+        try:
+            cur = self.conn.cursor()
+            cur.execute("SELECT 1")
+            return cur.fetchone()[0] == 1
+        except Exception:
+            self.conn = None
+            return False
+
+
+@pytest.fixture(scope="session")
+def witness(cluster: Cluster) -> Witness:
+    return Witness(cluster)
+
+
+@pytest.fixture(autouse=True)
+def no_crash(request) -> Iterator[None]:
+    """Every test on the server: no backend crash, seen by a witness connection and the
+    server log. A test that stops the server on purpose is marked ``restarts_server``."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
+    witness = request.getfixturevalue("witness")
+    witness.arm()
+    yield
+    crashed = witness.crashes()
+    assert not crashed, "the server crashed during this test:\n" + "\n".join(crashed)
+    if not witness.alive():
+        assert request.node.get_closest_marker("restarts_server"), (
+            "the witness connection was dropped: the server restarted during this test"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -48,12 +48,24 @@ def test_scorer_scores_but_cannot_read_blobs_or_register(users, mlp_dir):
     with alice.connect() as conn, pytest.raises(sa.exc.DatabaseError) as info:
         client.register_model(conn, "by_alice", mlp_dir)
     assert info.value.orig.args[0]["C"] == "42501"
-    # The internal scoring functions take what pgml._model_ref returns, nothing else.
+    # The internal scoring functions take what pgml._model_ref returns, nothing else;
+    # the PL/Python twins and the model readers are not callable at all.
     for ref in ("/tmp", "/etc/passwd", "../1-" + "0" * 64):
-        code, message = sql_error(
-            alice, f"SELECT pgml._classify('{ref}', example, NULL) FROM inputs LIMIT 1"
-        )[:2]
-        assert code == "22023" and "not a model reference" in message, ref
+        for fn in ("_classify_native", "_classify_batch_native"):
+            arg = "example" if fn == "_classify_native" else "ARRAY[example]"
+            code, message = sql_error(
+                alice, f"SELECT pgml.{fn}('{ref}', {arg}, NULL) FROM inputs LIMIT 1"
+            )[:2]
+            assert code == "22023" and "not a model reference" in message, (fn, ref)
+    for sql in (
+        "SELECT pgml._classify('/tmp', example, NULL) FROM inputs LIMIT 1",
+        "SELECT pgml._native_plan('/tmp', true, NULL)",
+        "SELECT * FROM pgml._model_files(1)",
+        "SELECT * FROM pgml._model_version('mlp')",
+        "SELECT pgml._model_document(1)",
+        "SELECT pgml._check_model_files('/tmp')",
+    ):
+        assert sql_error(alice, sql)[0] == "42501", sql
     with alice.begin() as conn:
         conn.execute(sa.text("SELECT pgml.create_function('alice_classify', 'mlp')"))
     same = "SELECT alice_classify(pixels) = pgml.classify('mlp', pixels) FROM inputs WHERE id = 5"
@@ -73,13 +85,38 @@ def test_ordinary_user_sees_metadata_only(users):
         assert sql_error(bob, sql)[0] == "42501", sql
 
 
-def test_admin_registers_pins_and_deletes(users, mlp_dir):
+def test_admin_registers_pins_and_deletes(users, mlp_dir, engine):
     carol = users["carol"]
     assert client.register_model(carol, "by_carol", mlp_dir) == 1
     with carol.begin() as conn:
         conn.execute(sa.text("SELECT pgml.pin_model('by_carol', 1)"))
         assert conn.execute(sa.text("SELECT pgml.delete_model('by_carol')")).scalar() == 1
-    assert rows(carol, "SELECT pgml.load_model('from_carol', :p)", p=str(mlp_dir)) == [(1,)]
+    # load_model reads the server's files: only with pg_read_server_files
+    assert sql_error(carol, "SELECT pgml.load_model('from_carol', :p)", p=str(mlp_dir))[0] == (
+        "42501"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql("GRANT pg_read_server_files TO carol")
+    try:
+        assert rows(carol, "SELECT pgml.load_model('from_carol', :p)", p=str(mlp_dir)) == [(1,)]
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("REVOKE pg_read_server_files FROM carol")
+
+
+def test_admin_changes_models_only_through_functions(users):
+    """Every row and blob is made by the extension's code: admins read the tables."""
+    carol = users["carol"]
+    for sql in (
+        "UPDATE pgml.model_litert SET checksum = checksum",
+        "UPDATE pgml.model_versions SET labels = ARRAY['x']",
+        "INSERT INTO pgml.model_chunks VALUES (1, 99, '')",
+        "DELETE FROM pgml.pins",
+        "SELECT pgml._upload_chunk(1, 99, '')",  # not an upload in progress
+    ):
+        code = sql_error(carol, sql)[0]
+        assert code in ("42501", "42704"), (sql, code)
+    assert rows(carol, "SELECT count(*) > 0 FROM pgml.model_chunks") == [(True,)]
 
 
 def test_security_definer_functions_pin_search_path(engine):

@@ -129,6 +129,7 @@ def test_terminated_score_into_leaves_no_predictions(db_url, engine):
     assert rows(engine, "SELECT 1 FROM pg_tables WHERE tablename = 'many_preds'") == []
 
 
+@pytest.mark.restarts_server
 def test_server_restart_keeps_models(cluster, engine, db_url):
     before = scalar(engine, "SELECT count(*) FROM pgml.model_versions")
     engine.dispose()

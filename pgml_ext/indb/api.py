@@ -61,7 +61,20 @@ def native_plan(ref: str | None, is_example: bool, signature: str | None) -> lis
 
 def tensor(packed: bytes | None) -> np.ndarray | None:
     """A float4[] argument, packed by pgml._tensor (C), as a numpy array."""
-    return None if packed is None else tensor_from_packed(packed)
+    if packed is None:
+        return None
+    try:
+        return tensor_from_packed(packed)
+    except Exception as exc:
+        raise translate(exc) from None
+
+
+def check_model_files(directory: str) -> None:
+    """pgml._check_model_files: LiteRT's verifier on the flatbuffers in DIRECTORY."""
+    with reported():
+        from pgml_ext.indb.runtimes.litert import verify_flatbuffers
+
+        verify_flatbuffers(directory)
 
 
 def predict_batch(
@@ -148,6 +161,6 @@ def clear_cache() -> int:
 def prune_model_files() -> list[str]:
     with reported():
         rows = server.plpy().execute(
-            "SELECT id || '-' || checksum AS name FROM pgml.model_versions"
+            "SELECT id || '-' || pgml._model_identity(id) AS name FROM pgml.model_versions"
         )
         return registry.prune({r["name"] for r in rows})

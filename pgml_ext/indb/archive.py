@@ -6,7 +6,6 @@ database can load the model without files being copied around.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -77,23 +76,16 @@ def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     return members
 
 
-def unpack(blob: bytes, cache_root: str | os.PathLike, key: str) -> Path:
-    """Extract ``blob`` once into ``cache_root/key`` (atomic rename) and return the path.
-
-    Backends share the extracted copy: the key is the blob's checksum, so a directory
-    that exists is complete and holds exactly these bytes.
-    """
-    root = Path(cache_root)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target = root / key
-    if (target / "saved_model.pb").is_file():
-        return target
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
+def unpack(blob: bytes, target: str | os.PathLike) -> Path:
+    """Extract ``blob`` into the new directory ``target``: into a private directory
+    beside it first (0700), renamed into place when complete, so a directory that
+    exists holds all of the archive. The caller makes sure nobody else writes TARGET."""
+    target = Path(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp", dir=target.parent))
     try:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
             tar.extractall(tmp, members=_safe_members(tar))
-        with contextlib.suppress(OSError):  # another backend won the race: same bytes
-            os.rename(tmp, target)
+        os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

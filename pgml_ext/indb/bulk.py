@@ -8,6 +8,7 @@ transaction, so an interrupted run leaves no partial predictions behind.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -41,22 +42,42 @@ def _inputs(data: list | np.ndarray) -> tuple[int, list[int], list | np.ndarray]
     return len(data), idx, present
 
 
+# A runtime call should take about this long at most (src/pgml_ext.h has the same).
+CHUNK_BUDGET_S = 0.1
+
+
+def next_chunk(rows: int, elapsed: float, most: int) -> int:
+    """Rows for the next call: doubling while a call takes under a quarter of the
+    budget, shrinking when it takes more, never above pgml.batch_chunk_rows."""
+    if elapsed > CHUNK_BUDGET_S:
+        rows = max(1, int(rows * CHUNK_BUDGET_S / elapsed))
+    elif elapsed < CHUNK_BUDGET_S / 4:
+        rows *= 2
+    return min(rows, most)
+
+
 def _batch(ref: str, data: list | np.ndarray, signature: str | None, results) -> list:
     """One result per input, ``results(loaded, sig, out)`` per chunk; NULL inputs give
-    NULL. Chunks of pgml.batch_chunk_rows (default 1024) let PostgreSQL act on a cancel
-    in between: Python code (decoding, the runtime call) never looks at PostgreSQL's
-    interrupt flags, registry.check_for_interrupts() between chunks does, so a cancel
-    or statement_timeout stops a large batch after at most one chunk.
+    NULL. Python code (decoding, the runtime call) never looks at PostgreSQL's interrupt
+    flags; registry.check_for_interrupts() between chunks does. Chunks start small and
+    grow up to pgml.batch_chunk_rows while a call takes well under CHUNK_BUDGET_S, so a
+    cancel or statement_timeout lands within a fraction of a second for any model.
     """
+    registry.check_ref(ref)
     loaded = cache.get(ref)
     n, idx, present = _inputs(data)
-    rows = max(1, int(server.setting("pgml.batch_chunk_rows", str(CHUNK_ROWS))))
+    most = max(1, int(server.setting("pgml.batch_chunk_rows", str(CHUNK_ROWS))))
+    rows = min(8, most)
     values: list = []
-    for start in range(0, len(present), rows):
+    start = 0
+    while start < len(present):
         if start:
             registry.check_for_interrupts()
+        began = time.perf_counter()
         sig, out = loaded.score(present[start : start + rows], signature, batch=True)
         values.extend(results(loaded, sig, out))
+        start += rows
+        rows = next_chunk(rows, time.perf_counter() - began, most)
     return _spread(n, idx, values)
 
 

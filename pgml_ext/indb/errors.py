@@ -13,6 +13,7 @@ DATA_CORRUPTED = "XX001"  # model blob fails its checksum
 WRONG_OBJECT_TYPE = "42809"  # model with no signature we can use for this input
 PREREQUISITE_STATE = "55000"  # e.g. TensorFlow cannot load after LLVM JIT
 QUERY_CANCELED = "57014"  # a cancel or timeout seen in a parallel worker
+INSUFFICIENT_PRIVILEGE = "42501"  # e.g. a graph with file-system ops, without opt-in
 UNDEFINED_FILE = "58P01"  # this server's copy of a model is missing or damaged
 INTERNAL = "XX000"
 

@@ -8,7 +8,7 @@ first used, so a backend that only scores LiteRT signatures never imports Tensor
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,6 @@ from pgml_ext.indb.registry import ModelRow
 from pgml_ext.indb.rowpath import RowPath
 from pgml_ext.indb.runtimes import Runtime
 from pgml_ext.indb.signatures import Signature
-
-
-def model_dir() -> str:
-    """Where blobs are unpacked for TensorFlow: one directory per checksum, shared by
-    the backends of this server and readable by its OS user only."""
-    default = os.path.join(tempfile.gettempdir(), f"pgml_ext-{os.getuid()}", "models")
-    return server.setting("pgml.model_dir", default)
 
 
 def threads() -> int:
@@ -59,10 +52,17 @@ def litert_library() -> str | None:
     return path if os.path.exists(path) else None
 
 
-def unpacked_savedmodel(data: bytes, checksum: str) -> Path:
-    """A SavedModel archive unpacked (once per server, shared by its backends) for
-    TensorFlow to load."""
-    return archive.unpack(data, model_dir(), checksum)
+def unpacked_savedmodel(row: ModelRow) -> Path:
+    """The version's SavedModel unpacked for TensorFlow, inside the version's own
+    directory (once per server, by one process while others wait)."""
+    target = Path(row.directory) / "savedmodel"
+    if not (target / "saved_model.pb").is_file():
+        with registry.version_lock(str(target)):
+            if not (target / "saved_model.pb").is_file():
+                for leftover in target.parent.glob("savedmodel.tmp*"):  # a writer died
+                    shutil.rmtree(leftover, ignore_errors=True)
+                archive.unpack(registry.savedmodel(row), target)
+    return target
 
 
 _UNKNOWN = object()
@@ -97,7 +97,7 @@ class LoadedModel:
 
     def _load_tensorflow(self) -> Runtime:
         started = time.perf_counter()
-        path = unpacked_savedmodel(registry.savedmodel(self.row), self.row.checksum)
+        path = unpacked_savedmodel(self.row)
         from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
 
         runtime = TensorFlowRuntime(str(path), threads())

@@ -1,7 +1,10 @@
 """Registering a model inside the server: describe the uploaded SavedModel and check it.
 
 Upload (client ``register_model`` or server-path ``pgml.load_model``) and description
-run in one transaction, so a model is either fully registered or not at all.
+run in one transaction, so a model is either fully registered or not at all. The
+SavedModel is unpacked into a private directory under the data directory, audited for
+ops that reach outside the database (pgml_ext.indb.audit) before TensorFlow loads it,
+and removed afterwards.
 """
 
 from __future__ import annotations
@@ -9,28 +12,38 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
-from pgml_ext.indb import archive, registry, runtimes, server
-from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, PgmlError
-from pgml_ext.indb.model import threads, unpacked_savedmodel
+from pgml_ext.indb import archive, audit, registry, runtimes, server
+from pgml_ext.indb.errors import (
+    INSUFFICIENT_PRIVILEGE,
+    INVALID_PARAMETER,
+    UNDEFINED_OBJECT,
+    WRONG_OBJECT_TYPE,
+    PgmlError,
+)
+from pgml_ext.indb.model import threads
 from pgml_ext.indb.signatures import Signature
 
 _ROW = (
     "SELECT name, version, runtime, checksum, options::text AS options "
-    "FROM pgml.model_versions WHERE id = $1"
+    "FROM pgml.model_versions WHERE id = $1 AND signatures IS NULL"
 )
 _DESCRIBE = (
-    "UPDATE pgml.model_versions SET signatures = $2::jsonb, runtime = $3, runtimes = $4::jsonb "
-    "WHERE id = $1"
+    "UPDATE pgml.model_versions SET signatures = $2::jsonb, runtime = $3, runtimes = $4::jsonb, "
+    "audit = $5::jsonb WHERE id = $1"
 )
 _LITERT = (
     "INSERT INTO pgml.model_litert (model_id, signature, data, checksum) VALUES ($1, $2, $3, $4)"
 )
 _BEGIN = "SELECT pgml._begin_registration($1, $2, $3, $4, $5, $6::jsonb) AS id"
 _CHUNKS = "SELECT data FROM pgml.model_chunks WHERE model_id = $1 ORDER BY seq"
-_CHUNK = "INSERT INTO pgml.model_chunks (model_id, seq, data) VALUES ($1, $2, $3)"
+_CHUNK = "SELECT pgml._upload_chunk($1, $2, $3)"
+_FINISH = "SELECT pgml._finish_registration($1) AS version"
+_MAY_READ_FILES = "SELECT pg_has_role(current_user, 'pg_read_server_files', 'USAGE') AS ok"
 
 
 def check_runtime(requested: str) -> str:
@@ -49,20 +62,24 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
     plpy = server.plpy()
     rows = plpy.execute(registry.plan(_ROW, ["int8"]), [model_id])
     if not rows:
-        raise PgmlError(f"no model upload with id {model_id}", UNDEFINED_OBJECT)
+        raise PgmlError(f"no model upload in progress with id {model_id}", UNDEFINED_OBJECT)
     row = rows[0]
     what = f"model '{row['name']}' v{row['version']}"
     chunks = plpy.execute(registry.plan(_CHUNKS, ["int8"]), [model_id])
     data = b"".join(r["data"] for r in chunks)
     archive.verify(data, row["checksum"], what)
-    path = str(unpacked_savedmodel(data, row["checksum"]))
-    requested = check_runtime(row["runtime"])
-    from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
-
-    tf_runtime = TensorFlowRuntime(path, threads())
-    described = tf_runtime.describe(path)
-    _check_usable(what, described, json.loads(row["options"] or "{}"))
-    outcomes = _choose_runtimes(what, path, described, requested, tf_runtime, samples)
+    options = json.loads(row["options"] or "{}")
+    root = server.models_root()
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    mine = os.path.join(root, f"registering-{os.getpid()}")  # its lock keeps prune off
+    with registry.version_lock(mine):
+        workdir = tempfile.mkdtemp(prefix=os.path.basename(mine) + ".tmp", dir=root)
+        try:
+            path = str(archive.unpack(data, os.path.join(workdir, "savedmodel")))
+            found = _audit(what, path, options)
+            described, outcomes = _describe(what, path, row["runtime"], options, samples)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     insert = registry.plan(_LITERT, ["int8", "text", "bytea", "text"])
     for o in outcomes:
         if o.flatbuffer is not None:
@@ -71,15 +88,45 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
             )
     used = sorted({o.runtime for o in outcomes})
     plpy.execute(
-        registry.plan(_DESCRIBE, ["int8", "text", "text", "text"]),
+        registry.plan(_DESCRIBE, ["int8", "text", "text", "text", "text"]),
         [
             model_id,
             json.dumps(described),
             "+".join(used),
             json.dumps({o.signature: o.note() for o in outcomes}),
+            json.dumps(found),
         ],
     )
     return row["version"]
+
+
+def _audit(what: str, path: str, options: dict) -> dict:
+    """The op audit (see audit.py): refused unless a superuser opted in."""
+    found = audit.audit(path)
+    if found["unsafe_ops"]:
+        if not options.get("allow_unsafe_ops"):
+            raise PgmlError(
+                f"{what} uses ops that reach outside the database: "
+                + ", ".join(found["unsafe_ops"]),
+                INSUFFICIENT_PRIVILEGE,
+                detail="TensorFlow would run them with the database server's "
+                "operating-system rights (files, network, Python).",
+                hint="Export the model without them; or, as a superuser who trusts it, "
+                "register it with allow_unsafe_ops.",
+            )
+        found["allowed_by"] = "superuser opt-in (allow_unsafe_ops)"
+    return found
+
+
+def _describe(what: str, path: str, runtime: str, options: dict, samples: bytes | None):
+    """(signatures, per-signature runtime outcomes) of the SavedModel at PATH."""
+    requested = check_runtime(runtime)
+    from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
+
+    tf_runtime = TensorFlowRuntime(path, threads())
+    described = tf_runtime.describe(path)
+    _check_usable(what, described, options)
+    return described, _choose_runtimes(what, path, described, requested, tf_runtime, samples)
 
 
 def _choose_runtimes(what, path, described, requested, tf_runtime, samples):
@@ -122,6 +169,14 @@ def load_from_path(
 ) -> int:
     """pgml.load_model: read a SavedModel directory on the server and register it."""
     plpy = server.plpy()
+    if not plpy.execute(registry.plan(_MAY_READ_FILES, []))[0]["ok"]:
+        raise PgmlError(
+            "pgml.load_model reads the server's file system: superusers and members of "
+            "pg_read_server_files only",
+            INSUFFICIENT_PRIVILEGE,
+            hint="Upload from a client with pgml_ext.register_model(engine, name, dir), "
+            "or GRANT pg_read_server_files to this role.",
+        )
     if not os.path.isdir(path):
         raise PgmlError(
             f"'{path}' is not a directory on the database server",
@@ -138,4 +193,5 @@ def load_from_path(
     insert = registry.plan(_CHUNK, ["int8", "int4", "bytea"])
     for seq, chunk in enumerate(archive.chunks(blob)):
         plpy.execute(insert, [model_id, seq, chunk])
-    return finish(model_id)
+    # as the extension's owner, like a client's upload (SECURITY DEFINER)
+    return plpy.execute(registry.plan(_FINISH, ["int8"]), [model_id])[0]["version"]

@@ -5,11 +5,16 @@ calling statement's snapshot and returns the directory where that version's file
 live on this server, writing them from the pgml tables the first time (and checking
 each against the sha256 stored at registration as it does). Scoring then reads files
 only, with no query: that is what lets it run in parallel workers. A version's files
-never change: the directory is named by row id and checksum.
+never change: the directory is named by row id and the SHA-256 of its model.json,
+which holds every blob's checksum, the labels and the options; it is checked again
+when a process first reads it. Only the server writes there (0700, under the data
+directory), one process per version at a time.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -63,23 +68,37 @@ def model_ref(model: str) -> str:
     return server.plpy().execute(plan(_MODEL_REF, ["text"]), [model])[0]["ref"]
 
 
+_NOT_A_REF = PgmlError(
+    "not a model reference",
+    INVALID_PARAMETER,
+    hint="Call pgml.predict/classify/predict_class with a model name; the "
+    "pgml._* functions are internal.",
+)
+
+
+def check_ref(ref: str) -> None:
+    """REF must come from pgml._model_ref in this statement (src/pgml_ext.c): the
+    internal functions take no path of anyone's making, nor a deleted version."""
+    if not server.ref_issued(ref):
+        raise _NOT_A_REF
+
+
 def read(ref: str) -> ModelRow:
-    """The model row in directory REF, which must be one pgml._model_ref hands out."""
+    """The model row in directory REF, which must be one pgml._model_ref hands out,
+    its model.json checked against the directory's name."""
     root, name = os.path.split(ref)
     if root != server.models_root() or not _DIRECTORY.fullmatch(name):
-        raise PgmlError(
-            "not a model reference",
-            INVALID_PARAMETER,
-            hint="Call pgml.predict/classify/predict_class with a model name; the "
-            "pgml._* functions are internal.",
-        )
+        raise _NOT_A_REF
     try:
-        with open(os.path.join(ref, "model.json"), encoding="utf-8") as f:
-            r = json.load(f)
+        with open(os.path.join(ref, "model.json"), "rb") as f:
+            raw = f.read()
+        if hashlib.sha256(raw).hexdigest() != name.split("-", 1)[1]:
+            raise ValueError("model.json does not match the directory's identity")
+        r = json.loads(raw)
     except (OSError, ValueError) as e:
         shutil.rmtree(ref, ignore_errors=True)
         raise PgmlError(
-            f"the model files in {ref} are missing or damaged ({e})",
+            f"this server's copy of the model is missing or damaged ({e})",
             UNDEFINED_FILE,
             hint="Run the statement again: its files are written afresh.",
         ) from None
@@ -111,9 +130,36 @@ def litert_files(row: ModelRow) -> dict[str, str]:
     return {sig: os.path.join(row.directory, entry["file"]) for sig, entry in row.litert.items()}
 
 
+class version_lock:
+    """``with version_lock(directory):`` the one writer of a version's files (the same
+    flock as src/pgml_ext.c takes), waited for with cancels honoured."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = directory.rstrip("/") + ".lock"
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if server.cancel_pending():
+                    os.close(self.fd)
+                    raise PgmlError(
+                        "canceling statement: cancel or timeout", QUERY_CANCELED
+                    ) from None
+                time.sleep(0.01)
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
 def prune(current: set[str]) -> list[str]:
     """Remove this database's model directories whose version is not in CURRENT
-    ('<id>-<checksum>' names), and writes abandoned over an hour ago; return them."""
+    ('<id>-<identity>' names), and what writers that died left behind (their lock is
+    free); return the directories removed."""
     root = server.models_root()
     try:
         names = os.listdir(root)
@@ -122,11 +168,34 @@ def prune(current: set[str]) -> list[str]:
     gone = []
     for name in sorted(names):
         path = os.path.join(root, name)
-        stale = ".tmp" in name and time.time() - os.path.getmtime(path) > 3600
-        if (_DIRECTORY.fullmatch(name) and name not in current) or stale:
+        base = name.split(".", 1)[0]
+        if _DIRECTORY.fullmatch(base) and base not in current:
+            remove = True
+        elif ".tmp" in name or (name.endswith(".lock") and not _DIRECTORY.fullmatch(base)):
+            remove = _unlocked(os.path.join(root, base))
+        else:
+            remove = False
+        if remove and os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
             gone.append(name)
+        elif remove:
+            os.unlink(path)
     return gone
+
+
+def _unlocked(directory: str) -> bool:
+    """Nobody is writing DIRECTORY's version now (so its leftovers are abandoned)."""
+    try:
+        fd = os.open(directory + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def check_for_interrupts() -> None:

@@ -62,6 +62,20 @@ def cancel_pending() -> bool:
 
 
 @cache
+def _ref_issued():
+    fn = _process().pgml_ref_issued  # src/pgml_ext.c, loaded with RTLD_GLOBAL
+    fn.restype = ctypes.c_bool
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    return fn
+
+
+def ref_issued(ref: str) -> bool:
+    """Whether pgml._model_ref handed out REF in this statement (never raises)."""
+    raw = ref.encode()
+    return bool(_ref_issued()(raw, len(raw)))
+
+
+@cache
 def models_root() -> str:
     """Where pgml._model_ref (src/pgml_ext.c) writes this database's model files."""
     lib = _process()

@@ -166,12 +166,31 @@ def _fit(values: np.ndarray, sig: Signature, name: str, model: str, what: str) -
     )
 
 
+MAX_DIMS = 6  # PostgreSQL's MAXDIM
+
+
 def tensor_from_packed(packed: bytes) -> np.ndarray:
     """A float4[] as pgml._tensor (C) packed it: int32 ndim, int32 dims, float32 values
-    (NULL elements were refused there). Every float4[] reaches Python this way."""
-    (ndim,) = struct.unpack_from("=i", packed)
-    values = np.frombuffer(packed, np.float32, offset=4 * (1 + ndim))
-    return values.reshape(struct.unpack_from(f"={ndim}i", packed, 4)) if ndim > 1 else values
+    (NULL elements were refused there). Every float4[] reaches Python this way. The
+    header is checked against the bytes before anything is sized from it: the internal
+    functions that take it can be called with any bytea."""
+    size = len(packed)
+    ndim = struct.unpack_from("=i", packed)[0] if size >= 4 else -1
+    header = 4 * (1 + ndim)
+    ok = 0 <= ndim <= MAX_DIMS and size >= header
+    dims = struct.unpack_from(f"={ndim}i", packed, 4) if ok else ()
+    count = 1
+    for d in dims:
+        count *= d
+    if not ok or any(d < 1 for d in dims) or size != header + 4 * (count if dims else 0):
+        raise PgmlError(
+            "not a float4[] packed by pgml._tensor",
+            INVALID_PARAMETER,
+            hint="Pass a float4[] to pgml.predict/classify/predict_class; the pgml._* "
+            "functions are internal.",
+        )
+    values = np.frombuffer(packed, np.float32, offset=header)
+    return values.reshape(dims) if ndim > 1 else values
 
 
 def feeds_for_tensor(sig: Signature, arr: np.ndarray, model: str) -> dict[str, np.ndarray]:

@@ -79,3 +79,31 @@ class LiteRTRuntime:
         """The signature's runner, if it can score one row directly (RowPath)."""
         runner = self._signatures.get(signature)
         return runner if runner is not None and runner.wrapper is not None else None
+
+
+def verify_flatbuffers(directory: str) -> None:
+    """LiteRT's own checks on every flatbuffer in DIRECTORY (the flatbuffer verifier,
+    then the interpreter's builder and tensor allocation): the C scorer maps these files
+    and must never be handed one that could crash it. XX001 for a bad one."""
+    import os
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from pgml_ext.indb.errors import DATA_CORRUPTED, PgmlError
+
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".tflite"):
+            continue
+        try:
+            interpreter = Interpreter(
+                model_path=os.path.join(directory, name),
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            )
+            interpreter.allocate_tensors()
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise PgmlError(
+                f"stored LiteRT model {name} is not a valid flatbuffer ({first})",
+                DATA_CORRUPTED,
+                hint="Register the model again; its stored LiteRT conversion is damaged.",
+            ) from None

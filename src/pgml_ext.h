@@ -1,0 +1,31 @@
+/*
+ * pgml_ext.h: what the C files of pgml_ext share.
+ */
+#ifndef PGML_EXT_H
+#define PGML_EXT_H
+
+#include "postgres.h"
+
+/* settings.c: the pgml.* settings, defined in _PG_init with types and bounds */
+extern bool pgml_native_scoring;
+extern int	pgml_threads;
+extern int	pgml_batch_chunk_rows;
+extern int	pgml_model_cache_size;
+
+/* Most models kept loaded per backend (pgml.model_cache_size's upper bound). */
+#define PGML_MAX_CACHED_MODELS 16
+
+/*
+ * A batch's runtime call should take about this long at most: chunks shrink to fit, so
+ * a cancel or statement_timeout lands within a fraction of a second for any model.
+ */
+#define PGML_CHUNK_BUDGET_MS 100
+
+/*
+ * pgml_ext.c: model references handed out by pgml._model_ref in this statement.
+ * Exported: PL/Python asks through ctypes (pgml_ext.indb.server.ref_issued).
+ */
+extern PGDLLEXPORT bool pgml_ref_issued(const char *ref, Size len);
+extern void pgml_check_ref(const char *ref, Size len);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * settings.c: the pgml.* settings, as real GUCs with types, bounds and contexts, so a
+ * bad value is refused when it is set, SHOW and pg_settings know them, and the Python
+ * side reads them (GetConfigOption) already checked.
+ *
+ * Contexts: what costs only the session's own time is per user (USERSET); what takes
+ * the machine's resources (threads) is for superusers and whom they GRANT SET to.
+ * Every pgml.* name that is not one of these is refused (MarkGUCPrefixReserved).
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/guc.h"
+
+#include "pgml_ext.h"
+
+PG_MODULE_MAGIC;
+
+bool		pgml_native_scoring = true;
+int			pgml_threads = 1;
+int			pgml_batch_chunk_rows = 1024;
+int			pgml_model_cache_size = 4;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomBoolVariable("pgml.native_scoring",
+							 "Scores rows of LiteRT models without PL/Python when it can.",
+							 "Off: every row goes through PL/Python (same answers, slower).",
+							 &pgml_native_scoring, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgml.threads",
+							"Runtime threads per backend (LiteRT, TensorFlow).",
+							"Above 1, rows are scored through PL/Python; many backends "
+							"with many threads oversubscribe the cores.",
+							&pgml_threads, 1, 1, 16, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgml.batch_chunk_rows",
+							"Most rows per runtime call in the batch forms and score_into.",
+							"Chunks also shrink so that one call takes about 100 ms: a "
+							"cancel lands between chunks.",
+							&pgml_batch_chunk_rows, 1024, 1, 65536, PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgml.model_cache_size",
+							"Models kept loaded per backend.",
+							NULL, &pgml_model_cache_size, 4, 1, PGML_MAX_CACHED_MODELS,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("pgml");
+#else
+	EmitWarningsOnPlaceholders("pgml");
+#endif
+}
