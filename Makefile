@@ -54,8 +54,9 @@ test: setup  ## the whole suite against a real PostgreSQL it starts itself
 bench: setup  ## in-database scoring vs the alternatives; results in benchmarks/results
 	$(VENV)/bin/pgml-ext bench $(BENCH_ARGS)
 
-fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C vs PL/Python scorer (6,250)
-	PGML_FUZZ_EXAMPLES=25000 $(VENV)/bin/python -m pytest -q tests/test_fuzz.py \
+fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1,000,000); C vs PL/Python scorer (6,250)
+	PGML_FUZZ_EXAMPLES=25000 PGML_FUZZ_PARSER=1000000 $(VENV)/bin/python -m pytest -q -s \
+	  tests/test_fuzz.py tests/test_example_parser.py \
 	  tests/test_native.py::test_native_and_pl_python_agree_on_any_bytes
 
 soak: setup  ## 16 sessions score for 60 s while versions are registered and deleted

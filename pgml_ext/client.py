@@ -212,7 +212,7 @@ def export_model(
     with _begin(target) as conn:
         row = conn.execute(
             sa.text(
-                "SELECT r.id, m.version, r.checksum FROM pgml._model_version(:ref) r "
+                "SELECT r.id, m.version, m.checksum FROM pgml._model_version(:ref) r "
                 "JOIN pgml.model_versions m ON m.id = r.id"
             ),
             {"ref": name if version is None else f"{name}@{version}"},
@@ -227,8 +227,8 @@ def export_model(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"'{out}' exists and is not empty")
-    extracted = archive.unpack(blob, out.parent, f".{out.name}.export")
-    extracted.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    archive.unpack(blob, out)
     return row.version
 
 

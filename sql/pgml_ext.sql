@@ -676,3 +676,7 @@ GRANT EXECUTE ON FUNCTION
 TO pgml_admin;
 GRANT SELECT ON pgml.model_versions, pgml.model_chunks, pgml.model_litert, pgml.pins
     TO pgml_admin;
+-- what version a reference means (pgml-ext export): over tables admins read anyway
+GRANT EXECUTE ON FUNCTION
+    pgml._model_version(text), pgml._model_identity(bigint), pgml._model_document(bigint)
+TO pgml_admin;

@@ -340,11 +340,11 @@ resolve(const char *model, Oid owner)
 		elog(ERROR, "pgml: model lookup for \"%s\" returned no row", model);
 
 	id = text_column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	dir = psprintf("%s/pgml_ext/%u/%s-%s", DataDir, MyDatabaseId, id,
+	dir = psprintf("%s/%s-%s", pgml_models_root(), id,
 				   text_column(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 	if (stat(dir, &st) != 0)
 	{
-		char	   *root = psprintf("%s/pgml_ext/%u", DataDir, MyDatabaseId);
+		char	   *root = pstrdup(pgml_models_root());
 
 		if (pg_mkdir_p(root, pg_dir_create_mode) != 0 && errno != EEXIST)
 			ereport(ERROR, (errcode_for_file_access(),
@@ -356,6 +356,19 @@ resolve(const char *model, Oid owner)
 	SPI_finish();
 	SetUserIdAndSecContext(saved_user, saved_context);
 	return result;
+}
+
+/* This database's model files (see PGML_FILES_DIR). Never raises after the first call. */
+const char *
+pgml_models_root(void)
+{
+	static char *root = NULL;
+
+	if (root == NULL)
+		root = MemoryContextStrdup(TopMemoryContext,
+								   psprintf("%s/%s/%u", DataDir, PGML_FILES_DIR,
+											MyDatabaseId));
+	return root;
 }
 
 /* -- References handed out in this statement -------------------------------------- */

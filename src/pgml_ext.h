@@ -28,4 +28,13 @@ extern int	pgml_model_cache_size;
 extern PGDLLEXPORT bool pgml_ref_issued(const char *ref, Size len);
 extern void pgml_check_ref(const char *ref, Size len);
 
+/*
+ * Where this database's model files live: <data directory>/pgsql_tmp_pgml_ext/<db oid>.
+ * A cache of the model tables, rebuilt on demand on each server: the pgsql_tmp prefix
+ * keeps it out of base backups (pg_basebackup skips such names), so a standby writes
+ * its own. Exported for PL/Python (ctypes).
+ */
+#define PGML_FILES_DIR "pgsql_tmp_pgml_ext"
+extern PGDLLEXPORT const char *pgml_models_root(void);
+
 #endif

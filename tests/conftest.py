@@ -92,7 +92,7 @@ class Witness:
 
 
 @pytest.fixture(scope="session")
-def witness(cluster: Cluster) -> Witness:
+def crash_witness(cluster: Cluster) -> Witness:
     return Witness(cluster)
 
 
@@ -103,7 +103,7 @@ def no_crash(request) -> Iterator[None]:
     if "cluster" not in request.fixturenames:
         yield
         return
-    witness = request.getfixturevalue("witness")
+    witness = request.getfixturevalue("crash_witness")
     witness.arm()
     yield
     crashed = witness.crashes()

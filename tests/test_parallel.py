@@ -78,17 +78,17 @@ def test_workers_write_missing_model_files(db_url, engine):
     """A server that never had the files (a standby, a restored backup, a wiped cache):
     the workers fetch and write them, racing each other safely."""
     data_dir = scalar(engine, "SHOW data_directory")
-    shutil.rmtree(f"{data_dir}/pgml_ext", ignore_errors=True)
+    shutil.rmtree(f"{data_dir}/pgsql_tmp_pgml_ext", ignore_errors=True)
     query = QUERIES["tf.Example"]
     with new_engine(db_url).connect() as conn:
         gather, _ = run_parallel(conn, query)
         assert gather["Workers Launched"] >= 1
         ref = conn.exec_driver_sql("SELECT pgml._model_ref('mlp')").scalar()
-        assert ref.startswith(f"{data_dir}/pgml_ext/")
+        assert ref.startswith(f"{data_dir}/pgsql_tmp_pgml_ext/")
         files = conn.exec_driver_sql(f"SELECT pg_ls_dir('{ref}') ORDER BY 1").scalars().all()
         assert {"model.json", "savedmodel.tar", "litert-1.tflite"} <= set(files)
         leftovers = conn.exec_driver_sql(
-            f"SELECT count(*) FROM pg_ls_dir('{data_dir}/pgml_ext/' || "
+            f"SELECT count(*) FROM pg_ls_dir('{data_dir}/pgsql_tmp_pgml_ext/' || "
             "(SELECT oid FROM pg_database WHERE datname = current_database())) f "
             "WHERE f LIKE '%.tmp%'"
         ).scalar()

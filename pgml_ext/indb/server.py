@@ -78,7 +78,7 @@ def ref_issued(ref: str) -> bool:
 @cache
 def models_root() -> str:
     """Where pgml._model_ref (src/pgml_ext.c) writes this database's model files."""
-    lib = _process()
-    data_dir = ctypes.c_char_p.in_dll(lib, "DataDir").value.decode()
-    database = ctypes.c_uint.in_dll(lib, "MyDatabaseId").value
-    return f"{data_dir}/pgml_ext/{database}"
+    fn = _process().pgml_models_root
+    fn.restype = ctypes.c_char_p
+    fn.argtypes = []
+    return fn().decode()
