@@ -52,7 +52,7 @@ def parse(tmp_path_factory):
         if not fn(buf, len(data), feature.encode(), count, ctypes.byref(out)):
             return None
         offset = out.value - ctypes.addressof(buf)
-        assert 0 <= offset and offset + 4 * count <= len(data)
+        assert offset >= 0 and offset + 4 * count <= len(data)
         return data[offset : offset + 4 * count]
 
     return c_floats
