@@ -41,7 +41,7 @@ $(OBJS): src/pgml_ext.h src/example.h
 $(CONTROL): extension/pgml_ext.control.in pyproject.toml Makefile
 	sed 's/@VERSION@/$(EXTVERSION)/' $< > $@
 
-.PHONY: setup demo test bench fuzz soak lint format
+.PHONY: setup demo test bench fuzz soak sanitize lint format
 setup:  ## Debian packages, the venv the server reads, the extension files (idempotent)
 	$(BOOTSTRAP)
 
@@ -58,6 +58,25 @@ fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1
 	PGML_FUZZ_EXAMPLES=25000 PGML_FUZZ_PARSER=1000000 $(VENV)/bin/python -m pytest -q -s \
 	  tests/test_fuzz.py tests/test_example_parser.py \
 	  tests/test_native.py::test_native_and_pl_python_agree_on_any_bytes
+
+# The C code under AddressSanitizer and UndefinedBehaviorSanitizer: the Example reader's
+# differential fuzz, then the extension built with both and the C-path tests through a
+# server that preloads ASan's runtime (any report aborts the backend: the tests' crash
+# witness fails). The normal build is installed again afterwards, pass or fail.
+SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
+ASAN_RUNTIME = $(shell gcc -print-file-name=libasan.so)
+SANITIZE_TESTS ?= tests/test_native.py tests/test_trust.py tests/test_batch.py tests/test_errors.py
+sanitize: setup  ## ASan/UBSan: the C Example reader (fuzz) and the C-path tests in a server
+	PGML_SANITIZE_FLAGS="-O1 $(SANITIZE_FLAGS)" LD_PRELOAD=$(ASAN_RUNTIME) \
+	  ASAN_OPTIONS=detect_leaks=0 PGML_FUZZ_PARSER=200000 \
+	  $(VENV)/bin/python -m pytest -q -s -p no:cacheprovider tests/test_example_parser.py
+	$(MAKE) -s clean
+	$(MAKE) -s all PG_CFLAGS="$(PG_CFLAGS) $(SANITIZE_FLAGS)" \
+	  SHLIB_LINK="$(SHLIB_LINK) -fsanitize=address,undefined"
+	$(MAKE) -s install >/dev/null
+	status=0; PGML_EXT_SERVER_PRELOAD=$(ASAN_RUNTIME) \
+	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS) || status=$$?; \
+	  $(MAKE) -s clean && $(MAKE) -s all && $(MAKE) -s install >/dev/null; exit $$status
 
 soak: setup  ## 16 sessions score for 60 s while versions are registered and deleted
 	$(VENV)/bin/pgml-ext soak $(SOAK_ARGS)
