@@ -46,14 +46,12 @@ class Cluster:
     def _os_user(self) -> str | None:
         return SERVER_USER if os.geteuid() == 0 else None
 
-    def _run(
-        self, *args: str, check: bool = True, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess:
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [str(a) for a in args]
         user = self._os_user()
         if user:
             cmd = ["runuser", "-u", user, "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
         if check and proc.returncode != 0:
             raise ClusterError(f"{' '.join(cmd[:2])} failed:\n{proc.stdout}{proc.stderr}")
         return proc
@@ -117,18 +115,7 @@ class Cluster:
             self.init()
         if not self.running():
             log = self.datadir / "server.log"
-            self._run(
-                PG_BIN / "pg_ctl",
-                "start",
-                "-D",
-                self.datadir,
-                "-l",
-                log,
-                "-w",
-                "-t",
-                "60",
-                env=_server_env(),
-            )
+            self._run(PG_BIN / "pg_ctl", "start", "-D", self.datadir, "-l", log, "-w", "-t", "60")
             self._wait_ready()
         return self.url()
 
@@ -193,20 +180,6 @@ class Cluster:
             return "\n".join((self.datadir / "server.log").read_text().splitlines()[-lines:])
         except OSError:
             return ""
-
-
-def _server_env() -> dict[str, str] | None:
-    """The server's environment: ours, plus AddressSanitizer's runtime preloaded when
-    PGML_EXT_SERVER_PRELOAD names it (`make sanitize`: the extension built with ASan)."""
-    preload = os.environ.get("PGML_EXT_SERVER_PRELOAD")
-    if not preload:
-        return None
-    return {
-        **os.environ,
-        "LD_PRELOAD": preload,
-        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:alloc_dealloc_mismatch=0",
-        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
-    }
 
 
 def free_port(host: str, preferred: int) -> int:

@@ -108,15 +108,8 @@ open_litert(const char *path)
 
 	if (lrt_library != NULL)
 		return strcmp(lrt_library, path) == 0;
-	/*
-	 * DEEPBIND: LiteRT's own symbols first, never a same-named one loaded before it
-	 * (except under AddressSanitizer, `make sanitize`, which refuses DEEPBIND).
-	 */
-#ifdef __SANITIZE_ADDRESS__
-	lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-#else
+	/* DEEPBIND: LiteRT's own symbols first, never a same-named one loaded before it. */
 	lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-#endif
 	if (lib == NULL)
 	{
 		elog(LOG, "pgml: native scoring off, cannot open %s: %s", path, dlerror());

@@ -43,9 +43,7 @@ def import_tensorflow(threads: int = 1):
     try:
         if in_server:
             _preload_llvm_jit()
-            # (AddressSanitizer, preloaded by `make sanitize`, refuses DEEPBIND)
-            deepbind = 0 if "libasan" in os.environ.get("LD_PRELOAD", "") else os.RTLD_DEEPBIND
-            sys.setdlopenflags(os.RTLD_NOW | deepbind)
+            sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)
         import tensorflow as tf
     except (ImportError, OSError) as e:
         raise PgmlError(
