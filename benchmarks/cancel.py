@@ -58,7 +58,10 @@ def main() -> None:
                 conn.exec_driver_sql("SET pgml.batch_chunk_rows = 65536")
                 if "PL/Python" in what:
                     conn.exec_driver_sql("SET pgml.native_scoring = off")
-                conn.exec_driver_sql("SELECT pgml.predict_class('cnn', pixels) FROM big LIMIT 1")
+                model = "cnn_tf" if "TensorFlow" in what else "cnn"  # loaded before: warm
+                conn.exec_driver_sql(
+                    f"SELECT pgml.predict_class('{model}', pixels) FROM big LIMIT 1"
+                )
                 conn.exec_driver_sql(f"SET statement_timeout = {args.timeout_ms}")
                 started = time.perf_counter()
                 try:
