@@ -8,6 +8,7 @@ import hashlib
 import os
 import struct
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -431,3 +432,61 @@ def test_concurrent_first_loads_write_one_copy_and_leftovers_go(engine, mlp_dir,
     assert not errors and results == [9] * 8
     names = sorted(os.listdir(root))
     assert identity in names and not [n for n in names if n.startswith(identity + ".tmp")]
+
+
+def test_references_hold_across_a_cursors_fetches(scorer):
+    """A reference is good for the statement that resolved it; each FETCH of a cursor
+    is a statement of its own and resolves again (same snapshot, same version)."""
+    with scorer.begin() as conn:
+        conn.exec_driver_sql(
+            "DECLARE c CURSOR FOR SELECT pgml.predict_class('mlp', example) FROM inputs "
+            "WHERE id < 30 ORDER BY id"
+        )
+        got = []
+        for _ in range(3):
+            got += [r[0] for r in conn.exec_driver_sql("FETCH 10 FROM c")]
+        conn.exec_driver_sql("CLOSE c")
+    plain = rows(
+        scorer, "SELECT pgml.predict_class('mlp', example) FROM inputs WHERE id < 30 ORDER BY id"
+    )
+    assert got == [r[0] for r in plain] and len(got) == 30, (got, plain)
+
+
+# -- 12. the crash witness sees a crash -------------------------------------------------
+
+
+def test_the_crash_witness_sees_a_backend_crash(tmp_path):
+    """On a throwaway cluster of its own: a backend killed by SIGSEGV restarts every
+    connection; the witness of conftest.py must notice (the start time would not)."""
+    import signal
+
+    import pg8000.dbapi
+
+    from conftest import Witness
+    from pgml_ext.cluster import Cluster, free_port
+
+    other = Cluster(HOME / "crash-cluster", free_port("127.0.0.1", 54369))
+    other.destroy()
+    other.start()
+    try:
+        witness = Witness(other)
+        witness.arm()
+        victim = pg8000.dbapi.connect(user=other.user, host=other.host, port=other.port)
+        cur = victim.cursor()
+        cur.execute("SELECT pg_backend_pid(), pg_postmaster_start_time()")
+        pid, started = cur.fetchone()
+        os.kill(pid, signal.SIGSEGV)
+        for _ in range(100):  # the postmaster ends every backend, then starts afresh
+            if not witness.alive():
+                break
+            time.sleep(0.1)
+        assert witness.conn is None  # dropped
+        other._wait_ready()
+        assert any("terminated by signal" in line for line in witness.crashes())
+        check = pg8000.dbapi.connect(user=other.user, host=other.host, port=other.port)
+        cur = check.cursor()
+        cur.execute("SELECT pg_postmaster_start_time()")
+        assert cur.fetchone()[0] == started  # why the start time cannot tell
+        check.close()
+    finally:
+        other.destroy()
