@@ -22,23 +22,24 @@ from pgml_ext.cluster import HOME
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
 
+def _login(engine: sa.Engine, db_url: str, name: str, role: str) -> sa.Engine:
+    """A login role NAME, member of ROLE, that may read the inputs."""
+    with engine.begin() as conn:
+        if not conn.exec_driver_sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{name}'").scalar():
+            conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
+        conn.exec_driver_sql(f"GRANT {role} TO {name}")
+        conn.exec_driver_sql(f"GRANT SELECT ON inputs TO {name}")
+    return new_engine(db_url.replace("postgres@", f"{name}@"))
+
+
 @pytest.fixture(scope="module")
 def scorer(engine, db_url):
-    with engine.begin() as conn:
-        if not conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = 'sam'").scalar():
-            conn.exec_driver_sql("CREATE ROLE sam LOGIN")
-        conn.exec_driver_sql("GRANT pgml_scorer TO sam")
-        conn.exec_driver_sql("GRANT SELECT ON inputs TO sam")
-    return new_engine(db_url.replace("postgres@", "sam@"))
+    return _login(engine, db_url, "sam", "pgml_scorer")
 
 
 @pytest.fixture(scope="module")
 def admin(engine, db_url):
-    with engine.begin() as conn:
-        if not conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = 'ada'").scalar():
-            conn.exec_driver_sql("CREATE ROLE ada LOGIN")
-        conn.exec_driver_sql("GRANT pgml_admin TO ada")
-    return new_engine(db_url.replace("postgres@", "ada@"))
+    return _login(engine, db_url, "ada", "pgml_admin")
 
 
 def execute(engine: sa.Engine, sql: str, **params) -> None:

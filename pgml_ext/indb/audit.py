@@ -158,6 +158,18 @@ def _called(node) -> list[str]:
     return names
 
 
+def _reach(start: list[str], neighbours) -> set[str]:
+    """Every name reachable from START through NEIGHBOURS(name)."""
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(neighbours(name))
+    return seen
+
+
 class _Graph:
     def __init__(self, meta_graph) -> None:
         self.nodes = {n.name: n for n in meta_graph.graph_def.node}
@@ -165,28 +177,23 @@ class _Graph:
 
     def closure(self, roots: list[str]) -> tuple[set[str], set[str]]:
         """(graph nodes, library functions) that running ROOTS may run."""
-        nodes: set[str] = set()
-        functions: set[str] = set()
-        todo = [r for r in roots if r in self.nodes]
-        while todo:
-            name = todo.pop()
-            if name in nodes:
-                continue
-            nodes.add(name)
-            node = self.nodes[name]
-            todo.extend(_node_name(i) for i in node.input if _node_name(i) in self.nodes)
-            self._functions(_called(node), functions)
-        return nodes, functions
+        nodes = _reach(
+            [r for r in roots if r in self.nodes],
+            lambda n: [i for i in map(_node_name, self.nodes[n].input) if i in self.nodes],
+        )
+        return nodes, self.called_from([f for n in nodes for f in _called(self.nodes[n])])
 
-    def _functions(self, names: list[str], seen: set[str]) -> None:
-        todo = [n for n in names if n in self.functions]
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            for node in self.functions[name].node_def:
-                todo.extend(n for n in _called(node) if n in self.functions)
+    def called_from(self, names: list[str]) -> set[str]:
+        """The library functions NAMES (ops or function attrs) run, and theirs."""
+        return _reach(
+            [n for n in names if n in self.functions],
+            lambda f: [
+                c
+                for node in self.functions[f].node_def
+                for c in _called(node)
+                if c in self.functions
+            ],
+        )
 
     def ops(self, nodes: set[str], functions: set[str]) -> set[str]:
         found = {self.nodes[n].op for n in nodes}
@@ -214,7 +221,7 @@ def audit(saved_model_dir: str | Path) -> dict[str, Any]:
         )
         # functions nothing in the graph calls (run by the TF2 loader): audited in full
         loose = set(graph.functions) - saver_functions - other_functions
-        graph._functions(sorted(loose), other_functions)
+        other_functions |= graph.called_from(sorted(loose))
         checkpoint_only = saver_functions - other_functions
         other_ops = graph.ops(other_nodes, other_functions)
         saver_ops = graph.ops(saver_nodes - other_nodes, checkpoint_only)
