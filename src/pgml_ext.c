@@ -1,8 +1,8 @@
 /*
  * pgml_ext.c: the two C functions of pgml_ext.
  *
- * pgml._model_ref(model text) turns a model reference ('mnist', 'mnist@3') into the directory on this server
- * that holds that version's files (model.json, the SavedModel archive, the LiteRT
+ * pgml._model_ref(model text) turns a model reference ('mnist', 'mnist@3') into the name
+ * of the directory on this server (under pgml_models_root()) that holds that version's files (model.json, the SavedModel archive, the LiteRT
  * flatbuffers), writing them from the pgml tables the first time any backend asks.
  * The PL/Python scoring functions then load models from files alone.
  *
@@ -352,7 +352,8 @@ resolve(const char *model, Oid owner)
 		materialize(dir, id);
 	}
 
-	result = MemoryContextStrdup(caller, dir);
+	/* the reference: the directory's name, not a server path */
+	result = MemoryContextStrdup(caller, strrchr(dir, '/') + 1);
 	SPI_finish();
 	SetUserIdAndSecContext(saved_user, saved_context);
 	return result;

@@ -213,6 +213,19 @@ def sql_error(engine: sa.Engine, sql: str, **params) -> tuple[str, str, str]:
     return fields["C"], fields["M"], fields.get("H", "")
 
 
+def model_files(engine: sa.Engine, model: str) -> str:
+    """The directory on the server that holds MODEL's files (pgml._model_ref names it)."""
+    with engine.connect() as conn:
+        ref, data_dir, db = conn.execute(
+            sa.text(
+                "SELECT pgml._model_ref(:m), current_setting('data_directory'), "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"m": model},
+        ).one()
+    return f"{data_dir}/pgsql_tmp_pgml_ext/{db}/{ref}"
+
+
 def committed(engine: sa.Engine, sql: str, **params):
     """Run SQL in its own committed transaction; return the first column of the first row."""
     with engine.begin() as conn:

@@ -12,7 +12,7 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from conftest import new_engine, scalar
+from conftest import model_files, new_engine, scalar
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -83,7 +83,7 @@ def test_workers_write_missing_model_files(db_url, engine):
     with new_engine(db_url).connect() as conn:
         gather, _ = run_parallel(conn, query)
         assert gather["Workers Launched"] >= 1
-        ref = conn.exec_driver_sql("SELECT pgml._model_ref('mlp')").scalar()
+        ref = model_files(engine, "mlp")
         assert ref.startswith(f"{data_dir}/pgsql_tmp_pgml_ext/")
         files = conn.exec_driver_sql(f"SELECT pg_ls_dir('{ref}') ORDER BY 1").scalars().all()
         assert {"model.json", "savedmodel.tar", "litert-1.tflite"} <= set(files)
@@ -149,7 +149,7 @@ def test_statement_timeout_stops_batches_in_workers(db_url, engine):
 def test_damaged_model_files_are_written_again(db_url, engine):
     """The server's copy of a model damaged on disk: one clean error that says to run
     the statement again, and the next statement writes the files afresh."""
-    ref = scalar(engine, "SELECT pgml._model_ref('mnist')")
+    ref = model_files(engine, "mnist")
     with open(f"{ref}/model.json", "w") as f:
         f.write("{not json")
     with new_engine(db_url).connect() as conn:  # a new backend: nothing loaded yet

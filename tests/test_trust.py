@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from conftest import LABELS, new_engine, rows, scalar, sql_error
+from conftest import LABELS, model_files, new_engine, rows, scalar, sql_error
 from pgml_ext import client, reference
 from pgml_ext.cluster import HOME
 
@@ -130,14 +130,11 @@ def test_model_dir_setting_is_gone_and_files_live_in_the_data_directory(
     code = sql_error(scorer, "SET pgml.model_dir = '/tmp/planted'")[0]
     assert code in ("42704", "42602"), code  # no such setting under the reserved prefix
     client.register_model(engine, "tf_files", mlp_dir, runtime="tensorflow")
-    with engine.connect() as conn:
-        ref, got = conn.execute(
-            sa.text(
-                "SELECT pgml._model_ref('tf_files'), pgml.predict_class('tf_files', pixels) "
-                "FROM inputs WHERE id = 3"
-            )
-        ).one()
-    assert got == 3
+    assert (
+        scalar(engine, "SELECT pgml.predict_class('tf_files', pixels) FROM inputs WHERE id = 3")
+        == 3
+    )
+    ref = model_files(engine, "tf_files")
     assert ref.startswith(str(cluster.datadir) + "/pgsql_tmp_pgml_ext/")
     unpacked = Path(ref) / "savedmodel"
     assert (unpacked / "saved_model.pb").is_file()
@@ -378,7 +375,8 @@ def test_reinstalled_extension_and_new_labels_never_serve_stale_files(cluster, m
 def test_deleted_version_cannot_be_scored_through_its_directory(engine, scorer, mlp_dir):
     client.register_model(engine, "to_delete", mlp_dir)
     ref = scalar(engine, "SELECT pgml._model_ref('to_delete')")
-    assert os.path.isdir(ref)
+    assert "/" not in ref  # a name: no server path for anyone
+    assert os.path.isdir(model_files(engine, "to_delete"))
     execute(engine, "SELECT pgml.delete_model('to_delete')")
     for who in (engine, scorer):
         code, message, _ = sql_error(

@@ -7,7 +7,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from conftest import committed, new_engine, rows, scalar
+from conftest import committed, model_files, new_engine, rows, scalar
 from pgml_ext import client
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
@@ -140,9 +140,8 @@ def test_prune_removes_the_files_of_deleted_versions_only(engine, mlp_dir):
     from pgml_ext.sqlalchemy import prune_model_files
 
     version = client.register_model(engine, "pruned", mlp_dir)
-    with engine.connect() as conn:
-        kept = conn.execute(sa.text("SELECT pgml._model_ref('mlp')")).scalar()
-        gone = conn.execute(sa.text(f"SELECT pgml._model_ref('pruned@{version}')")).scalar()
+    kept = model_files(engine, "mlp")
+    gone = model_files(engine, f"pruned@{version}")
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pgml.delete_model('pruned')"))
         removed = conn.execute(sa.select(prune_model_files())).scalars().all()

@@ -1,14 +1,15 @@
 """Model versions as this server's files, and the few queries the scoring code runs.
 
 ``pgml._model_ref(model)`` (src/pgml_ext.c) resolves a model reference under the
-calling statement's snapshot and returns the directory where that version's files
-live on this server, writing them from the pgml tables the first time (and checking
-each against the sha256 stored at registration as it does). Scoring then reads files
-only, with no query: that is what lets it run in parallel workers. A version's files
-never change: the directory is named by row id and the SHA-256 of its model.json,
-which holds every blob's checksum, the labels and the options; it is checked again
-when a process first reads it. Only the server writes there (0700, under the data
-directory), one process per version at a time.
+calling statement's snapshot and returns the name of the directory (under
+server.models_root()) where that version's files live on this server, writing them
+from the pgml tables the first time (and checking each against the sha256 stored at
+registration as it does). Scoring then reads files only, with no query: that is what
+lets it run in parallel workers. A version's files never change: the directory is
+named by row id and the SHA-256 of its model.json, which holds every blob's checksum,
+the labels and the options; it is checked again when a process first reads it. Only
+the server writes there (0700, under the data directory), one process per version at
+a time.
 """
 
 from __future__ import annotations
@@ -83,20 +84,25 @@ def check_ref(ref: str) -> None:
         raise _NOT_A_REF
 
 
-def read(ref: str) -> ModelRow:
-    """The model row in directory REF, which must be one pgml._model_ref hands out,
-    its model.json checked against the directory's name."""
-    root, name = os.path.split(ref)
-    if root != server.models_root() or not _DIRECTORY.fullmatch(name):
+def directory(ref: str) -> str:
+    """The directory of REF, the name pgml._model_ref hands out (never a path)."""
+    if not _DIRECTORY.fullmatch(ref):
         raise _NOT_A_REF
+    return os.path.join(server.models_root(), ref)
+
+
+def read(ref: str) -> ModelRow:
+    """The model row in the directory of REF, which must be a name pgml._model_ref hands
+    out, its model.json checked against the directory's name."""
+    path = directory(ref)
     try:
-        with open(os.path.join(ref, "model.json"), "rb") as f:
+        with open(os.path.join(path, "model.json"), "rb") as f:
             raw = f.read()
-        if hashlib.sha256(raw).hexdigest() != name.split("-", 1)[1]:
+        if hashlib.sha256(raw).hexdigest() != ref.split("-", 1)[1]:
             raise ValueError("model.json does not match the directory's identity")
         r = json.loads(raw)
     except (OSError, ValueError) as e:
-        shutil.rmtree(ref, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
         raise PgmlError(
             f"this server's copy of the model is missing or damaged ({e})",
             UNDEFINED_FILE,
@@ -114,7 +120,7 @@ def read(ref: str) -> ModelRow:
         size=r["size"],
         runtimes=r["runtimes"] or {},
         litert=r["litert"] or {},
-        directory=ref,
+        directory=path,
     )
 
 
