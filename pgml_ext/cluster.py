@@ -105,8 +105,9 @@ class Cluster:
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "shared_buffers = 256MB\nmax_connections = 50\n"
                 "logging_collector = off\n"
-                # pgml_ext's settings (pgml.*) are known from the first statement on
-                "shared_preload_libraries = 'pgml_ext'\n"
+                # pgml_ext's settings (pgml.*) are known from a session's first
+                # statement; loaded per session, so a new build needs no restart
+                "session_preload_libraries = 'pgml_ext'\n"
             )
 
     def start(self) -> str:
