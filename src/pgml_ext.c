@@ -307,11 +307,14 @@ materialize(const char *dir, const char *id)
 	if (rename(tmp, dir) != 0)
 		ereport(ERROR, (errcode_for_file_access(),
 						errmsg("pgml: could not rename \"%s\" to \"%s\": %m", tmp, dir)));
+	/* the directory exists now: whoever waits on this lock, or comes later, sees it */
+	unlink(psprintf("%s.lock", dir));
 	CloseTransientFile(lock);
 }
 
 /*
- * The model's directory, its files written if this server does not have them yet.
+ * The name of the model's directory (under pgml_models_root()), its files written if
+ * this server does not have them yet.
  * The tables are read as OWNER (the extension's owner), whatever the caller may read.
  */
 static char *
