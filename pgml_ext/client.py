@@ -108,8 +108,8 @@ def register_model(
     with _begin(target) as conn:
         model_id = conn.execute(
             sa.text(
-                "SELECT pgml._begin_registration(:name, :size, :checksum, :labels, :runtime, "
-                "CAST(:options AS jsonb))"
+                "SELECT pgml_internal.begin_registration(:name, :size, :checksum, :labels, "
+                ":runtime, CAST(:options AS jsonb))"
             ),
             {
                 "name": name,
@@ -120,7 +120,7 @@ def register_model(
                 "options": json.dumps(options),
             },
         ).scalar_one()
-        insert = sa.text("SELECT pgml._upload_chunk(:id, :seq, :data)")
+        insert = sa.text("SELECT pgml_internal.upload_chunk(:id, :seq, :data)")
         with tqdm(
             total=len(blob), unit="B", unit_scale=True, desc=f"uploading {name}", disable=not show
         ) as bar:
@@ -128,7 +128,7 @@ def register_model(
                 conn.execute(insert, {"id": model_id, "seq": seq, "data": chunk})
                 bar.update(len(chunk))
         return conn.execute(
-            sa.text("SELECT pgml._finish_registration(:id, :samples)"),
+            sa.text("SELECT pgml_internal.finish_registration(:id, :samples)"),
             {"id": model_id, "samples": _npy(samples)},
         ).scalar_one()
 
@@ -212,7 +212,7 @@ def export_model(
     with _begin(target) as conn:
         row = conn.execute(
             sa.text(
-                "SELECT r.id, m.version, m.checksum FROM pgml._model_version(:ref) r "
+                "SELECT r.id, m.version, m.checksum FROM pgml_internal.model_version(:ref) r "
                 "JOIN pgml.model_versions m ON m.id = r.id"
             ),
             {"ref": name if version is None else f"{name}@{version}"},

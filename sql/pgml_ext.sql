@@ -6,6 +6,12 @@
 -- (`import a.b.c as m` rather than `from a.b import c`: on every call, the latter runs
 -- importlib's Python-level fromlist handling, ~0.5 us per row.)
 
+-- Schemas: pgml holds what users call (CREATE EXTENSION makes it); pgml_internal the
+-- functions the public ones are built from, granted to as few roles as works.
+CREATE SCHEMA pgml_internal;
+COMMENT ON SCHEMA pgml_internal IS
+    'pgml_ext internals: called by the pgml functions and by C, not by users.';
+
 -- Models --------------------------------------------------------------------------------
 
 CREATE TABLE pgml.model_versions (
@@ -80,14 +86,14 @@ SELECT m.name,
 COMMENT ON VIEW pgml.models IS
     'Registered models: name, version, runtime, input/output signature, labels, op audit, size, created.';
 
--- Model access for the scoring code. pgml._model_ref (C) runs these as the extension's
+-- Model access for the scoring code. pgml_internal.model_ref (C) runs these as the extension's
 -- owner, so scorers need no privilege on them or on the tables; nobody else may call
 -- them. PARALLEL SAFE throughout: scoring runs in parallel workers too.
 
 -- model.json, the row as the scoring code reads it: everything that decides an answer
 -- but the blobs, whose checksums it holds. Its SHA-256 is the version's identity: the
 -- name of its directory on each server.
-CREATE FUNCTION pgml._model_document(version_id bigint)
+CREATE FUNCTION pgml_internal.model_document(version_id bigint)
 RETURNS text LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pgml, pg_temp AS $$
     SELECT jsonb_build_object(
@@ -104,16 +110,16 @@ SET search_path = pg_catalog, pgml, pg_temp AS $$
       FROM pgml.model_versions v WHERE v.id = version_id
 $$;
 
-CREATE FUNCTION pgml._model_identity(version_id bigint)
+CREATE FUNCTION pgml_internal.model_identity(version_id bigint)
 RETURNS text LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pgml, pg_temp AS $$
-    SELECT encode(sha256(convert_to(pgml._model_document(version_id), 'UTF8')), 'hex')
+    SELECT encode(sha256(convert_to(pgml_internal.model_document(version_id), 'UTF8')), 'hex')
 $$;
 
--- pgml._model_version('mnist' | 'mnist@3'): the row that serves a model reference now,
+-- pgml_internal.model_version('mnist' | 'mnist@3'): the row that serves a model reference now,
 -- under the caller's snapshot, or a clear error. PL/pgSQL runs its queries without
 -- subtransactions, so this works in parallel workers too.
-CREATE FUNCTION pgml._model_version(model text, OUT id bigint, OUT identity text)
+CREATE FUNCTION pgml_internal.model_version(model text, OUT id bigint, OUT identity text)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pgml, pg_temp AS $$
 DECLARE
@@ -139,7 +145,7 @@ BEGIN
              (SELECT p.version FROM pgml.pins p WHERE p.name = model_name),
              (SELECT max(v.version) FROM pgml.model_versions v WHERE v.name = model_name));
     IF described THEN
-        identity := pgml._model_identity(id);
+        identity := pgml_internal.model_identity(id);
         RETURN;
     ELSIF FOUND THEN
         RAISE EXCEPTION 'pgml: model ''%'' v% was never described', model_name, found_version
@@ -158,11 +164,11 @@ BEGIN
                      'pgml_ext.register_model(...) or pgml.load_model(name, path).';
 END $$;
 
--- The files of a model version, in the order pgml._model_ref writes them: the
+-- The files of a model version, in the order pgml_internal.model_ref writes them: the
 -- SavedModel archive (chunk by chunk), one flatbuffer per LiteRT signature, and last
--- model.json (pgml._model_document). CHECKSUM: the sha256 the file must have (checked
+-- model.json (pgml_internal.model_document). CHECKSUM: the sha256 the file must have (checked
 -- as it is written); WHAT: the file's name in messages.
-CREATE FUNCTION pgml._model_files(version_id bigint)
+CREATE FUNCTION pgml_internal.model_files(version_id bigint)
 RETURNS TABLE (file text, data bytea, checksum text, what text)
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pgml, pg_temp AS $$
@@ -178,16 +184,16 @@ SET search_path = pg_catalog, pgml, pg_temp AS $$
           FROM (SELECT l.*, row_number() OVER (ORDER BY l.signature) AS n
                   FROM pgml.model_litert l WHERE l.model_id = version_id) l, version v
         UNION ALL
-        SELECT 3, 0, 'model.json', convert_to(pgml._model_document(v.id), 'UTF8'),
-               pgml._model_identity(v.id), format('%s (model.json)', v.what)
+        SELECT 3, 0, 'model.json', convert_to(pgml_internal.model_document(v.id), 'UTF8'),
+               pgml_internal.model_identity(v.id), format('%s (model.json)', v.what)
           FROM version v
     ) f ORDER BY f.part, f.seq
 $$;
 
--- Called by pgml._model_ref before a version's directory is put in place: LiteRT's
+-- Called by pgml_internal.model_ref before a version's directory is put in place: LiteRT's
 -- verifier on every flatbuffer in DIR (XX001 if one is unsound), so C never maps one
 -- that was not checked.
-CREATE FUNCTION pgml._check_model_files(dir text)
+CREATE FUNCTION pgml_internal.check_model_files(dir text)
 RETURNS void LANGUAGE plpython3u STRICT PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.check_model_files(dir)
@@ -196,7 +202,7 @@ $$;
 -- The directory on this server that holds a model version's files, written there by
 -- the first backend (or parallel worker) that needs them; resolved once per statement
 -- and call site. src/pgml_ext.c says why this one function is C.
-CREATE FUNCTION pgml._model_ref(model text)
+CREATE FUNCTION pgml_internal.model_ref(model text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_model_ref'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
@@ -209,7 +215,7 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- Step 1 of an upload: reserve the next version of NAME (serialised per name). Only a
 -- superuser may ask for options.allow_unsafe_ops (see pgml_ext.indb.audit).
-CREATE FUNCTION pgml._begin_registration(
+CREATE FUNCTION pgml_internal.begin_registration(
     name text, size bigint, checksum text, labels text[], runtime text, options jsonb)
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgml, pg_temp AS $$
@@ -226,7 +232,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('pgml.model:' || name));
     SELECT coalesce(max(v.version), 0) + 1 INTO next_version
-      FROM pgml.model_versions v WHERE v.name = _begin_registration.name;
+      FROM pgml.model_versions v WHERE v.name = begin_registration.name;
     INSERT INTO pgml.model_versions
            (name, version, runtime, labels, options, size, checksum, created_by)
     VALUES (name, next_version, runtime, labels, coalesce(options, '{}'), size, checksum,
@@ -236,12 +242,12 @@ BEGIN
 END $$;
 
 -- Step 2: the archive's chunks, in order, into an upload still in progress.
-CREATE FUNCTION pgml._upload_chunk(model_id bigint, seq int, data bytea)
+CREATE FUNCTION pgml_internal.upload_chunk(model_id bigint, seq int, data bytea)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgml, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgml.model_versions m
-                    WHERE m.id = _upload_chunk.model_id AND m.signatures IS NULL) THEN
+                    WHERE m.id = upload_chunk.model_id AND m.signatures IS NULL) THEN
         RAISE EXCEPTION 'pgml: no model upload in progress with id %', model_id
             USING ERRCODE = 'undefined_object';
     END IF;
@@ -251,7 +257,7 @@ END $$;
 -- Step 3, after the chunks: check the blob, audit its ops, read its signatures,
 -- convert to LiteRT where it matches TensorFlow (SAMPLES: optional numpy .npy of extra
 -- inputs); returns the version.
-CREATE FUNCTION pgml._finish_registration(model_id bigint, samples bytea DEFAULT NULL)
+CREATE FUNCTION pgml_internal.finish_registration(model_id bigint, samples bytea DEFAULT NULL)
 RETURNS int LANGUAGE plpython3u SECURITY DEFINER
 SET search_path = pg_catalog, pgml, pg_temp AS $$
 import pgml_ext.indb.api as api
@@ -308,55 +314,55 @@ $$;
 -- Scoring -------------------------------------------------------------------------------
 -- Each public function is a SQL wrapper that the planner inlines into the calling query:
 --     pgml.classify(model, input)
---         =>  pgml._classify_native(pgml._model_ref(model), input, signature)
--- pgml._model_ref (C) resolves the model once per statement under its snapshot, so one
--- statement uses one version. pgml._classify_native (C, src/native.c) scores the row
--- with LiteRT's C API when the model's plan allows it (pgml._native_plan) and the row
+--         =>  pgml_internal.classify_native(pgml_internal.model_ref(model), input, signature)
+-- pgml_internal.model_ref (C) resolves the model once per statement under its snapshot, so one
+-- statement uses one version. pgml_internal.classify_native (C, src/native.c) scores the row
+-- with LiteRT's C API when the model's plan allows it (pgml_internal.native_plan) and the row
 -- is plain; otherwise, and for every error, it calls its PL/Python twin
--- pgml._classify, which scores with the model loaded from that version's files. None
+-- pgml_internal.classify, which scores with the model loaded from that version's files. None
 -- needs a subtransaction, so all of them are PARALLEL SAFE: a parallel plan scores in
 -- its workers too. STABLE: same model, same snapshot, same answer. Not STRICT:
 -- optional arguments default to NULL; NULL input gives NULL.
 
 -- bytea: a serialized tf.train.Example.
-CREATE FUNCTION pgml._predict(ref text, input bytea, output text, signature text)
+CREATE FUNCTION pgml_internal.predict(ref text, input bytea, output text, signature text)
 RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.predict(ref, input, output, signature)
 $$;
 
-CREATE FUNCTION pgml._classify(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.classify(ref text, input bytea, signature text)
 RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.classify(ref, input, signature)
 $$;
 
-CREATE FUNCTION pgml._predict_class(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class(ref text, input bytea, signature text)
 RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.predict_class(ref, input, signature)
 $$;
 
--- float4[]: packed into one bytea by pgml._tensor (C) for PL/Python, which would
+-- float4[]: packed into one bytea by pgml_internal.tensor (C) for PL/Python, which would
 -- otherwise make a Python float of every element (~14 ns each, more than scoring a
 -- small model); a NULL element is an ERROR there.
-CREATE FUNCTION pgml._tensor(input float4[], model text)
+CREATE FUNCTION pgml_internal.tensor(input float4[], model text)
 RETURNS bytea AS 'MODULE_PATHNAME', 'pgml_tensor'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
-CREATE FUNCTION pgml._predict_tensor(ref text, input bytea, output text, signature text)
+CREATE FUNCTION pgml_internal.predict_tensor(ref text, input bytea, output text, signature text)
 RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.predict(ref, api.tensor(input), output, signature)
 $$;
 
-CREATE FUNCTION pgml._classify_tensor(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_tensor(ref text, input bytea, signature text)
 RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.classify(ref, api.tensor(input), signature)
 $$;
 
-CREATE FUNCTION pgml._predict_class_tensor(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class_tensor(ref text, input bytea, signature text)
 RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.predict_class(ref, api.tensor(input), signature)
@@ -365,28 +371,28 @@ $$;
 -- The C twins the public functions call (src/native.c); same arguments, same answers.
 -- COST 100, as for the PL/Python ones: a row costs microseconds, not an operator's
 -- nanoseconds, and the planner weighs that when it considers a parallel plan.
-CREATE FUNCTION pgml._predict_native(ref text, input bytea, output text, signature text)
+CREATE FUNCTION pgml_internal.predict_native(ref text, input bytea, output text, signature text)
 RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml._classify_native(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_native(ref text, input bytea, signature text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml._predict_class_native(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class_native(ref text, input bytea, signature text)
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml._predict_tensor_native(ref text, input bytea, output text,
+CREATE FUNCTION pgml_internal.predict_tensor_native(ref text, input bytea, output text,
                                             signature text)
 RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml._classify_tensor_native(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_tensor_native(ref text, input bytea, signature text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml._predict_class_tensor_native(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class_tensor_native(ref text, input bytea, signature text)
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
@@ -394,89 +400,89 @@ LANGUAGE C STABLE PARALLEL SAFE COST 100;
 -- [libLiteRt.so, flatbuffer, signature, input, output, feature, floats, labels...],
 -- or NULL. Called once per backend and key by the functions above (through fmgr: no
 -- role may call it from SQL).
-CREATE FUNCTION pgml._native_plan(ref text, is_example bool, signature text)
+CREATE FUNCTION pgml_internal.native_plan(ref text, is_example bool, signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.native_plan(ref, is_example, signature)
 $$;
 
-CREATE FUNCTION pgml._clear_native_cache()
+CREATE FUNCTION pgml_internal.clear_native_cache()
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_clear_native_cache'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
-CREATE FUNCTION pgml._native_status()
+CREATE FUNCTION pgml_internal.native_status()
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_native_status'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
 CREATE FUNCTION pgml.predict(model text, input bytea, output text DEFAULT NULL,
                              signature text DEFAULT NULL)
 RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_native(pgml._model_ref(model), input, output, signature)
+    SELECT pgml_internal.predict_native(pgml_internal.model_ref(model), input, output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify_native(pgml._model_ref(model), input, signature)
+    SELECT pgml_internal.classify_native(pgml_internal.model_ref(model), input, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
 RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class_native(pgml._model_ref(model), input, signature)
+    SELECT pgml_internal.predict_class_native(pgml_internal.model_ref(model), input, signature)
 $$;
 
 CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
                              signature text DEFAULT NULL)
 RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_tensor_native(pgml._model_ref(model), pgml._tensor(input, model),
+    SELECT pgml_internal.predict_tensor_native(pgml_internal.model_ref(model), pgml_internal.tensor(input, model),
                                        output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify_tensor_native(pgml._model_ref(model),
-                                        pgml._tensor(input, model), signature)
+    SELECT pgml_internal.classify_tensor_native(pgml_internal.model_ref(model),
+                                        pgml_internal.tensor(input, model), signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
 RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class_tensor_native(pgml._model_ref(model),
-                                             pgml._tensor(input, model), signature)
+    SELECT pgml_internal.predict_class_tensor_native(pgml_internal.model_ref(model),
+                                             pgml_internal.tensor(input, model), signature)
 $$;
 
 -- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D float4[] with
 -- one input per row. NULL elements of a bytea[] give NULL results.
-CREATE FUNCTION pgml._predict_batch(ref text, inputs bytea[], output text, signature text)
+CREATE FUNCTION pgml_internal.predict_batch(ref text, inputs bytea[], output text, signature text)
 RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.predict_batch(ref, inputs, output, signature)
 $$;
 
-CREATE FUNCTION pgml._predict_batch_tensor(ref text, inputs bytea, output text,
+CREATE FUNCTION pgml_internal.predict_batch_tensor(ref text, inputs bytea, output text,
                                           signature text)
 RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.predict_batch(ref, api.tensor(inputs), output, signature)
 $$;
 
-CREATE FUNCTION pgml._classify_batch(ref text, inputs bytea[], signature text)
+CREATE FUNCTION pgml_internal.classify_batch(ref text, inputs bytea[], signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.top_class_batch(ref, inputs, signature, "label")
 $$;
 
-CREATE FUNCTION pgml._classify_batch_tensor(ref text, inputs bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_batch_tensor(ref text, inputs bytea, signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.top_class_batch(ref, api.tensor(inputs), signature, "label")
 $$;
 
-CREATE FUNCTION pgml._predict_class_batch(ref text, inputs bytea[], signature text)
+CREATE FUNCTION pgml_internal.predict_class_batch(ref text, inputs bytea[], signature text)
 RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.top_class_batch(ref, inputs, signature, "index")
 $$;
 
-CREATE FUNCTION pgml._predict_class_batch_tensor(ref text, inputs bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class_batch_tensor(ref text, inputs bytea, signature text)
 RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.top_class_batch(ref, api.tensor(inputs), signature, "index")
@@ -484,19 +490,19 @@ $$;
 
 -- classify_batch and predict_class_batch go through C twins too (src/native.c): chunks
 -- of plain inputs scored in one LiteRT call each, anything else to PL/Python.
-CREATE FUNCTION pgml._classify_batch_native(ref text, inputs bytea[], signature text)
+CREATE FUNCTION pgml_internal.classify_batch_native(ref text, inputs bytea[], signature text)
 RETURNS text[] AS 'MODULE_PATHNAME', 'pgml_classify_batch_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml._classify_batch_tensor_native(ref text, inputs bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_batch_tensor_native(ref text, inputs bytea, signature text)
 RETURNS text[] AS 'MODULE_PATHNAME', 'pgml_classify_batch_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml._predict_class_batch_native(ref text, inputs bytea[], signature text)
+CREATE FUNCTION pgml_internal.predict_class_batch_native(ref text, inputs bytea[], signature text)
 RETURNS int[] AS 'MODULE_PATHNAME', 'pgml_predict_class_batch_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml._predict_class_batch_tensor_native(ref text, inputs bytea,
+CREATE FUNCTION pgml_internal.predict_class_batch_tensor_native(ref text, inputs bytea,
                                                         signature text)
 RETURNS int[] AS 'MODULE_PATHNAME', 'pgml_predict_class_batch_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
@@ -504,38 +510,38 @@ LANGUAGE C STABLE PARALLEL SAFE COST 100;
 CREATE FUNCTION pgml.predict_batch(model text, inputs bytea[], output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
 RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_batch(pgml._model_ref(model), inputs, output, signature)
+    SELECT pgml_internal.predict_batch(pgml_internal.model_ref(model), inputs, output, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_batch(model text, inputs float4[], output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
 RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_batch_tensor(pgml._model_ref(model), pgml._tensor(inputs, model),
+    SELECT pgml_internal.predict_batch_tensor(pgml_internal.model_ref(model), pgml_internal.tensor(inputs, model),
                                  output, signature)
 $$;
 
 CREATE FUNCTION pgml.classify_batch(model text, inputs bytea[], signature text DEFAULT NULL)
 RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify_batch_native(pgml._model_ref(model), inputs, signature)
+    SELECT pgml_internal.classify_batch_native(pgml_internal.model_ref(model), inputs, signature)
 $$;
 
 CREATE FUNCTION pgml.classify_batch(model text, inputs float4[], signature text DEFAULT NULL)
 RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._classify_batch_tensor_native(pgml._model_ref(model),
-                                              pgml._tensor(inputs, model), signature)
+    SELECT pgml_internal.classify_batch_tensor_native(pgml_internal.model_ref(model),
+                                              pgml_internal.tensor(inputs, model), signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class_batch(model text, inputs bytea[],
                                          signature text DEFAULT NULL)
 RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class_batch_native(pgml._model_ref(model), inputs, signature)
+    SELECT pgml_internal.predict_class_batch_native(pgml_internal.model_ref(model), inputs, signature)
 $$;
 
 CREATE FUNCTION pgml.predict_class_batch(model text, inputs float4[],
                                          signature text DEFAULT NULL)
 RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml._predict_class_batch_tensor_native(pgml._model_ref(model),
-                                                   pgml._tensor(inputs, model), signature)
+    SELECT pgml_internal.predict_class_batch_tensor_native(pgml_internal.model_ref(model),
+                                                   pgml_internal.tensor(inputs, model), signature)
 $$;
 
 -- Score a whole table or query into TARGET (created if missing) in chunks: columns
@@ -598,7 +604,7 @@ import pgml_ext.indb.api as api
 return api.backend_status()
 $$;
 
--- Removes this database's model files (under the data directory, see pgml._model_ref)
+-- Removes this database's model files (under the data directory, see pgml_internal.model_ref)
 -- for versions that were deleted; returns the directories removed. A statement still
 -- using such a version finds its files gone and asks to be run again.
 CREATE FUNCTION pgml.prune_model_files()
@@ -632,13 +638,16 @@ BEGIN
 END $$;
 
 GRANT USAGE ON SCHEMA pgml TO PUBLIC;
+-- the inlined bodies of the public functions name these: scorers look them up
+GRANT USAGE ON SCHEMA pgml_internal TO pgml_scorer;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgml_internal FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgml FROM PUBLIC;
 GRANT SELECT ON pgml.models TO PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgml FROM PUBLIC;
 
 -- Scorers: the public functions, and the internals their inlined bodies call (each
--- safe for any argument: C checks sizes and that a reference came from pgml._model_ref
--- in the same statement). The PL/Python twins, _native_plan and the model readers are
+-- safe for any argument: C checks sizes and that a reference came from pgml_internal.model_ref
+-- in the same statement). The PL/Python twins, native_plan and the model readers are
 -- reached through C (fmgr, no privilege check) and granted to nobody.
 GRANT EXECUTE ON FUNCTION
     pgml.predict(text, bytea, text, text), pgml.predict(text, float4[], text, text),
@@ -651,25 +660,25 @@ GRANT EXECUTE ON FUNCTION
     pgml.score_into(text, text, text, text, text, int, text),
     pgml.create_function(text, text, text),
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
-    pgml._model_ref(text), pgml._tensor(float4[], text),
-    pgml._native_status(), pgml._clear_native_cache(),
-    pgml._predict_native(text, bytea, text, text),
-    pgml._predict_tensor_native(text, bytea, text, text),
-    pgml._classify_native(text, bytea, text), pgml._classify_tensor_native(text, bytea, text),
-    pgml._predict_class_native(text, bytea, text),
-    pgml._predict_class_tensor_native(text, bytea, text),
-    pgml._classify_batch_native(text, bytea[], text),
-    pgml._classify_batch_tensor_native(text, bytea, text),
-    pgml._predict_class_batch_native(text, bytea[], text),
-    pgml._predict_class_batch_tensor_native(text, bytea, text),
-    pgml._predict_batch(text, bytea[], text, text),
-    pgml._predict_batch_tensor(text, bytea, text, text)
+    pgml_internal.model_ref(text), pgml_internal.tensor(float4[], text),
+    pgml_internal.native_status(), pgml_internal.clear_native_cache(),
+    pgml_internal.predict_native(text, bytea, text, text),
+    pgml_internal.predict_tensor_native(text, bytea, text, text),
+    pgml_internal.classify_native(text, bytea, text), pgml_internal.classify_tensor_native(text, bytea, text),
+    pgml_internal.predict_class_native(text, bytea, text),
+    pgml_internal.predict_class_tensor_native(text, bytea, text),
+    pgml_internal.classify_batch_native(text, bytea[], text),
+    pgml_internal.classify_batch_tensor_native(text, bytea, text),
+    pgml_internal.predict_class_batch_native(text, bytea[], text),
+    pgml_internal.predict_class_batch_tensor_native(text, bytea, text),
+    pgml_internal.predict_batch(text, bytea[], text, text),
+    pgml_internal.predict_batch_tensor(text, bytea, text, text)
 TO pgml_scorer;
 
 GRANT EXECUTE ON FUNCTION
-    pgml._begin_registration(text, bigint, text, text[], text, jsonb),
-    pgml._upload_chunk(bigint, int, bytea),
-    pgml._finish_registration(bigint, bytea),
+    pgml_internal.begin_registration(text, bigint, text, text[], text, jsonb),
+    pgml_internal.upload_chunk(bigint, int, bytea),
+    pgml_internal.finish_registration(bigint, bytea),
     pgml.delete_model(text, int), pgml.pin_model(text, int), pgml.unpin_model(text),
     pgml.prune_model_files(),
     pgml.load_model(text, text, text, text[], text)
@@ -678,5 +687,5 @@ GRANT SELECT ON pgml.model_versions, pgml.model_chunks, pgml.model_litert, pgml.
     TO pgml_admin;
 -- what version a reference means (pgml-ext export): over tables admins read anyway
 GRANT EXECUTE ON FUNCTION
-    pgml._model_version(text), pgml._model_identity(bigint), pgml._model_document(bigint)
+    pgml_internal.model_version(text), pgml_internal.model_identity(bigint), pgml_internal.model_document(bigint)
 TO pgml_admin;

@@ -1,19 +1,19 @@
 /*
  * native.c: the per-row scorer without PL/Python, for the common case.
  *
- * pgml.classify(model, input) and its siblings call pgml._classify_native & co. For a
+ * pgml.classify(model, input) and its siblings call pgml_internal.classify_native & co. For a
  * signature that takes one float32 tensor of known size and runs on LiteRT (what
  * pgml_ext.indb.rowpath calls the fast path), a row is parsed here (protobuf-c for a
- * tf.Example, or the float4[] packed by pgml._tensor), scored by LiteRT's C API
+ * tf.Example, or the float4[] packed by pgml_internal.tensor), scored by LiteRT's C API
  * (libLiteRt.so from the ai-edge-litert wheel, opened with dlopen) and answered, with
  * no Python on the way: PL/Python's own call costs about as much as scoring a small
  * model. Python still decides everything once per backend and model: PL/Python's
- * pgml._native_plan says whether a (model version, input form, signature) may take
+ * pgml_internal.native_plan says whether a (model version, input form, signature) may take
  * this path and how (the flatbuffer, the input and output, the feature, the labels).
  *
  * This path never decides an error. Anything unusual (no plan, a bad Example, a feature
  * of the wrong kind or length, NaN or Infinity, a LiteRT failure) hands the row to the
- * PL/Python function of the same arguments (pgml._classify for _classify_native, ...),
+ * PL/Python function of the same arguments (pgml_internal.classify for classify_native, ...),
  * which scores it or reports what is wrong exactly as before. Tests compare both paths.
  * pgml.classify_batch and pgml.predict_class_batch work the same way, a chunk of
  * inputs per LiteRT call; SET pgml.native_scoring = off sends everything to PL/Python.
@@ -185,7 +185,7 @@ typedef struct NativeModel
 {
 	/* the key: model version (its ref), input form, requested signature, use */
 	text	   *ref;
-	bool		packed;			/* float4[] packed by pgml._tensor, else tf.Example */
+	bool		packed;			/* float4[] packed by pgml_internal.tensor, else tf.Example */
 	char	   *signature;		/* NULL: the model's default */
 	bool		batch;			/* for the batch forms: resized to their chunks */
 	uint64		used;			/* for recycling the least recently used */
@@ -475,8 +475,8 @@ static ArrayType *
 native_plan(text *ref, bool packed, const char *signature)
 {
 	static const Oid argtypes[] = {TEXTOID, BOOLOID, TEXTOID};
-	Oid			plan_fn = LookupFuncName(list_make2(makeString("pgml"),
-												   makeString("_native_plan")),
+	Oid			plan_fn = LookupFuncName(list_make2(makeString("pgml_internal"),
+												   makeString("native_plan")),
 										 3, argtypes, false);
 	LOCAL_FCINFO(fc, 3);
 	FmgrInfo	flinfo;
@@ -582,7 +582,7 @@ example_floats(NativeModel *m, bytea *data)
 }
 
 /*
- * The floats of a float4[] packed by pgml._tensor (ndim, dims, floats), or NULL if they
+ * The floats of a float4[] packed by pgml_internal.tensor (ndim, dims, floats), or NULL if they
  * do not fit M: one input (any shape of M's size) or, for BATCH, rows of M's size along
  * the first dimension (*ROWS of them).
  */
@@ -706,7 +706,7 @@ general_function(FunctionCallInfo fcinfo, const char *name)
 		Oid			oid;
 
 		get_func_signature(fcinfo->flinfo->fn_oid, &argtypes, &nargs);
-		oid = LookupFuncName(list_make2(makeString("pgml"), makeString((char *) name)),
+		oid = LookupFuncName(list_make2(makeString("pgml_internal"), makeString((char *) name)),
 							 nargs, argtypes, false);
 
 		fmgr_info_cxt(oid, general, fcinfo->flinfo->fn_mcxt);
@@ -733,7 +733,7 @@ call_general(FunctionCallInfo fcinfo, FmgrInfo *general, int rows)
 }
 
 /*
- * The reference (first argument) must come from pgml._model_ref in this statement:
+ * The reference (first argument) must come from pgml_internal.model_ref in this statement:
  * these functions are callable by scorers (the public wrappers are inlined), and what
  * they hand to PL/Python is never a path of the caller's making.
  */
@@ -943,20 +943,20 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	PG_FUNCTION_INFO_V1(c_name); \
 	Datum c_name(PG_FUNCTION_ARGS) { return entry(fcinfo, answer, packed, general); }
 
-NATIVE_FUNCTION(pgml_predict_native, score, SCORES, false, "_predict")
-NATIVE_FUNCTION(pgml_predict_class_native, score, CLASS_INDEX, false, "_predict_class")
-NATIVE_FUNCTION(pgml_classify_native, score, CLASS_LABEL, false, "_classify")
-NATIVE_FUNCTION(pgml_predict_tensor_native, score, SCORES, true, "_predict_tensor")
+NATIVE_FUNCTION(pgml_predict_native, score, SCORES, false, "predict")
+NATIVE_FUNCTION(pgml_predict_class_native, score, CLASS_INDEX, false, "predict_class")
+NATIVE_FUNCTION(pgml_classify_native, score, CLASS_LABEL, false, "classify")
+NATIVE_FUNCTION(pgml_predict_tensor_native, score, SCORES, true, "predict_tensor")
 NATIVE_FUNCTION(pgml_predict_class_tensor_native, score, CLASS_INDEX, true,
-				"_predict_class_tensor")
-NATIVE_FUNCTION(pgml_classify_tensor_native, score, CLASS_LABEL, true, "_classify_tensor")
-NATIVE_FUNCTION(pgml_classify_batch_native, score_batch, CLASS_LABEL, false, "_classify_batch")
+				"predict_class_tensor")
+NATIVE_FUNCTION(pgml_classify_tensor_native, score, CLASS_LABEL, true, "classify_tensor")
+NATIVE_FUNCTION(pgml_classify_batch_native, score_batch, CLASS_LABEL, false, "classify_batch")
 NATIVE_FUNCTION(pgml_classify_batch_tensor_native, score_batch, CLASS_LABEL, true,
-				"_classify_batch_tensor")
+				"classify_batch_tensor")
 NATIVE_FUNCTION(pgml_predict_class_batch_native, score_batch, CLASS_INDEX, false,
-				"_predict_class_batch")
+				"predict_class_batch")
 NATIVE_FUNCTION(pgml_predict_class_batch_tensor_native, score_batch, CLASS_INDEX, true,
-				"_predict_class_batch_tensor")
+				"predict_class_batch_tensor")
 
 PG_FUNCTION_INFO_V1(pgml_clear_native_cache);
 

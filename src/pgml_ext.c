@@ -1,7 +1,7 @@
 /*
  * pgml_ext.c: the two C functions of pgml_ext.
  *
- * pgml._model_ref(model text) turns a model reference ('mnist', 'mnist@3') into the name
+ * pgml_internal.model_ref(model text) turns a model reference ('mnist', 'mnist@3') into the name
  * of the directory on this server (under pgml_models_root()) that holds that version's files (model.json, the SavedModel archive, the LiteRT
  * flatbuffers), writing them from the pgml tables the first time any backend asks.
  * The PL/Python scoring functions then load models from files alone.
@@ -18,12 +18,12 @@
  * the directory's name is the SHA-256 of model.json, which holds every blob's checksum,
  * the labels and the options, so a directory never serves a different row; one process
  * writes a version at a time (flock), others wait; every file is checked as it is
- * written, flatbuffers by LiteRT's verifier (pgml._check_model_files) before the
+ * written, flatbuffers by LiteRT's verifier (pgml_internal.check_model_files) before the
  * directory is renamed into place. A reference is only good in the statement whose
- * pgml._model_ref handed it out (pgml_check_ref): the internal scoring functions take
+ * pgml_internal.model_ref handed it out (pgml_check_ref): the internal scoring functions take
  * no path of anyone's making, and a deleted version cannot be scored.
  *
- * pgml._tensor(input float4[], model text) hands a float4[] to PL/Python as one bytea
+ * pgml_internal.tensor(input float4[], model text) hands a float4[] to PL/Python as one bytea
  * (ndim, dims, the floats): PL/Python would otherwise build a Python float object per
  * element, which costs more than scoring a small model.
  */
@@ -78,7 +78,7 @@ text_column(HeapTuple tuple, TupleDesc desc, int column)
 	return value;
 }
 
-/* Only plain names from pgml._model_files: never a path of anyone's making. */
+/* Only plain names from pgml_internal.model_files: never a path of anyone's making. */
 static void
 check_file_name(const char *name)
 {
@@ -208,15 +208,15 @@ lock_version(const char *dir)
 }
 
 /*
- * Asks pgml._check_model_files (PL/Python: LiteRT's own verifier) whether the
+ * Asks pgml_internal.check_model_files (PL/Python: LiteRT's own verifier) whether the
  * flatbuffers in TMP are sound, before anything in C maps them; it raises XX001 if not.
  */
 static void
 check_model_files(const char *tmp)
 {
 	static const Oid argtypes[] = {TEXTOID};
-	Oid			fn = LookupFuncName(list_make2(makeString("pgml"),
-											   makeString("_check_model_files")),
+	Oid			fn = LookupFuncName(list_make2(makeString("pgml_internal"),
+											   makeString("check_model_files")),
 									1, argtypes, false);
 
 	OidFunctionCall1(fn, CStringGetTextDatum(tmp));
@@ -252,7 +252,7 @@ materialize(const char *dir, const char *id)
 
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT file, data, checksum, what "
-									   "FROM pgml._model_files($1)",
+									   "FROM pgml_internal.model_files($1)",
 									   1, argtypes, args, NULL, true, 0);
 	for (;;)
 	{
@@ -336,8 +336,8 @@ resolve(const char *model, Oid owner)
 						   | SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pgml: SPI_connect failed");
-	/* pgml._model_version raises the user-facing errors (unknown model, version). */
-	if (SPI_execute_with_args("SELECT id, identity FROM pgml._model_version($1)",
+	/* pgml_internal.model_version raises the user-facing errors (unknown model, version). */
+	if (SPI_execute_with_args("SELECT id, identity FROM pgml_internal.model_version($1)",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pgml: model lookup for \"%s\" returned no row", model);
@@ -398,7 +398,7 @@ issue(const char *ref)
 	MemoryContextSwitchTo(old);
 }
 
-/* Whether pgml._model_ref handed out REF (LEN bytes) in this statement. Never raises. */
+/* Whether pgml_internal.model_ref handed out REF (LEN bytes) in this statement. Never raises. */
 bool
 pgml_ref_issued(const char *ref, Size len)
 {
@@ -416,7 +416,7 @@ pgml_ref_issued(const char *ref, Size len)
 	return false;
 }
 
-/* An ERROR unless pgml._model_ref handed out REF in this statement. */
+/* An ERROR unless pgml_internal.model_ref handed out REF in this statement. */
 void
 pgml_check_ref(const char *ref, Size len)
 {
@@ -425,7 +425,7 @@ pgml_check_ref(const char *ref, Size len)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pgml: not a model reference"),
 				 errhint("Call pgml.predict/classify/predict_class with a model name; the "
-						 "pgml._* functions are internal.")));
+						 "pgml_internal functions are internal.")));
 }
 
 /* The owner of the function being called: the extension's owner, who reads its tables. */

@@ -22,7 +22,7 @@ extern int	pgml_model_cache_size;
 #define PGML_CHUNK_BUDGET_MS 100
 
 /*
- * pgml_ext.c: model references handed out by pgml._model_ref in this statement.
+ * pgml_ext.c: model references handed out by pgml_internal.model_ref in this statement.
  * Exported: PL/Python asks through ctypes (pgml_ext.indb.server.ref_issued).
  */
 extern PGDLLEXPORT bool pgml_ref_issued(const char *ref, Size len);

@@ -214,11 +214,11 @@ def sql_error(engine: sa.Engine, sql: str, **params) -> tuple[str, str, str]:
 
 
 def model_files(engine: sa.Engine, model: str) -> str:
-    """The directory on the server that holds MODEL's files (pgml._model_ref names it)."""
+    """The directory on the server that holds MODEL's files (pgml_internal.model_ref names it)."""
     with engine.connect() as conn:
         ref, data_dir, db = conn.execute(
             sa.text(
-                "SELECT pgml._model_ref(:m), current_setting('data_directory'), "
+                "SELECT pgml_internal.model_ref(:m), current_setting('data_directory'), "
                 "(SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"m": model},

@@ -2,7 +2,7 @@
 
 Each test forces a parallel plan (costs zeroed), checks with EXPLAIN ANALYZE that the
 scoring function sits below the Gather and that workers scored rows, and compares the
-answers with the same query run serially. pgml._model_ref (C) resolves the model in
+answers with the same query run serially. pgml_internal.model_ref (C) resolves the model in
 every worker, and the first process that needs a version writes its files to disk.
 """
 
@@ -66,7 +66,7 @@ def test_workers_score_and_agree_with_a_serial_plan(db_url, form):
     with new_engine(db_url).connect() as conn:
         gather, scan = run_parallel(conn, query)
         assert gather["Workers Launched"] >= 1
-        assert any("pgml._" in column for column in scan["Output"]), scan["Output"]
+        assert any("pgml_internal." in column for column in scan["Output"]), scan["Output"]
         assert sum(w["Actual Rows"] for w in scan.get("Workers", [])) == 1797
         parallel = dict(conn.exec_driver_sql(query).all())
         conn.exec_driver_sql(SERIAL)
@@ -136,7 +136,7 @@ def test_statement_timeout_stops_batches_in_workers(db_url, engine):
     with new_engine(db_url).connect() as conn:
         force_parallel(conn, "SET pgml.batch_chunk_rows = 1", "SET pgml.native_scoring = off")
         plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN VERBOSE {query}").scalars())
-        assert "Gather" in plan and "pgml._classify_batch" in plan
+        assert "Gather" in plan and "pgml_internal.classify_batch" in plan
         conn.exec_driver_sql("SET statement_timeout = '400ms'")
         with pytest.raises(sa.exc.DatabaseError) as info:
             conn.exec_driver_sql(query).all()

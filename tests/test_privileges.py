@@ -48,22 +48,22 @@ def test_scorer_scores_but_cannot_read_blobs_or_register(users, mlp_dir):
     with alice.connect() as conn, pytest.raises(sa.exc.DatabaseError) as info:
         client.register_model(conn, "by_alice", mlp_dir)
     assert info.value.orig.args[0]["C"] == "42501"
-    # The internal scoring functions take what pgml._model_ref returns, nothing else;
+    # The internal scoring functions take what pgml_internal.model_ref returns, nothing else;
     # the PL/Python twins and the model readers are not callable at all.
     for ref in ("/tmp", "/etc/passwd", "../1-" + "0" * 64):
-        for fn in ("_classify_native", "_classify_batch_native"):
-            arg = "example" if fn == "_classify_native" else "ARRAY[example]"
+        for fn in ("classify_native", "classify_batch_native"):
+            arg = "example" if fn == "classify_native" else "ARRAY[example]"
             code, message = sql_error(
-                alice, f"SELECT pgml.{fn}('{ref}', {arg}, NULL) FROM inputs LIMIT 1"
+                alice, f"SELECT pgml_internal.{fn}('{ref}', {arg}, NULL) FROM inputs LIMIT 1"
             )[:2]
             assert code == "22023" and "not a model reference" in message, (fn, ref)
     for sql in (
-        "SELECT pgml._classify('/tmp', example, NULL) FROM inputs LIMIT 1",
-        "SELECT pgml._native_plan('/tmp', true, NULL)",
-        "SELECT * FROM pgml._model_files(1)",
-        "SELECT * FROM pgml._model_version('mlp')",
-        "SELECT pgml._model_document(1)",
-        "SELECT pgml._check_model_files('/tmp')",
+        "SELECT pgml_internal.classify('/tmp', example, NULL) FROM inputs LIMIT 1",
+        "SELECT pgml_internal.native_plan('/tmp', true, NULL)",
+        "SELECT * FROM pgml_internal.model_files(1)",
+        "SELECT * FROM pgml_internal.model_version('mlp')",
+        "SELECT pgml_internal.model_document(1)",
+        "SELECT pgml_internal.check_model_files('/tmp')",
     ):
         assert sql_error(alice, sql)[0] == "42501", sql
     with alice.begin() as conn:
@@ -77,9 +77,9 @@ def test_ordinary_user_sees_metadata_only(users):
     assert {r[0] for r in rows(bob, "SELECT name FROM pgml.models")} >= {"mlp", "mnist"}
     for sql in (
         "SELECT pgml.classify('mlp', pixels) FROM inputs LIMIT 1",
-        "SELECT * FROM pgml._model_files(1)",
-        "SELECT pgml._model_ref('mlp')",
-        "SELECT pgml._classify('/tmp', example, NULL) FROM inputs LIMIT 1",
+        "SELECT * FROM pgml_internal.model_files(1)",
+        "SELECT pgml_internal.model_ref('mlp')",
+        "SELECT pgml_internal.classify('/tmp', example, NULL) FROM inputs LIMIT 1",
         "SELECT data FROM pgml.model_chunks LIMIT 1",
     ):
         assert sql_error(bob, sql)[0] == "42501", sql
@@ -112,7 +112,7 @@ def test_admin_changes_models_only_through_functions(users):
         "UPDATE pgml.model_versions SET labels = ARRAY['x']",
         "INSERT INTO pgml.model_chunks VALUES (1, 99, '')",
         "DELETE FROM pgml.pins",
-        "SELECT pgml._upload_chunk(1, 99, '')",  # not an upload in progress
+        "SELECT pgml_internal.upload_chunk(1, 99, '')",  # not an upload in progress
     ):
         code = sql_error(carol, sql)[0]
         assert code in ("42501", "42704"), (sql, code)
@@ -124,13 +124,13 @@ def test_security_definer_functions_pin_search_path(engine):
         engine,
         """
         SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname = 'pgml' AND p.prosecdef
+         WHERE n.nspname IN ('pgml', 'pgml_internal') AND p.prosecdef
            AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')""",
     )
     assert unpinned == []
     definers = rows(
         engine,
         "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON "
-        "n.oid = p.pronamespace WHERE n.nspname = 'pgml' AND p.prosecdef",
+        "n.oid = p.pronamespace WHERE n.nspname IN ('pgml', 'pgml_internal') AND p.prosecdef",
     )
     assert definers[0][0] >= 2

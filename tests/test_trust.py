@@ -62,14 +62,17 @@ def _model_dir(name: str, build) -> Path:
 @pytest.mark.parametrize(
     "call",
     [
-        "pgml._classify_tensor_native(pgml._model_ref('mlp'), :b, NULL)",
-        "pgml._predict_tensor_native(pgml._model_ref('mlp'), :b, NULL, NULL)",
-        "pgml._classify_batch_tensor_native(pgml._model_ref('mlp'), :b, NULL)",
-        "pgml._predict_class_batch_tensor_native(pgml._model_ref('mlp'), :b, NULL)",
-        "(SELECT count(*) FROM pgml._predict_batch_tensor(pgml._model_ref('mlp'), :b, NULL, NULL))",
+        "classify_tensor_native(REF, :b, NULL)",
+        "predict_tensor_native(REF, :b, NULL, NULL)",
+        "classify_batch_tensor_native(REF, :b, NULL)",
+        "predict_class_batch_tensor_native(REF, :b, NULL)",
+        "predict_batch_tensor(REF, :b, NULL, NULL)",
     ],
 )
 def test_forged_packed_tensor_is_refused_before_allocation(scorer, call):
+    call = "pgml_internal." + call.replace("REF", "pgml_internal.model_ref('mlp')")
+    if call.startswith("pgml_internal.predict_batch"):  # set-returning
+        call = f"(SELECT count(*) FROM {call})"
     for forged in (
         struct.pack("=iii", 2, 2147483647, 0),  # 2^31 - 1 empty rows, no floats
         struct.pack("=ii", 1, -5),
@@ -374,18 +377,20 @@ def test_reinstalled_extension_and_new_labels_never_serve_stale_files(cluster, m
 
 def test_deleted_version_cannot_be_scored_through_its_directory(engine, scorer, mlp_dir):
     client.register_model(engine, "to_delete", mlp_dir)
-    ref = scalar(engine, "SELECT pgml._model_ref('to_delete')")
+    ref = scalar(engine, "SELECT pgml_internal.model_ref('to_delete')")
     assert "/" not in ref  # a name: no server path for anyone
     assert os.path.isdir(model_files(engine, "to_delete"))
     execute(engine, "SELECT pgml.delete_model('to_delete')")
     for who in (engine, scorer):
         code, message, _ = sql_error(
-            who, "SELECT pgml._classify_native(:r, example, NULL) FROM inputs LIMIT 1", r=ref
+            who,
+            "SELECT pgml_internal.classify_native(:r, example, NULL) FROM inputs LIMIT 1",
+            r=ref,
         )
         assert code == "22023" and "not a model reference" in message
     for sql in (
-        "SELECT * FROM pgml._model_files(1)",
-        "SELECT pgml._native_plan(pgml._model_ref('mlp'), true, NULL)",
+        "SELECT * FROM pgml_internal.model_files(1)",
+        "SELECT pgml_internal.native_plan(pgml_internal.model_ref('mlp'), true, NULL)",
     ):
         assert sql_error(scorer, sql)[0] == "42501", sql
 
@@ -397,7 +402,7 @@ def test_concurrent_first_loads_write_one_copy_and_leftovers_go(engine, mlp_dir,
     version = client.register_model(engine, "crowd", mlp_dir)
     identity = scalar(
         engine,
-        "SELECT id || '-' || pgml._model_identity(id) FROM pgml.model_versions "
+        "SELECT id || '-' || pgml_internal.model_identity(id) FROM pgml.model_versions "
         "WHERE name = 'crowd' AND version = :v",
         v=version,
     )

@@ -146,7 +146,9 @@ def test_prune_removes_the_files_of_deleted_versions_only(engine, mlp_dir):
         conn.execute(sa.text("SELECT pgml.delete_model('pruned')"))
         removed = conn.execute(sa.select(prune_model_files())).scalars().all()
     assert os.path.basename(gone) in removed  # with those of versions deleted earlier
-    live = rows(engine, "SELECT id || '-' || pgml._model_identity(id) FROM pgml.model_versions")
+    live = rows(
+        engine, "SELECT id || '-' || pgml_internal.model_identity(id) FROM pgml.model_versions"
+    )
     assert not {r[0] for r in live} & set(removed)
     assert not os.path.exists(gone) and os.path.exists(f"{kept}/model.json")
     assert scalar(engine, "SELECT pgml.predict_class('mlp', pixels) FROM inputs WHERE id = 4") == 4

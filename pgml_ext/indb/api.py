@@ -1,6 +1,6 @@
 """Entry points of the extension's PL/Python functions (each body is one call here).
 
-The scoring functions take REF, the model reference pgml._model_ref resolved in SQL
+The scoring functions take REF, the model reference pgml_internal.model_ref resolved in SQL
 (see registry). NULL in gives NULL out; every failure becomes an ERROR with a SQLSTATE
 (errors.reported).
 """
@@ -60,7 +60,7 @@ def native_plan(ref: str | None, is_example: bool, signature: str | None) -> lis
 
 
 def tensor(packed: bytes | None) -> np.ndarray | None:
-    """A float4[] argument, packed by pgml._tensor (C), as a numpy array."""
+    """A float4[] argument, packed by pgml_internal.tensor (C), as a numpy array."""
     if packed is None:
         return None
     try:
@@ -70,7 +70,7 @@ def tensor(packed: bytes | None) -> np.ndarray | None:
 
 
 def check_model_files(directory: str) -> None:
-    """pgml._check_model_files: LiteRT's verifier on the flatbuffers in DIRECTORY."""
+    """pgml_internal.check_model_files: LiteRT's verifier on the flatbuffers in DIRECTORY."""
     with reported():
         from pgml_ext.indb.runtimes.litert import verify_flatbuffers
 
@@ -139,7 +139,7 @@ def backend_status() -> str:
 
     with open("/proc/self/statm") as f:
         rss_pages = int(f.read().split()[1])
-    native = json.loads(server.plpy().execute("SELECT pgml._native_status() AS s")[0]["s"])
+    native = json.loads(server.plpy().execute("SELECT pgml_internal.native_status() AS s")[0]["s"])
     return json.dumps(
         {
             **native,
@@ -154,13 +154,13 @@ def backend_status() -> str:
 
 
 def clear_cache() -> int:
-    server.plpy().execute("SELECT pgml._clear_native_cache()")
+    server.plpy().execute("SELECT pgml_internal.clear_native_cache()")
     return cache.clear()
 
 
 def prune_model_files() -> list[str]:
     with reported():
         rows = server.plpy().execute(
-            "SELECT id || '-' || pgml._model_identity(id) AS name FROM pgml.model_versions"
+            "SELECT id || '-' || pgml_internal.model_identity(id) AS name FROM pgml.model_versions"
         )
         return registry.prune({r["name"] for r in rows})

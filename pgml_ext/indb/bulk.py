@@ -149,8 +149,8 @@ def score_into(
     key_type = plpy.execute(f"SELECT format_type({types[key]}, NULL) AS t")[0]["t"]
     packed = types[column] == FLOAT4_ARRAY_OID
     source = f"s.{plpy.quote_ident(column)}"
-    if packed:  # one bytea per row, not a list of Python floats: see pgml._tensor
-        source = f"pgml._tensor({source}, {plpy.quote_literal(loaded.row.name)})"
+    if packed:  # one bytea per row, not a list of Python floats: see pgml_internal.tensor
+        source = f"pgml_internal.tensor({source}, {plpy.quote_literal(loaded.row.name)})"
     query = plpy.prepare(
         f"SELECT s.{plpy.quote_ident(key)} AS key, {source} AS input FROM {relation} AS s"
     )

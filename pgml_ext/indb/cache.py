@@ -1,6 +1,6 @@
 """Per-backend cache of loaded models, keyed by their reference, LRU-bounded.
 
-A reference (from pgml._model_ref) names one version's files, so a version committed
+A reference (from pgml_internal.model_ref) names one version's files, so a version committed
 by anyone gets a new reference and is loaded from the next statement on, while a
 statement that started earlier keeps the one it resolved.
 """

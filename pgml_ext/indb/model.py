@@ -260,7 +260,7 @@ class LoadedModel:
         return path.example(data) if is_example else path.tensor(data)
 
     def native_plan(self, is_example: bool, signature: str | None) -> list[str] | None:
-        """How src/native.c may score rows of this form in C (see pgml._native_plan):
+        """How src/native.c may score rows of this form in C (see pgml_internal.native_plan):
         [libLiteRt.so, flatbuffer, signature, input, output, feature, floats per input,
         labels...], or None when the row path does not apply or the C runtime cannot
         honour pgml.threads (it runs one thread)."""

@@ -39,10 +39,10 @@ _DESCRIBE = (
 _LITERT = (
     "INSERT INTO pgml.model_litert (model_id, signature, data, checksum) VALUES ($1, $2, $3, $4)"
 )
-_BEGIN = "SELECT pgml._begin_registration($1, $2, $3, $4, $5, $6::jsonb) AS id"
+_BEGIN = "SELECT pgml_internal.begin_registration($1, $2, $3, $4, $5, $6::jsonb) AS id"
 _CHUNKS = "SELECT data FROM pgml.model_chunks WHERE model_id = $1 ORDER BY seq"
-_CHUNK = "SELECT pgml._upload_chunk($1, $2, $3)"
-_FINISH = "SELECT pgml._finish_registration($1) AS version"
+_CHUNK = "SELECT pgml_internal.upload_chunk($1, $2, $3)"
+_FINISH = "SELECT pgml_internal.finish_registration($1) AS version"
 _MAY_READ_FILES = "SELECT pg_has_role(current_user, 'pg_read_server_files', 'USAGE') AS ok"
 
 

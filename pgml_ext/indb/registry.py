@@ -1,6 +1,6 @@
 """Model versions as this server's files, and the few queries the scoring code runs.
 
-``pgml._model_ref(model)`` (src/pgml_ext.c) resolves a model reference under the
+``pgml_internal.model_ref(model)`` (src/pgml_ext.c) resolves a model reference under the
 calling statement's snapshot and returns the name of the directory (under
 server.models_root()) where that version's files live on this server, writing them
 from the pgml tables the first time (and checking each against the sha256 stored at
@@ -29,7 +29,7 @@ from pgml_ext.indb.errors import INVALID_PARAMETER, QUERY_CANCELED, UNDEFINED_FI
 
 _plans: dict[str, Any] = {}
 
-_MODEL_REF = "SELECT pgml._model_ref($1) AS ref"
+_MODEL_REF = "SELECT pgml_internal.model_ref($1) AS ref"
 _NOTHING = "SELECT 1"
 _DIRECTORY = re.compile(r"[0-9]+-[0-9a-f]{64}")
 
@@ -65,7 +65,7 @@ def plan(query: str, types: list[str]):
 
 
 def model_ref(model: str) -> str:
-    """pgml._model_ref through SPI, for the functions that run queries anyway."""
+    """pgml_internal.model_ref through SPI, for the functions that run queries anyway."""
     return server.plpy().execute(plan(_MODEL_REF, ["text"]), [model])[0]["ref"]
 
 
@@ -73,26 +73,26 @@ _NOT_A_REF = PgmlError(
     "not a model reference",
     INVALID_PARAMETER,
     hint="Call pgml.predict/classify/predict_class with a model name; the "
-    "pgml._* functions are internal.",
+    "pgml_internal functions are internal.",
 )
 
 
 def check_ref(ref: str) -> None:
-    """REF must come from pgml._model_ref in this statement (src/pgml_ext.c): the
+    """REF must come from pgml_internal.model_ref in this statement (src/pgml_ext.c): the
     internal functions take no path of anyone's making, nor a deleted version."""
     if not server.ref_issued(ref):
         raise _NOT_A_REF
 
 
 def directory(ref: str) -> str:
-    """The directory of REF, the name pgml._model_ref hands out (never a path)."""
+    """The directory of REF, the name pgml_internal.model_ref hands out (never a path)."""
     if not _DIRECTORY.fullmatch(ref):
         raise _NOT_A_REF
     return os.path.join(server.models_root(), ref)
 
 
 def read(ref: str) -> ModelRow:
-    """The model row in the directory of REF, which must be a name pgml._model_ref hands
+    """The model row in the directory of REF, which must be a name pgml_internal.model_ref hands
     out, its model.json checked against the directory's name."""
     path = directory(ref)
     try:

@@ -70,14 +70,14 @@ def _ref_issued():
 
 
 def ref_issued(ref: str) -> bool:
-    """Whether pgml._model_ref handed out REF in this statement (never raises)."""
+    """Whether pgml_internal.model_ref handed out REF in this statement (never raises)."""
     raw = ref.encode()
     return bool(_ref_issued()(raw, len(raw)))
 
 
 @cache
 def models_root() -> str:
-    """Where pgml._model_ref (src/pgml_ext.c) writes this database's model files."""
+    """Where pgml_internal.model_ref (src/pgml_ext.c) writes this database's model files."""
     fn = _process().pgml_models_root
     fn.restype = ctypes.c_char_p
     fn.argtypes = []

@@ -170,7 +170,7 @@ MAX_DIMS = 6  # PostgreSQL's MAXDIM
 
 
 def tensor_from_packed(packed: bytes) -> np.ndarray:
-    """A float4[] as pgml._tensor (C) packed it: int32 ndim, int32 dims, float32 values
+    """A float4[] as pgml_internal.tensor (C) packed it: int32 ndim, int32 dims, float32 values
     (NULL elements were refused there). Every float4[] reaches Python this way. The
     header is checked against the bytes before anything is sized from it: the internal
     functions that take it can be called with any bytea."""
@@ -184,9 +184,9 @@ def tensor_from_packed(packed: bytes) -> np.ndarray:
         count *= d
     if not ok or any(d < 1 for d in dims) or size != header + 4 * (count if dims else 0):
         raise PgmlError(
-            "not a float4[] packed by pgml._tensor",
+            "not a float4[] packed by pgml_internal.tensor",
             INVALID_PARAMETER,
-            hint="Pass a float4[] to pgml.predict/classify/predict_class; the pgml._* "
+            hint="Pass a float4[] to pgml.predict/classify/predict_class; the pgml_internal "
             "functions are internal.",
         )
     values = np.frombuffer(packed, np.float32, offset=header)

@@ -39,13 +39,12 @@ SELECT name, version, current FROM pgml.models WHERE name = 'mlp';
 -- cost 100 cpu_operator_cost (C functions default to 1), so big tables get parallel plans.
 EXPLAIN (COSTS OFF, VERBOSE) SELECT pgml.classify('mnist', pixels) FROM inputs;
 EXPLAIN (COSTS OFF, VERBOSE) SELECT classify(pixels) FROM inputs;
-SELECT p.proname, p.proparallel, p.procost
+SELECT n.nspname, p.proname, p.proparallel, p.procost
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname = 'pgml' AND p.proname IN ('classify', 'predict', 'predict_class',
-       'predict_batch', 'classify_batch', 'predict_class_batch', '_model_ref',
-       '_classify', '_predict', '_predict_class', '_model_version', '_model_files',
-       '_tensor', '_classify_tensor', '_predict_tensor', '_predict_class_tensor',
-       '_classify_native', '_predict_native', '_predict_class_native',
-       '_classify_tensor_native', '_predict_tensor_native',
-       '_predict_class_tensor_native', '_native_plan')
- GROUP BY 1, 2, 3 ORDER BY 1;
+ WHERE n.nspname IN ('pgml', 'pgml_internal') AND p.proname IN ('classify', 'predict',
+       'predict_class', 'predict_batch', 'classify_batch', 'predict_class_batch',
+       'model_ref', 'model_version', 'model_files', 'tensor', 'classify_tensor',
+       'predict_tensor', 'predict_class_tensor', 'classify_native', 'predict_native',
+       'predict_class_native', 'classify_tensor_native', 'predict_tensor_native',
+       'predict_class_tensor_native', 'native_plan')
+ GROUP BY 1, 2, 3, 4 ORDER BY 1, 2;
