@@ -30,6 +30,8 @@ QUERIES = {
     "classify_batch, TensorFlow": "SELECT cardinality(pgml.classify_batch('cnn_tf', "
     "(SELECT array_agg(pixels) FROM big)))",
     "per row, C (LiteRT)": "SELECT count(pgml.classify('cnn', pixels)) FROM big",
+    "score_into, TensorFlow, chunk_size 20000": "SELECT pgml.score_into('cnn_tf', 'big', "
+    "'predictions', input => 'pixels', chunk_size => 20000)",
 }
 
 

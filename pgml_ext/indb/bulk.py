@@ -56,28 +56,35 @@ def next_chunk(rows: int, elapsed: float, most: int) -> int:
     return min(rows, most)
 
 
-def _batch(ref: str, data: list | np.ndarray, signature: str | None, results) -> list:
-    """One result per input, ``results(loaded, sig, out)`` per chunk; NULL inputs give
-    NULL. Python code (decoding, the runtime call) never looks at PostgreSQL's interrupt
-    flags; registry.check_for_interrupts() between chunks does. Chunks start small and
-    grow up to pgml.batch_chunk_rows while a call takes well under CHUNK_BUDGET_S, so a
-    cancel or statement_timeout lands within a fraction of a second for any model.
-    """
-    registry.check_ref(ref)
-    loaded = cache.get(ref)
-    n, idx, present = _inputs(data)
+def scored_in_chunks(loaded: LoadedModel, inputs: list | np.ndarray, signature: str | None):
+    """(sig, outputs, rows) per runtime call over INPUTS, in order. Python code (decoding,
+    the runtime call) never looks at PostgreSQL's interrupt flags;
+    registry.check_for_interrupts() between calls does. Calls start small and grow up to
+    pgml.batch_chunk_rows while one takes well under CHUNK_BUDGET_S, so a cancel or
+    statement_timeout lands within a fraction of a second for any model."""
     most = max(1, int(server.setting("pgml.batch_chunk_rows", str(CHUNK_ROWS))))
     rows = min(8, most)
-    values: list = []
     start = 0
-    while start < len(present):
+    while start < len(inputs):
         if start:
             registry.check_for_interrupts()
         began = time.perf_counter()
-        sig, out = loaded.score(present[start : start + rows], signature, batch=True)
-        values.extend(results(loaded, sig, out))
-        start += rows
+        part = inputs[start : start + rows]
+        sig, out = loaded.score(part, signature, batch=True)
+        yield sig, out, len(part)
+        start += len(part)
         rows = next_chunk(rows, time.perf_counter() - began, most)
+
+
+def _batch(ref: str, data: list | np.ndarray, signature: str | None, results) -> list:
+    """One result per input, ``results(loaded, sig, out)`` per runtime call; NULL inputs
+    give NULL."""
+    registry.check_ref(ref)
+    loaded = cache.get(ref)
+    n, idx, present = _inputs(data)
+    values: list = []
+    for sig, out, _ in scored_in_chunks(loaded, present, signature):
+        values.extend(results(loaded, sig, out))
     return _spread(n, idx, values)
 
 
@@ -167,11 +174,12 @@ def score_into(
         idx, present = _present(inputs)
         if packed and present:
             present = np.stack([signatures.tensor_from_packed(p) for p in present])
-        if idx:
-            sig, out = loaded.score(present, None, batch=True)
+        done = 0
+        for sig, out, n in scored_in_chunks(loaded, present, None):
             names, scores = loaded.scores_by_class(sig, out)
             classes = loaded.top_classes(sig, out)
-            written += writer.write([keys[i] for i in idx], classes, scores, names)
+            written += writer.write([keys[i] for i in idx[done : done + n]], classes, scores, names)
+            done += n
     return written
 
 
