@@ -56,7 +56,8 @@ def sample_inputs(sig: Signature, user: np.ndarray | None) -> list[dict[str, np.
 
 def convertible(sig: Signature) -> bool:
     return all(
-        spec["dtype"] in NUMPY_DTYPES and spec["shape"] is not None for spec in sig.inputs.values()
+        spec["dtype"] in NUMPY_DTYPES and spec["dtype"] != "string" and spec["shape"] is not None
+        for spec in sig.inputs.values()
     )
 
 

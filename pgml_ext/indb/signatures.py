@@ -30,6 +30,7 @@ NUMPY_DTYPES = {
     "int32": np.int32,
     "int64": np.int64,
     "uint8": np.uint8,
+    "string": object,  # bytes: text (or keys) from a tf.Example's bytes_list
 }
 
 
@@ -56,6 +57,7 @@ class Signature:
     inputs: dict[str, dict[str, Any]]
     outputs: dict[str, dict[str, Any]]
     features: dict[str, dict[str, Any]] | None
+    parses_examples: bool = True  # rows registered before this was recorded: as before
     plans: dict[str, InputPlan] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -63,11 +65,24 @@ class Signature:
 
     @classmethod
     def from_json(cls, name: str, d: dict[str, Any]) -> Signature:
-        return cls(name, d.get("method", ""), d["inputs"], d["outputs"], d.get("features"))
+        return cls(
+            name,
+            d.get("method", ""),
+            d["inputs"],
+            d["outputs"],
+            d.get("features"),
+            d.get("parses_examples", True),
+        )
 
     @property
     def takes_examples(self) -> bool:
-        return len(self.inputs) == 1 and next(iter(self.inputs.values()))["dtype"] == "string"
+        """Serialized tf.Examples, parsed in the graph: a string input that the graph
+        does not parse is text, fed from a bytes feature."""
+        return (
+            len(self.inputs) == 1
+            and next(iter(self.inputs.values()))["dtype"] == "string"
+            and self.parses_examples
+        )
 
     @property
     def takes_one_tensor(self) -> bool:
@@ -258,10 +273,12 @@ def feeds_for_example(
                 "feature_map {input: feature}.",
             )
         values = features[feature]
-        if values.dtype.kind not in "fiu":
+        reads_text = sig.inputs[name]["dtype"] == "string"
+        if reads_text != (values.dtype.kind == "O"):
+            given, wanted = ("bytes", "numbers") if not reads_text else ("numbers", "text")
             raise PgmlError(
-                f"tf.Example for model '{model}' has feature '{feature}' as bytes, "
-                "the model reads numbers",
+                f"tf.Example for model '{model}' has feature '{feature}' as {given}, "
+                f"the model reads {wanted}",
                 INVALID_PARAMETER,
                 detail=f"Signature '{sig.name}' takes {sig.describe_inputs()}.",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -75,10 +76,9 @@ class TensorFlowRuntime:
         try:
             out = fn(**{k: tf.constant(v) for k, v in feeds.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            message = getattr(e, "message", None) or str(e)
+            cause, where = error_cause(getattr(e, "message", None) or str(e))
             raise PgmlError(
-                f"TensorFlow rejected the input: {message.strip().splitlines()[0]}",
-                INVALID_PARAMETER,
+                f"TensorFlow rejected the input: {cause}", INVALID_PARAMETER, detail=where
             ) from None
         return {k: v.numpy() for k, v in out.items()}
 
@@ -101,6 +101,8 @@ class TensorFlowRuntime:
                     for k, v in sorted(outputs.items())
                 },
                 "features": _parse_spec(fn) if _takes_strings(inputs) else None,
+                # a string input that is not parsed as an Example is text (or a key)
+                "parses_examples": _takes_strings(inputs) and _parses_examples(fn),
             }
         return described
 
@@ -125,6 +127,28 @@ def _signature_defs(path: str) -> dict[str, Any]:
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         sm.ParseFromString(f.read())
     return {k: v for mg in sm.meta_graphs for k, v in mg.signature_def.items()}
+
+
+# Lines of a TensorFlow error that say where, not what.
+_NOISE = re.compile(r"^(Graph execution error:|Detected at node|File \"|in user code:|\[\[)")
+
+
+def error_cause(message: str) -> tuple[str, str | None]:
+    """(the line of a TensorFlow error that says what is wrong, the op it happened in):
+    "Graph execution error:" and the Python stack TF puts first are dropped."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    causes = [line for line in lines if not _NOISE.match(line)]
+    cause = causes[0] if causes else (lines[0] if lines else "unknown error")
+    node = re.search(r"\{\{node ([^}]+)\}\}", message)
+    cause = re.sub(r"\s*\[\[\{\{node [^]]*\]\]|\s*\[Op:[^]]*\]", "", cause).strip()
+    return cause, f"In TensorFlow op {node.group(1)}." if node else None
+
+
+def _parses_examples(fn) -> bool:
+    """Whether the signature's graph (or a function it calls) parses serialized Examples."""
+    graph_def = fn.graph.as_graph_def()
+    bodies = [graph_def.node] + [f.node_def for f in graph_def.library.function]
+    return any(node.op in _PARSE_OPS for nodes in bodies for node in nodes)
 
 
 def _parse_spec(fn) -> dict[str, dict[str, Any]] | None:
