@@ -772,7 +772,9 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	if (!pgml_native_scoring || named_output)
 		return call_general(fcinfo, general, 1);
 	m = call_model(fcinfo, packed, false);
-	if (!m->usable || !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run(m))
+	/* one value per row has no top class: PL/Python says so */
+	if (!m->usable || (answer != SCORES && m->n_scores < 2)
+		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run(m))
 		return call_general(fcinfo, general, 1);
 	native_rows++;
 
@@ -867,7 +869,7 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	if (!pgml_native_scoring)
 		return call_general(fcinfo, general, 0);
 	m = call_model(fcinfo, packed, true);
-	if (!m->usable)
+	if (!m->usable || m->n_scores < 2)
 		return call_general(fcinfo, general, 0);
 	if (packed)
 		packed_data = packed_input(m, PG_GETARG_BYTEA_PP(1), true, &n);

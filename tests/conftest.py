@@ -138,14 +138,20 @@ def new_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
-def _fixture_dir(name: str, build) -> Path:
-    key = hashlib.sha256(Path(reference.__file__).read_bytes()).hexdigest()[:12]
-    out = HOME / "fixtures" / f"{name}-{key}"
+def built_model(name: str, build) -> Path:
+    """A SavedModel written once by ``build(dir)`` under $PGML_EXT_HOME/fixtures/NAME."""
+    out = HOME / "fixtures" / name
     if not (out / "saved_model.pb").exists():
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        build(tmp)
+        build(str(tmp))
         tmp.rename(out)
+    return out
+
+
+def _fixture_dir(name: str, build) -> Path:
+    key = hashlib.sha256(Path(reference.__file__).read_bytes()).hexdigest()[:12]
+    out = built_model(f"{name}-{key}", build)
     # pgml.load_model reads it as the server's OS user
     for p in [HOME, HOME / "fixtures", *out.rglob("*"), out]:
         p.chmod(p.stat().st_mode | 0o055)

@@ -131,7 +131,9 @@ def test_models_view_describes_signatures(engine):
     ((name, version, runtime, signature, size, checksum, current),) = got
     assert runtime == "litert+tensorflow" and current and size > 0 and len(checksum) == 64
     assert set(signature) == {"predict_images", "serving_default"}
-    assert signature["serving_default"]["features"] == {"x": {"dtype": "float32", "shape": [784]}}
+    assert signature["serving_default"]["features"] == {
+        "x": {"dtype": "float32", "shape": [784], "default": None}  # required
+    }
     assert signature["predict_images"]["inputs"]["images"]["shape"] == [None, 784]
     assert signature["serving_default"]["outputs"]["classes"]["dtype"] == "string"
 

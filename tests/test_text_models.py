@@ -8,16 +8,14 @@ only feature) is the text, and the answers are TensorFlow's own.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from conftest import rows, sql_error
+from conftest import built_model, rows, sql_error
 from pgml_ext import client
-from pgml_ext.cluster import HOME
 from pgml_ext.indb import examples
 
 pytestmark = pytest.mark.usefixtures("models")
@@ -43,11 +41,7 @@ def _build(path: str) -> None:
 
 @pytest.fixture(scope="module")
 def text_model(engine) -> Path:
-    out = HOME / "fixtures" / "text-model"
-    if not (out / "saved_model.pb").exists():
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        _build(str(tmp))
-        tmp.rename(out)
+    out = built_model("text-model", _build)
     client.register_model(engine, "sentiment", out)
     return out
 

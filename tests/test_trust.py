@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from conftest import LABELS, model_files, new_engine, rows, scalar, sql_error
+from conftest import LABELS, built_model, model_files, new_engine, rows, scalar, sql_error
 from pgml_ext import client, reference
 from pgml_ext.cluster import HOME
 
@@ -45,15 +45,6 @@ def admin(engine, db_url):
 def execute(engine: sa.Engine, sql: str, **params) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(sql), params)
-
-
-def _model_dir(name: str, build) -> Path:
-    out = HOME / "fixtures" / f"trust-{name}"
-    if not (out / "saved_model.pb").exists():
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        build(str(tmp))
-        tmp.rename(out)
-    return out
 
 
 # -- 1. sizes are checked before anything is allocated ---------------------------------
@@ -162,7 +153,7 @@ def _file_ops_model(path: str) -> None:
 
 
 def test_graphs_with_file_ops_are_refused_unless_a_superuser_opts_in(engine, admin):
-    leaky = _model_dir("file-ops", _file_ops_model)
+    leaky = built_model("trust-file-ops", _file_ops_model)
     with admin.connect() as conn, pytest.raises(sa.exc.DatabaseError) as info:
         client.register_model(conn, "leaky", leaky)
     fields = info.value.orig.args[0]
@@ -322,7 +313,7 @@ def _batch_mean_model(path: str) -> None:
 
 
 def test_batch_of_a_model_without_a_batch_dimension_never_reads_unwritten_memory(engine):
-    client.register_model(engine, "batch_mean", _model_dir("batch-mean", _batch_mean_model))
+    client.register_model(engine, "batch_mean", built_model("trust-batch-mean", _batch_mean_model))
     query = (
         "SELECT pgml.predict_class_batch('batch_mean', array_agg(pixels ORDER BY id)) "
         "FROM inputs WHERE id <= 40"

@@ -177,7 +177,11 @@ def score_into(
         done = 0
         for sig, out, n in scored_in_chunks(loaded, present, None):
             names, scores = loaded.scores_by_class(sig, out)
-            classes = loaded.top_classes(sig, out)
+            classes = (
+                loaded.top_classes(sig, out)
+                if loaded.classifies(sig, scores.shape[1])
+                else [(None, None)] * n  # a regressor: its value, no class
+            )
             written += writer.write([keys[i] for i in idx[done : done + n]], classes, scores, names)
             done += n
     return written

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pgml_ext.indb import archive, registry, server, signatures
-from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError
+from pgml_ext.indb.errors import INVALID_PARAMETER, WRONG_OBJECT_TYPE, PgmlError
 from pgml_ext.indb.registry import ModelRow
 from pgml_ext.indb.rowpath import RowPath
 from pgml_ext.indb.runtimes import Runtime
@@ -167,7 +167,9 @@ class LoadedModel:
         index as text. Index: for a 'classes' output, the label's position among the
         registered labels, or the label itself when it is a number.
         """
-        best = self.scores(sig, out, None).argmax(axis=1)
+        scores = self.scores(sig, out, None)
+        self.check_classifies(sig, scores.shape[1])
+        best = scores.argmax(axis=1)
         labels = self.row.labels
         classes = signatures.class_output(sig)
         if classes is None:
@@ -187,6 +189,21 @@ class LoadedModel:
             else:
                 result.append((int(i), label))
         return result
+
+    def classifies(self, sig: Signature, width: int) -> bool:
+        """Whether scores WIDTH wide name a class: one value per row is a regressor's
+        answer (or a sigmoid's), whose arg-max would be 0 for every row."""
+        return width > 1 or signatures.class_output(sig) is not None
+
+    def check_classifies(self, sig: Signature, width: int) -> None:
+        if not self.classifies(sig, width):
+            raise PgmlError(
+                f"model '{self.row.name}' signature '{sig.name}' gives one value per row, "
+                "not a score per class",
+                WRONG_OBJECT_TYPE,
+                detail="A regressor (or a single sigmoid) has no top class.",
+                hint="Use pgml.predict for its value; for a sigmoid, compare it with 0.5.",
+            )
 
     def _indexed(self, index: int) -> tuple[int, str]:
         """(INDEX, its registered label, else the index as text): a plain arg-max."""
@@ -285,7 +302,7 @@ class LoadedModel:
 
     def top_class(self, data: bytes | np.ndarray, signature: str | None) -> tuple[int, str]:
         scores = self._fast_scores(data, signature)
-        if scores is not None:
+        if scores is not None and scores.size > 1:
             return self._indexed(int(scores.argmax()))
         sig, out = self.score(data, signature)
         return self.top_classes(sig, out)[0]

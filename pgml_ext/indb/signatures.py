@@ -297,6 +297,8 @@ def _check_features(sig: Signature, features: examples.Features, model: str) -> 
     for name, spec in (sig.features or {}).items():
         got = features.get(name)
         expected = int(np.prod(spec["shape"])) if spec["shape"] is not None else None
+        if got is None and spec.get("default") is not None:
+            continue  # TensorFlow fills in the FixedLenFeature's default
         if got is None:
             problem = f"has no feature '{name}'"
         elif spec["dtype"] in FLOAT_DTYPES and got.dtype.kind != "f":

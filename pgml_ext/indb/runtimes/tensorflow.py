@@ -151,6 +151,24 @@ def _parses_examples(fn) -> bool:
     return any(node.op in _PARSE_OPS for nodes in bodies for node in nodes)
 
 
+# Ops between a constant and an op input that keep its values (in order).
+_SAME_VALUES = {"Identity", "Reshape", "ExpandDims", "Squeeze"}
+
+
+def _default(by_name: dict, tf, tensor: str) -> list | None:
+    """A dense feature's default (a FixedLenFeature default_value), or None if the
+    feature is required (an empty default) or its default is not a constant."""
+    node = by_name.get(tensor.split(":")[0].lstrip("^"))
+    while node is not None and node.op in _SAME_VALUES:  # tf.io.parse_example reshapes
+        node = by_name.get(node.input[0].split(":")[0].lstrip("^"))
+    if node is None or node.op != "Const":
+        return None
+    values = tf.make_ndarray(node.attr["value"].tensor)
+    if values.size == 0:
+        return None
+    return [v.decode() if isinstance(v, bytes) else v.item() for v in values.ravel()]
+
+
 def _parse_spec(fn) -> dict[str, dict[str, Any]] | None:
     """The dense features a signature's ParseExample op reads, from the graph itself.
 
@@ -165,23 +183,30 @@ def _parse_spec(fn) -> dict[str, dict[str, Any]] | None:
         for node in nodes:
             if node.op not in _PARSE_OPS:
                 continue
-            if node.op == "ParseExampleV2":
-                keys_input = node.input[3]
-            elif node.op == "ParseExample":
+            n_dense = len(node.attr["Tdense"].list.type)
+            if node.op == "ParseExampleV2":  # one tensor of keys, then ragged keys
+                key_inputs, first_default = [node.input[3]], 5
+            elif node.op == "ParseExample":  # one scalar input per key
                 n_sparse = node.attr["Nsparse"].i
-                keys_input = node.input[2 + n_sparse]
+                key_inputs = list(node.input[2 + n_sparse : 2 + n_sparse + n_dense])
+                first_default = 2 + n_sparse + n_dense
             else:  # ParseSingleExample keeps its keys in attributes
-                keys = [k.decode() for k in node.attr["dense_keys"].list.s]
-                keys_input = None
-            if keys_input is not None:
-                const = by_name.get(keys_input.split(":")[0].lstrip("^"))
+                key_inputs, first_default = [], 1
+            keys = [k.decode() for k in node.attr["dense_keys"].list.s]
+            for key_input in key_inputs:
+                const = by_name.get(key_input.split(":")[0].lstrip("^"))
                 if const is None or const.op != "Const":
-                    continue
-                keys = [k.decode() for k in tf.make_ndarray(const.attr["value"].tensor).ravel()]
+                    break
+                keys += [k.decode() for k in tf.make_ndarray(const.attr["value"].tensor).ravel()]
+            if len(keys) != n_dense:
+                continue  # keys computed at run time: no spec
             shapes = [[d.size for d in s.dim] for s in node.attr["dense_shapes"].list.shape]
             dtypes = [tf.dtypes.as_dtype(t).name for t in node.attr["Tdense"].list.type]
+            defaults = [
+                _default(by_name, tf, name) for name in node.input[first_default:][:n_dense]
+            ]
             return {
-                k: {"dtype": dt, "shape": sh}
-                for k, dt, sh in zip(keys, dtypes, shapes, strict=False)
+                k: {"dtype": dt, "shape": sh, "default": d}
+                for k, dt, sh, d in zip(keys, dtypes, shapes, defaults, strict=False)
             }
     return None

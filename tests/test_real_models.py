@@ -1,0 +1,97 @@
+"""Models built by common recipes, not by this project: answers must be TensorFlow's.
+
+- A TF2 serving function that parses Examples with a FixedLenFeature default: an
+  Example that omits the feature is scored with the default, as TensorFlow does.
+- A regressor (one value per row): pgml.predict gives its value; classify and
+  predict_class refuse it instead of answering '0' for every row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from conftest import built_model, rows, scalar, sql_error
+from pgml_ext import client
+from pgml_ext.indb import examples
+
+pytestmark = pytest.mark.usefixtures("models", "inputs")
+
+
+def _with_default(path: str) -> None:
+    import tensorflow as tf
+
+    class Parsing(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, serialized):
+            spec = {
+                "a": tf.io.FixedLenFeature([1], tf.float32),
+                "b": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.5]),
+            }
+            f = tf.io.parse_example(serialized, spec)
+            return {"scores": tf.concat([f["a"] * 2.0 + f["b"], -f["a"]], axis=1)}
+
+    module = Parsing()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+
+
+def _regressor(path: str) -> None:
+    import tensorflow as tf
+
+    w = tf.constant(np.linspace(-1, 1, 784, dtype=np.float32).reshape(784, 1))
+
+    class Regressor(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32)])
+        def serve(self, x):
+            return {"outputs": tf.matmul(x, w) + 0.25}
+
+    module = Regressor()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+
+
+def test_a_missing_feature_with_a_default_is_scored_as_tensorflow_does(engine):
+    client.register_model(engine, "with_default", built_model("real-with-default", _with_default))
+    spec = scalar(engine, "SELECT signature FROM pgml.models WHERE name = 'with_default'")
+    features = spec["serving_default"]["features"]
+    assert features["b"]["default"] == [0.5] and features["a"]["default"] is None
+    query = "SELECT pgml.predict('with_default', CAST(:e AS bytea))"
+    only_a = examples.encode({"a": np.array([3.0], dtype=np.float32)})
+    assert scalar(engine, query, e=only_a) == [6.5, -3.0]
+    both = examples.encode({"a": np.array([3.0], np.float32), "b": np.array([1.0], np.float32)})
+    assert scalar(engine, query, e=both) == [7.0, -3.0]
+    only_b = examples.encode({"b": np.array([1.0], dtype=np.float32)})
+    code, message, _ = sql_error(engine, query, e=only_b)
+    assert code == "22023" and "no feature 'a'" in message
+
+
+def test_a_regressor_has_a_value_not_a_class(engine, digits):
+    client.register_model(engine, "regressor", built_model("real-regressor", _regressor))
+    x = digits[0][:5]
+    want = x @ np.linspace(-1, 1, 784, dtype=np.float32) + 0.25
+    got = rows(
+        engine, "SELECT pgml.predict('regressor', pixels) FROM inputs WHERE id < 5 ORDER BY id"
+    )
+    assert np.abs(np.array([g[0] for g in got]).ravel() - want).max() <= 1e-4
+    for native in ("on", "off"):
+        for sql in (
+            "SELECT pgml.classify('regressor', pixels) FROM inputs LIMIT 1",
+            "SELECT pgml.predict_class('regressor', example) FROM inputs LIMIT 1",
+            "SELECT pgml.classify_batch('regressor', array_agg(pixels)) FROM inputs",
+            "SELECT pgml.predict_class_batch('regressor', array_agg(example)) FROM inputs",
+        ):
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SET pgml.native_scoring = {native}")
+                with pytest.raises(sa.exc.DatabaseError) as info:
+                    conn.exec_driver_sql(sql).all()
+                fields = info.value.orig.args[0]
+                assert fields["C"] == "42809" and "one value per row" in fields["M"], sql
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS regressed")
+        n = conn.exec_driver_sql(
+            "SELECT pgml.score_into('regressor', 'SELECT id, pixels FROM inputs WHERE id < 5', "
+            "'regressed', input => 'pixels')"
+        ).scalar()
+    assert n == 5
+    written = rows(engine, "SELECT label, class_index, scores FROM regressed ORDER BY key")
+    assert all(r[0] is None and r[1] is None for r in written)
