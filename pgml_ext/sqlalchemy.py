@@ -86,6 +86,19 @@ class predict_class(_PgmlFunction):
     inherit_cache = True
 
 
+class predict_value(_PgmlFunction):
+    """A regressor's value: ``pgml.predict_value(model, input [, output, signature])``.
+
+    ``select(predict_value("price", Houses.features))`` renders
+    ``SELECT pgml.predict_value(:predict_value_1, houses.features)`` -> ``float``; an
+    ERROR if the model gives more than one value per row.
+    """
+
+    type = sa.REAL()
+    package = "pgml"
+    inherit_cache = True
+
+
 class predict_batch(_PgmlFunction):
     """Scores for many inputs in one runtime call, one row each (a set-returning function).
 

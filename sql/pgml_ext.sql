@@ -449,6 +449,27 @@ RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
                                              pgml_internal.tensor(input, model), signature)
 $$;
 
+-- The one value of a regressor's answer (pgml.predict's only element), as float4.
+CREATE FUNCTION pgml_internal.only_value(scores float4[], model text)
+RETURNS float4 AS 'MODULE_PATHNAME', 'pgml_only_value'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION pgml.predict_value(model text, input bytea, output text DEFAULT NULL,
+                                   signature text DEFAULT NULL)
+RETURNS float4 LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml_internal.only_value(pgml.predict(model, input, output, signature), model)
+$$;
+
+CREATE FUNCTION pgml.predict_value(model text, input float4[], output text DEFAULT NULL,
+                                   signature text DEFAULT NULL)
+RETURNS float4 LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml_internal.only_value(pgml.predict(model, input, output, signature), model)
+$$;
+COMMENT ON FUNCTION pgml.predict_value(text, bytea, text, text) IS
+    'A regressor''s value: pgml.predict when it gives exactly one value per row.';
+COMMENT ON FUNCTION pgml.predict_value(text, float4[], text, text) IS
+    'A regressor''s value: pgml.predict when it gives exactly one value per row.';
+
 -- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D float4[] with
 -- one input per row. NULL elements of a bytea[] give NULL results.
 CREATE FUNCTION pgml_internal.predict_batch(ref text, inputs bytea[], output text, signature text)
@@ -653,6 +674,8 @@ GRANT EXECUTE ON FUNCTION
     pgml.predict(text, bytea, text, text), pgml.predict(text, float4[], text, text),
     pgml.classify(text, bytea, text), pgml.classify(text, float4[], text),
     pgml.predict_class(text, bytea, text), pgml.predict_class(text, float4[], text),
+    pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, float4[], text, text),
+    pgml_internal.only_value(float4[], text),
     pgml.predict_batch(text, bytea[], text, text), pgml.predict_batch(text, float4[], text, text),
     pgml.classify_batch(text, bytea[], text), pgml.classify_batch(text, float4[], text),
     pgml.predict_class_batch(text, bytea[], text),

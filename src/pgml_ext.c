@@ -528,3 +528,37 @@ pgml_tensor(PG_FUNCTION_ARGS)
 	memcpy(out + sizeof(int32) * (1 + ndim), ARR_DATA_PTR(input), sizeof(float4) * (Size) count);
 	PG_RETURN_BYTEA_P(result);
 }
+
+PG_FUNCTION_INFO_V1(pgml_only_value);
+
+/*
+ * pgml_internal.only_value(scores, model): the single element of a regressor's answer,
+ * or an ERROR that says the model gives more (or no) values per row.
+ */
+Datum
+pgml_only_value(PG_FUNCTION_ARGS)
+{
+	ArrayType  *scores;
+	int			n;
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	scores = PG_GETARG_ARRAYTYPE_P(0);
+	if (ARR_ELEMTYPE(scores) != FLOAT4OID)
+		elog(ERROR, "pgml: only_value takes float4[]");
+	n = ArrayGetNItems(ARR_NDIM(scores), ARR_DIMS(scores));
+	if (n != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("pgml: model '%s' gives %d values per row, not one",
+						PG_ARGISNULL(1) ? "?" : text_to_cstring(PG_GETARG_TEXT_PP(1)), n),
+				 errhint("pgml.predict_value is for regressors; use pgml.predict for all "
+						 "the values, or name one output.")));
+	deconstruct_array(scores, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT, &values, &nulls,
+					  &n);
+	if (nulls[0])
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(values[0]);
+}

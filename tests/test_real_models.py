@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import select
 
 from conftest import built_model, rows, scalar, sql_error
 from pgml_ext import client
 from pgml_ext.indb import examples
+from pgml_ext.sqlalchemy import predict_value
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -73,6 +75,18 @@ def test_a_regressor_has_a_value_not_a_class(engine, digits):
         engine, "SELECT pgml.predict('regressor', pixels) FROM inputs WHERE id < 5 ORDER BY id"
     )
     assert np.abs(np.array([g[0] for g in got]).ravel() - want).max() <= 1e-4
+    inputs = sa.table("inputs", sa.column("example"), sa.column("id"))
+    with engine.connect() as conn:
+        values = conn.execute(
+            select(predict_value("regressor", inputs.c.example))
+            .where(inputs.c.id < 5)
+            .order_by(inputs.c.id)
+        ).scalars()
+        assert np.abs(np.array(list(values)) - want).max() <= 1e-4
+    code, message, hint = sql_error(
+        engine, "SELECT pgml.predict_value('mlp', pixels) FROM inputs LIMIT 1"
+    )
+    assert code == "42809" and "10 values per row" in message and "predict" in hint
     for native in ("on", "off"):
         for sql in (
             "SELECT pgml.classify('regressor', pixels) FROM inputs LIMIT 1",

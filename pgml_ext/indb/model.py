@@ -202,7 +202,8 @@ class LoadedModel:
                 "not a score per class",
                 WRONG_OBJECT_TYPE,
                 detail="A regressor (or a single sigmoid) has no top class.",
-                hint="Use pgml.predict for its value; for a sigmoid, compare it with 0.5.",
+                hint="Use pgml.predict_value (or pgml.predict) for its value; for a sigmoid, "
+                "compare it with 0.5.",
             )
 
     def _indexed(self, index: int) -> tuple[int, str]:
