@@ -63,7 +63,7 @@ class predict(_PgmlFunction):
 
 
 class classify(_PgmlFunction):
-    """The top class label: ``pgml.classify(model, input [, signature])`` -> ``str``.
+    """The top class label: ``pgml.classify(model, input [, signature, output])`` -> ``str``.
 
     ``select(classify("mnist", Inputs.example))`` renders
     ``SELECT pgml.classify(:classify_1, inputs.example)``.
@@ -75,7 +75,7 @@ class classify(_PgmlFunction):
 
 
 class predict_class(_PgmlFunction):
-    """The arg-max class index: ``pgml.predict_class(model, input [, signature])`` -> ``int``.
+    """The arg-max class index: ``pgml.predict_class(model, input [, signature, output])``.
 
     ``select(predict_class("mnist", Inputs.pixels))`` renders
     ``SELECT pgml.predict_class(:predict_class_1, inputs.pixels)``.

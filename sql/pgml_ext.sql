@@ -314,7 +314,8 @@ $$;
 -- Scoring -------------------------------------------------------------------------------
 -- Each public function is a SQL wrapper that the planner inlines into the calling query:
 --     pgml.classify(model, input)
---         =>  pgml_internal.classify_native(pgml_internal.model_ref(model), input, signature)
+--         =>  pgml_internal.classify_native(pgml_internal.model_ref(model), input,
+--                                           output, signature)
 -- pgml_internal.model_ref (C) resolves the model once per statement under its snapshot, so one
 -- statement uses one version. pgml_internal.classify_native (C, src/native.c) scores the row
 -- with LiteRT's C API when the model's plan allows it (pgml_internal.native_plan) and the row
@@ -331,16 +332,18 @@ import pgml_ext.indb.api as api
 return api.predict(ref, input, output, signature)
 $$;
 
-CREATE FUNCTION pgml_internal.classify(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.classify(ref text, input bytea, output text,
+                                       signature text)
 RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.classify(ref, input, signature)
+return api.classify(ref, input, signature, output)
 $$;
 
-CREATE FUNCTION pgml_internal.predict_class(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class(ref text, input bytea, output text,
+                                            signature text)
 RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.predict_class(ref, input, signature)
+return api.predict_class(ref, input, signature, output)
 $$;
 
 -- float4[]: packed into one bytea by pgml_internal.tensor (C) for PL/Python, which would
@@ -356,16 +359,18 @@ import pgml_ext.indb.api as api
 return api.predict(ref, api.tensor(input), output, signature)
 $$;
 
-CREATE FUNCTION pgml_internal.classify_tensor(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_tensor(ref text, input bytea, output text,
+                                              signature text)
 RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.classify(ref, api.tensor(input), signature)
+return api.classify(ref, api.tensor(input), signature, output)
 $$;
 
-CREATE FUNCTION pgml_internal.predict_class_tensor(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class_tensor(ref text, input bytea, output text,
+                                                   signature text)
 RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.predict_class(ref, api.tensor(input), signature)
+return api.predict_class(ref, api.tensor(input), signature, output)
 $$;
 
 -- The C twins the public functions call (src/native.c); same arguments, same answers.
@@ -375,11 +380,13 @@ CREATE FUNCTION pgml_internal.predict_native(ref text, input bytea, output text,
 RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml_internal.classify_native(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_native(ref text, input bytea, output text,
+                                              signature text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml_internal.predict_class_native(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class_native(ref text, input bytea, output text,
+                                                   signature text)
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
@@ -388,11 +395,13 @@ CREATE FUNCTION pgml_internal.predict_tensor_native(ref text, input bytea, outpu
 RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml_internal.classify_tensor_native(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_tensor_native(ref text, input bytea, output text,
+                                                     signature text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml_internal.predict_class_tensor_native(ref text, input bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class_tensor_native(ref text, input bytea, output text,
+                                                          signature text)
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
@@ -420,14 +429,17 @@ RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.predict_native(pgml_internal.model_ref(model), input, output, signature)
 $$;
 
-CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL)
+CREATE FUNCTION pgml.classify(model text, input bytea, signature text DEFAULT NULL,
+                              output text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml_internal.classify_native(pgml_internal.model_ref(model), input, signature)
+    SELECT pgml_internal.classify_native(pgml_internal.model_ref(model), input, output, signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL)
+CREATE FUNCTION pgml.predict_class(model text, input bytea, signature text DEFAULT NULL,
+                                   output text DEFAULT NULL)
 RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml_internal.predict_class_native(pgml_internal.model_ref(model), input, signature)
+    SELECT pgml_internal.predict_class_native(pgml_internal.model_ref(model), input, output,
+                                              signature)
 $$;
 
 CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
@@ -437,16 +449,20 @@ RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
                                        output, signature)
 $$;
 
-CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL)
+CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL,
+                              output text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.classify_tensor_native(pgml_internal.model_ref(model),
-                                        pgml_internal.tensor(input, model), signature)
+                                                pgml_internal.tensor(input, model), output,
+                                                signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL)
+CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL,
+                                   output text DEFAULT NULL)
 RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.predict_class_tensor_native(pgml_internal.model_ref(model),
-                                             pgml_internal.tensor(input, model), signature)
+                                                     pgml_internal.tensor(input, model), output,
+                                                     signature)
 $$;
 
 -- The one value of a regressor's answer (pgml.predict's only element), as float4.
@@ -672,8 +688,8 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgml FROM PUBLIC;
 -- reached through C (fmgr, no privilege check) and granted to nobody.
 GRANT EXECUTE ON FUNCTION
     pgml.predict(text, bytea, text, text), pgml.predict(text, float4[], text, text),
-    pgml.classify(text, bytea, text), pgml.classify(text, float4[], text),
-    pgml.predict_class(text, bytea, text), pgml.predict_class(text, float4[], text),
+    pgml.classify(text, bytea, text, text), pgml.classify(text, float4[], text, text),
+    pgml.predict_class(text, bytea, text, text), pgml.predict_class(text, float4[], text, text),
     pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, float4[], text, text),
     pgml_internal.only_value(float4[], text),
     pgml.predict_batch(text, bytea[], text, text), pgml.predict_batch(text, float4[], text, text),
@@ -687,9 +703,10 @@ GRANT EXECUTE ON FUNCTION
     pgml_internal.native_status(), pgml_internal.clear_native_cache(),
     pgml_internal.predict_native(text, bytea, text, text),
     pgml_internal.predict_tensor_native(text, bytea, text, text),
-    pgml_internal.classify_native(text, bytea, text), pgml_internal.classify_tensor_native(text, bytea, text),
-    pgml_internal.predict_class_native(text, bytea, text),
-    pgml_internal.predict_class_tensor_native(text, bytea, text),
+    pgml_internal.classify_native(text, bytea, text, text),
+    pgml_internal.classify_tensor_native(text, bytea, text, text),
+    pgml_internal.predict_class_native(text, bytea, text, text),
+    pgml_internal.predict_class_tensor_native(text, bytea, text, text),
     pgml_internal.classify_batch_native(text, bytea[], text),
     pgml_internal.classify_batch_tensor_native(text, bytea, text),
     pgml_internal.predict_class_batch_native(text, bytea[], text),

@@ -761,8 +761,8 @@ static Datum
 score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
 {
 	FmgrInfo   *general = general_function(fcinfo, general_name);
-	/* pgml.predict's output argument: only the default output is scored here */
-	bool		named_output = answer == SCORES && !PG_ARGISNULL(2);
+	/* the per-row functions' output argument: only the default output is scored here */
+	bool		named_output = fcinfo->nargs == 4 && !PG_ARGISNULL(2);
 	NativeModel *m;
 	int			index;
 

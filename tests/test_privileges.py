@@ -51,14 +51,14 @@ def test_scorer_scores_but_cannot_read_blobs_or_register(users, mlp_dir):
     # The internal scoring functions take what pgml_internal.model_ref returns, nothing else;
     # the PL/Python twins and the model readers are not callable at all.
     for ref in ("/tmp", "/etc/passwd", "../1-" + "0" * 64):
-        for fn in ("classify_native", "classify_batch_native"):
-            arg = "example" if fn == "classify_native" else "ARRAY[example]"
-            code, message = sql_error(
-                alice, f"SELECT pgml_internal.{fn}('{ref}', {arg}, NULL) FROM inputs LIMIT 1"
-            )[:2]
-            assert code == "22023" and "not a model reference" in message, (fn, ref)
+        for call in (
+            f"classify_native('{ref}', example, NULL, NULL)",
+            f"classify_batch_native('{ref}', ARRAY[example], NULL)",
+        ):
+            code, message = sql_error(alice, f"SELECT pgml_internal.{call} FROM inputs LIMIT 1")[:2]
+            assert code == "22023" and "not a model reference" in message, (call, ref)
     for sql in (
-        "SELECT pgml_internal.classify('/tmp', example, NULL) FROM inputs LIMIT 1",
+        "SELECT pgml_internal.classify('/tmp', example, NULL, NULL) FROM inputs LIMIT 1",
         "SELECT pgml_internal.native_plan('/tmp', true, NULL)",
         "SELECT * FROM pgml_internal.model_files(1)",
         "SELECT * FROM pgml_internal.model_version('mlp')",
@@ -79,7 +79,7 @@ def test_ordinary_user_sees_metadata_only(users):
         "SELECT pgml.classify('mlp', pixels) FROM inputs LIMIT 1",
         "SELECT * FROM pgml_internal.model_files(1)",
         "SELECT pgml_internal.model_ref('mlp')",
-        "SELECT pgml_internal.classify('/tmp', example, NULL) FROM inputs LIMIT 1",
+        "SELECT pgml_internal.classify('/tmp', example, NULL, NULL) FROM inputs LIMIT 1",
         "SELECT data FROM pgml.model_chunks LIMIT 1",
     ):
         assert sql_error(bob, sql)[0] == "42501", sql

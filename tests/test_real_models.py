@@ -109,3 +109,41 @@ def test_a_regressor_has_a_value_not_a_class(engine, digits):
     assert n == 5
     written = rows(engine, "SELECT label, class_index, scores FROM regressed ORDER BY key")
     assert all(r[0] is None and r[1] is None for r in written)
+
+
+def _two_heads(path: str) -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    w_digit = tf.constant(rng.standard_normal((784, 10)).astype(np.float32))
+    w_shape = tf.constant(rng.standard_normal((784, 3)).astype(np.float32))
+
+    class Heads(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32)])
+        def serve(self, x):
+            return {"digit": tf.nn.softmax(x @ w_digit), "shape": tf.nn.softmax(x @ w_shape)}
+
+    module = Heads()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+
+
+def test_classify_a_named_head_of_a_multi_head_model(engine):
+    client.register_model(engine, "two_heads", built_model("real-two-heads", _two_heads))
+    for native in ("on", "off"):
+        for column in ("pixels", "example"):
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SET pgml.native_scoring = {native}")
+                for head in ("digit", "shape"):
+                    got = conn.exec_driver_sql(
+                        f"SELECT pgml.predict('two_heads', {column}, output => '{head}'), "
+                        f"pgml.classify('two_heads', {column}, output => '{head}'), "
+                        f"pgml.predict_class('two_heads', {column}, output => '{head}') "
+                        "FROM inputs WHERE id < 20 ORDER BY id"
+                    ).all()
+                    for scores, label, index in got:
+                        assert index == int(np.argmax(scores)) and label == str(index)
+                    assert len({len(g[0]) for g in got}) == 1
+    code, message, _ = sql_error(
+        engine, "SELECT pgml.classify('two_heads', pixels, output => 'nope') FROM inputs LIMIT 1"
+    )
+    assert code == "42704" and "nope" in message

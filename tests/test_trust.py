@@ -53,7 +53,7 @@ def execute(engine: sa.Engine, sql: str, **params) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        "classify_tensor_native(REF, :b, NULL)",
+        "classify_tensor_native(REF, :b, NULL, NULL)",
         "predict_tensor_native(REF, :b, NULL, NULL)",
         "classify_batch_tensor_native(REF, :b, NULL)",
         "predict_class_batch_tensor_native(REF, :b, NULL)",
@@ -375,7 +375,7 @@ def test_deleted_version_cannot_be_scored_through_its_directory(engine, scorer, 
     for who in (engine, scorer):
         code, message, _ = sql_error(
             who,
-            "SELECT pgml_internal.classify_native(:r, example, NULL) FROM inputs LIMIT 1",
+            "SELECT pgml_internal.classify_native(:r, example, NULL, NULL) FROM inputs LIMIT 1",
             r=ref,
         )
         assert code == "22023" and "not a model reference" in message

@@ -29,20 +29,24 @@ def predict(
         raise translate(exc, ref) from None
 
 
-def classify(ref: str | None, data: Input, signature: str | None = None) -> str | None:
+def classify(
+    ref: str | None, data: Input, signature: str | None = None, output: str | None = None
+) -> str | None:
     if ref is None or data is None:
         return None
     try:
-        return cache.get(ref).top_class(data, signature)[1]
+        return cache.get(ref).top_class(data, signature, output)[1]
     except Exception as exc:
         raise translate(exc, ref) from None
 
 
-def predict_class(ref: str | None, data: Input, signature: str | None = None) -> int | None:
+def predict_class(
+    ref: str | None, data: Input, signature: str | None = None, output: str | None = None
+) -> int | None:
     if ref is None or data is None:
         return None
     try:
-        return cache.get(ref).top_class(data, signature)[0]
+        return cache.get(ref).top_class(data, signature, output)[0]
     except Exception as exc:
         raise translate(exc, ref) from None
 

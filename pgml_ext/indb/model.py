@@ -160,18 +160,22 @@ class LoadedModel:
             )
         return values.astype(np.float32).reshape(len(values), -1)
 
-    def top_classes(self, sig: Signature, out: dict[str, np.ndarray]) -> list[tuple[int, str]]:
-        """(class index, label) of the highest score, per batch row.
+    def top_classes(
+        self, sig: Signature, out: dict[str, np.ndarray], output: str | None = None
+    ) -> list[tuple[int, str]]:
+        """(class index, label) of the highest score, per batch row, of OUTPUT (a head of
+        a multi-head model) or the default scores.
 
-        Label: registered labels, else the signature's own 'classes' output, else the
-        index as text. Index: for a 'classes' output, the label's position among the
-        registered labels, or the label itself when it is a number.
+        Label: registered labels, else the signature's own 'classes' output (for the
+        default scores), else the index as text. Index: for a 'classes' output, the
+        label's position among the registered labels, or the label itself when it is a
+        number.
         """
-        scores = self.scores(sig, out, None)
-        self.check_classifies(sig, scores.shape[1])
+        scores = self.scores(sig, out, output)
+        self.check_classifies(sig, scores.shape[1], output)
+        classes = signatures.class_output(sig) if output is None else None
         best = scores.argmax(axis=1)
         labels = self.row.labels
-        classes = signatures.class_output(sig)
         if classes is None:
             return [self._indexed(int(i)) for i in best]
         result = []
@@ -190,13 +194,14 @@ class LoadedModel:
                 result.append((int(i), label))
         return result
 
-    def classifies(self, sig: Signature, width: int) -> bool:
-        """Whether scores WIDTH wide name a class: one value per row is a regressor's
-        answer (or a sigmoid's), whose arg-max would be 0 for every row."""
-        return width > 1 or signatures.class_output(sig) is not None
+    def classifies(self, sig: Signature, width: int, output: str | None = None) -> bool:
+        """Whether scores WIDTH wide (of OUTPUT, else the default ones) name a class: one
+        value per row is a regressor's answer (or a sigmoid's), whose arg-max would be 0
+        for every row; TF Serving's classify has its own 'classes' instead."""
+        return width > 1 or (output is None and signatures.class_output(sig) is not None)
 
-    def check_classifies(self, sig: Signature, width: int) -> None:
-        if not self.classifies(sig, width):
+    def check_classifies(self, sig: Signature, width: int, output: str | None = None) -> None:
+        if not self.classifies(sig, width, output):
             raise PgmlError(
                 f"model '{self.row.name}' signature '{sig.name}' gives one value per row, "
                 "not a score per class",
@@ -301,12 +306,15 @@ class LoadedModel:
         sig, out = self.score(data, signature)
         return self.scores(sig, out, output)[0].tolist()
 
-    def top_class(self, data: bytes | np.ndarray, signature: str | None) -> tuple[int, str]:
-        scores = self._fast_scores(data, signature)
-        if scores is not None and scores.size > 1:
-            return self._indexed(int(scores.argmax()))
+    def top_class(
+        self, data: bytes | np.ndarray, signature: str | None, output: str | None = None
+    ) -> tuple[int, str]:
+        if output is None:
+            scores = self._fast_scores(data, signature)
+            if scores is not None and scores.size > 1:
+                return self._indexed(int(scores.argmax()))
         sig, out = self.score(data, signature)
-        return self.top_classes(sig, out)[0]
+        return self.top_classes(sig, out, output)[0]
 
     def info(self) -> dict[str, Any]:
         loaded = [r.name for r in (self._litert, self._tensorflow) if r is not None]
