@@ -79,12 +79,32 @@ SELECT m.name,
        m.checksum,
        m.created,
        m.version = coalesce(p.version, max(m.version) OVER (PARTITION BY m.name)) AS current,
-       p.version IS NOT NULL AS pinned
+       coalesce(m.version = p.version, false) AS pinned
   FROM pgml.model_versions m
   LEFT JOIN pgml.pins p ON p.name = m.name
  WHERE m.signatures IS NOT NULL;
 COMMENT ON VIEW pgml.models IS
     'Registered models: name, version, runtime, input/output signature, labels, op audit, size, created.';
+
+-- What a model expects and how each signature runs, a row per version and signature:
+-- its inputs, the tf.Example features it parses (with their defaults), its outputs,
+-- the runtime serving it and why (LiteRT's parity check), labels and the op audit.
+CREATE FUNCTION pgml.describe(model text)
+RETURNS TABLE (version int, current boolean, pinned boolean, signature text,
+               runtime text, why text, inputs jsonb, features jsonb, outputs jsonb,
+               labels text[], audit jsonb)
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+    SELECT m.version, m.current, m.pinned, s.key,
+           m.runtimes -> s.key ->> 'runtime', m.runtimes -> s.key ->> 'reason',
+           s.value -> 'inputs', s.value -> 'features', s.value -> 'outputs',
+           m.labels, m.audit
+      FROM pgml.models m, jsonb_each(m.signature) s
+     WHERE m.name = describe.model
+     ORDER BY m.version, s.key
+$$;
+COMMENT ON FUNCTION pgml.describe(text) IS
+    'Per version and signature: inputs, parsed features, outputs, runtime and why, labels, audit.';
 
 -- Model access for the scoring code. pgml_internal.model_ref (C) runs these as the extension's
 -- owner, so scorers need no privilege on them or on the tables; nobody else may call
@@ -681,6 +701,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgml_internal FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgml FROM PUBLIC;
 GRANT SELECT ON pgml.models TO PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgml FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgml.describe(text) TO PUBLIC;  -- metadata, as pgml.models
 
 -- Scorers: the public functions, and the internals their inlined bodies call (each
 -- safe for any argument: C checks sizes and that a reference came from pgml_internal.model_ref

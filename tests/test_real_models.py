@@ -147,3 +147,31 @@ def test_classify_a_named_head_of_a_multi_head_model(engine):
         engine, "SELECT pgml.classify('two_heads', pixels, output => 'nope') FROM inputs LIMIT 1"
     )
     assert code == "42704" and "nope" in message
+
+
+def test_describe_shows_what_each_signature_expects_and_runs_on(engine, users_bob):
+    got = rows(
+        users_bob,
+        "SELECT signature, runtime, why, inputs, features, outputs FROM pgml.describe('mnist') "
+        "WHERE current ORDER BY signature",
+    )
+    by_signature = {r[0]: r for r in got}
+    assert set(by_signature) == {"predict_images", "serving_default"}
+    images = by_signature["predict_images"]
+    assert images[1] == "litert" and "matches TensorFlow" in images[2]
+    assert images[3] == {"images": {"dtype": "float32", "shape": [None, 784]}}
+    classify = by_signature["serving_default"]
+    assert classify[1] == "tensorflow" and classify[2]
+    assert classify[4]["x"]["shape"] == [784] and set(classify[5]) >= {"scores", "classes"}
+    assert rows(users_bob, "SELECT count(*) FROM pgml.describe('no_such_model')") == [(0,)]
+
+
+@pytest.fixture(scope="module")
+def users_bob(engine, db_url):
+    """A role with no pgml role at all: metadata is for everybody."""
+    from conftest import new_engine
+
+    with engine.begin() as conn:
+        if not conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = 'meta'").scalar():
+            conn.exec_driver_sql("CREATE ROLE meta LOGIN")
+    return new_engine(db_url.replace("postgres@", "meta@"))

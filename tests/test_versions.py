@@ -93,7 +93,7 @@ def test_pin_and_unpin(engine, mlp_dir):
     assert rows(
         engine,
         "SELECT version, current, pinned FROM pgml.models WHERE name = 'pinned' ORDER BY version",
-    ) == [(1, True, True), (2, False, True)]
+    ) == [(1, True, True), (2, False, False)]  # only the pinned version
     committed(engine, "SELECT pgml.unpin_model('pinned')")
     with engine.connect() as conn:
         assert classify_one(conn, "pinned") == "two4"
