@@ -18,8 +18,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 from sqlalchemy.sql.functions import GenericFunction
+from sqlalchemy.sql.visitors import InternalTraversal
 
 FLOAT4_ARRAY = ARRAY(sa.REAL)
 
@@ -39,14 +41,46 @@ def _argument(value: Any) -> Any:
     return value
 
 
+class NamedArgument(ColumnElement):
+    """``name => value``: a keyword argument of a pgml function, passed by name."""
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("name", InternalTraversal.dp_string),
+        ("value", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, name: str, value: Any) -> None:
+        if not name.isidentifier():
+            raise ValueError(f"not an argument name: {name!r}")
+        self.name = name
+        value = _argument(value)
+        self.value = value if isinstance(value, ClauseElement) else sa.literal(value)
+        self.type = self.value.type
+
+
+@compiles(NamedArgument)
+def _named_argument(element: NamedArgument, compiler, **kw) -> str:
+    return f"{element.name} => {compiler.process(element.value, **kw)}"
+
+
+# SQLAlchemy's own keyword arguments of a function; every other keyword is an argument
+# of the SQL function, passed by name (signature=..., output=...), never dropped.
+_SQLALCHEMY_KEYWORDS = {"type_", "_parsed_args"}
+
+
 class _PgmlFunction(GenericFunction):
-    """Base: registered under ``func.pgml`` and rendered with the ``pgml.`` schema."""
+    """Base: registered under ``func.pgml`` and rendered with the ``pgml.`` schema.
+    Keyword arguments become named SQL arguments: ``classify(m, x, output="head")``
+    renders ``pgml.classify(:classify_1, x, output => :param_1)``."""
 
     _register = False
     inherit_cache = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*(_argument(a) for a in args), **kwargs)
+        own = {k: v for k, v in kwargs.items() if k in _SQLALCHEMY_KEYWORDS}
+        named = [NamedArgument(k, v) for k, v in kwargs.items() if k not in _SQLALCHEMY_KEYWORDS]
+        super().__init__(*(_argument(a) for a in args), *named, **own)
         self.packagenames = ("pgml",)
 
 

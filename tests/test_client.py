@@ -257,3 +257,30 @@ def test_sqlalchemy_where_and_order_by(driver_engine):
             .all()
         )
     assert ids == expected and {7, 17} <= set(ids)
+
+
+@pytest.mark.usefixtures("models", "inputs")
+def test_sqlalchemy_keyword_arguments_are_named_sql_arguments(engine):
+    """signature=/output= are passed by name, never dropped (a dropped one would answer
+    with the default signature, silently)."""
+    inputs = sa.table("inputs", sa.column("id"), sa.column("pixels"))
+    query = select(classify("mnist", inputs.c.pixels, signature="nope")).where(inputs.c.id == 3)
+    assert "signature => " in str(query)
+    with engine.connect() as conn, pytest.raises(sa.exc.DatabaseError) as info:
+        conn.execute(query).scalar()
+    assert info.value.orig.args[0]["C"] == "42704" and "nope" in info.value.orig.args[0]["M"]
+    with engine.connect() as conn:
+        named = conn.execute(
+            select(predict("mnist", inputs.c.pixels, signature="predict_images")).where(
+                inputs.c.id == 3
+            )
+        ).scalar()
+        plain = conn.execute(
+            sa.text(
+                "SELECT pgml.predict('mnist', pixels, signature => 'predict_images') "
+                "FROM inputs WHERE id = 3"
+            )
+        ).scalar()
+    assert named == plain
+    with pytest.raises(ValueError):
+        classify("mnist", inputs.c.pixels, **{"bad name": 1})
