@@ -521,46 +521,49 @@ import pgml_ext.indb.api as api
 return api.predict_batch(ref, api.tensor(inputs), output, signature)
 $$;
 
-CREATE FUNCTION pgml_internal.classify_batch(ref text, inputs bytea[], signature text)
+CREATE FUNCTION pgml_internal.classify_batch(ref text, inputs bytea[], output text, signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.top_class_batch(ref, inputs, signature, "label")
+return api.top_class_batch(ref, inputs, signature, "label", output)
 $$;
 
-CREATE FUNCTION pgml_internal.classify_batch_tensor(ref text, inputs bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_batch_tensor(ref text, inputs bytea, output text, signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.top_class_batch(ref, api.tensor(inputs), signature, "label")
+return api.top_class_batch(ref, api.tensor(inputs), signature, "label", output)
 $$;
 
-CREATE FUNCTION pgml_internal.predict_class_batch(ref text, inputs bytea[], signature text)
+CREATE FUNCTION pgml_internal.predict_class_batch(ref text, inputs bytea[], output text, signature text)
 RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.top_class_batch(ref, inputs, signature, "index")
+return api.top_class_batch(ref, inputs, signature, "index", output)
 $$;
 
-CREATE FUNCTION pgml_internal.predict_class_batch_tensor(ref text, inputs bytea, signature text)
+CREATE FUNCTION pgml_internal.predict_class_batch_tensor(ref text, inputs bytea, output text, signature text)
 RETURNS int[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
-return api.top_class_batch(ref, api.tensor(inputs), signature, "index")
+return api.top_class_batch(ref, api.tensor(inputs), signature, "index", output)
 $$;
 
 -- classify_batch and predict_class_batch go through C twins too (src/native.c): chunks
 -- of plain inputs scored in one LiteRT call each, anything else to PL/Python.
-CREATE FUNCTION pgml_internal.classify_batch_native(ref text, inputs bytea[], signature text)
+CREATE FUNCTION pgml_internal.classify_batch_native(ref text, inputs bytea[], output text,
+                                                    signature text)
 RETURNS text[] AS 'MODULE_PATHNAME', 'pgml_classify_batch_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml_internal.classify_batch_tensor_native(ref text, inputs bytea, signature text)
+CREATE FUNCTION pgml_internal.classify_batch_tensor_native(ref text, inputs bytea, output text,
+                                                           signature text)
 RETURNS text[] AS 'MODULE_PATHNAME', 'pgml_classify_batch_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml_internal.predict_class_batch_native(ref text, inputs bytea[], signature text)
+CREATE FUNCTION pgml_internal.predict_class_batch_native(ref text, inputs bytea[], output text,
+                                                         signature text)
 RETURNS int[] AS 'MODULE_PATHNAME', 'pgml_predict_class_batch_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
-CREATE FUNCTION pgml_internal.predict_class_batch_tensor_native(ref text, inputs bytea,
-                                                        signature text)
+CREATE FUNCTION pgml_internal.predict_class_batch_tensor_native(ref text, inputs bytea, output text,
+                                                                signature text)
 RETURNS int[] AS 'MODULE_PATHNAME', 'pgml_predict_class_batch_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
@@ -577,28 +580,32 @@ RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
                                  output, signature)
 $$;
 
-CREATE FUNCTION pgml.classify_batch(model text, inputs bytea[], signature text DEFAULT NULL)
+CREATE FUNCTION pgml.classify_batch(model text, inputs bytea[], signature text DEFAULT NULL,
+                                    output text DEFAULT NULL)
 RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml_internal.classify_batch_native(pgml_internal.model_ref(model), inputs, signature)
+    SELECT pgml_internal.classify_batch_native(pgml_internal.model_ref(model),
+        inputs, output, signature)
 $$;
 
-CREATE FUNCTION pgml.classify_batch(model text, inputs float4[], signature text DEFAULT NULL)
+CREATE FUNCTION pgml.classify_batch(model text, inputs float4[], signature text DEFAULT NULL,
+                                    output text DEFAULT NULL)
 RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.classify_batch_tensor_native(pgml_internal.model_ref(model),
-                                              pgml_internal.tensor(inputs, model), signature)
+        pgml_internal.tensor(inputs, model), output, signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class_batch(model text, inputs bytea[],
-                                         signature text DEFAULT NULL)
+CREATE FUNCTION pgml.predict_class_batch(model text, inputs bytea[], signature text DEFAULT NULL,
+                                         output text DEFAULT NULL)
 RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml_internal.predict_class_batch_native(pgml_internal.model_ref(model), inputs, signature)
+    SELECT pgml_internal.predict_class_batch_native(pgml_internal.model_ref(model),
+        inputs, output, signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class_batch(model text, inputs float4[],
-                                         signature text DEFAULT NULL)
+CREATE FUNCTION pgml.predict_class_batch(model text, inputs float4[], signature text DEFAULT NULL,
+                                         output text DEFAULT NULL)
 RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.predict_class_batch_tensor_native(pgml_internal.model_ref(model),
-                                                   pgml_internal.tensor(inputs, model), signature)
+        pgml_internal.tensor(inputs, model), output, signature)
 $$;
 
 -- Score a whole table or query into TARGET (created if missing) in chunks: columns
@@ -714,9 +721,10 @@ GRANT EXECUTE ON FUNCTION
     pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, float4[], text, text),
     pgml_internal.only_value(float4[], text),
     pgml.predict_batch(text, bytea[], text, text), pgml.predict_batch(text, float4[], text, text),
-    pgml.classify_batch(text, bytea[], text), pgml.classify_batch(text, float4[], text),
-    pgml.predict_class_batch(text, bytea[], text),
-    pgml.predict_class_batch(text, float4[], text),
+    pgml.classify_batch(text, bytea[], text, text),
+    pgml.classify_batch(text, float4[], text, text),
+    pgml.predict_class_batch(text, bytea[], text, text),
+    pgml.predict_class_batch(text, float4[], text, text),
     pgml.score_into(text, text, text, text, text, int, text),
     pgml.create_function(text, text, text),
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
@@ -728,10 +736,10 @@ GRANT EXECUTE ON FUNCTION
     pgml_internal.classify_tensor_native(text, bytea, text, text),
     pgml_internal.predict_class_native(text, bytea, text, text),
     pgml_internal.predict_class_tensor_native(text, bytea, text, text),
-    pgml_internal.classify_batch_native(text, bytea[], text),
-    pgml_internal.classify_batch_tensor_native(text, bytea, text),
-    pgml_internal.predict_class_batch_native(text, bytea[], text),
-    pgml_internal.predict_class_batch_tensor_native(text, bytea, text),
+    pgml_internal.classify_batch_native(text, bytea[], text, text),
+    pgml_internal.classify_batch_tensor_native(text, bytea, text, text),
+    pgml_internal.predict_class_batch_native(text, bytea[], text, text),
+    pgml_internal.predict_class_batch_tensor_native(text, bytea, text, text),
     pgml_internal.predict_batch(text, bytea[], text, text),
     pgml_internal.predict_batch_tensor(text, bytea, text, text)
 TO pgml_scorer;

@@ -866,7 +866,8 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	check_ref(fcinfo);
-	if (!pgml_native_scoring)
+	/* a named output (argument 2): PL/Python scores that head */
+	if (!pgml_native_scoring || !PG_ARGISNULL(2))
 		return call_general(fcinfo, general, 0);
 	m = call_model(fcinfo, packed, true);
 	if (!m->usable || m->n_scores < 2)

@@ -53,7 +53,7 @@ def test_scorer_scores_but_cannot_read_blobs_or_register(users, mlp_dir):
     for ref in ("/tmp", "/etc/passwd", "../1-" + "0" * 64):
         for call in (
             f"classify_native('{ref}', example, NULL, NULL)",
-            f"classify_batch_native('{ref}', ARRAY[example], NULL)",
+            f"classify_batch_native('{ref}', ARRAY[example], NULL, NULL)",
         ):
             code, message = sql_error(alice, f"SELECT pgml_internal.{call} FROM inputs LIMIT 1")[:2]
             assert code == "22023" and "not a model reference" in message, (call, ref)

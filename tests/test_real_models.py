@@ -143,6 +143,13 @@ def test_classify_a_named_head_of_a_multi_head_model(engine):
                     for scores, label, index in got:
                         assert index == int(np.argmax(scores)) and label == str(index)
                     assert len({len(g[0]) for g in got}) == 1
+                    labels, indices = conn.exec_driver_sql(
+                        f"SELECT pgml.classify_batch('two_heads', array_agg({column} ORDER BY "
+                        f"id), output => '{head}'), pgml.predict_class_batch('two_heads', "
+                        f"array_agg({column} ORDER BY id), output => '{head}') "
+                        "FROM inputs WHERE id < 20"
+                    ).one()
+                    assert indices == [g[2] for g in got] and labels == [g[1] for g in got]
     code, message, _ = sql_error(
         engine, "SELECT pgml.classify('two_heads', pixels, output => 'nope') FROM inputs LIMIT 1"
     )

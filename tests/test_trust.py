@@ -55,8 +55,8 @@ def execute(engine: sa.Engine, sql: str, **params) -> None:
     [
         "classify_tensor_native(REF, :b, NULL, NULL)",
         "predict_tensor_native(REF, :b, NULL, NULL)",
-        "classify_batch_tensor_native(REF, :b, NULL)",
-        "predict_class_batch_tensor_native(REF, :b, NULL)",
+        "classify_batch_tensor_native(REF, :b, NULL, NULL)",
+        "predict_class_batch_tensor_native(REF, :b, NULL, NULL)",
         "predict_batch_tensor(REF, :b, NULL, NULL)",
     ],
 )

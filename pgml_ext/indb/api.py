@@ -95,12 +95,16 @@ def predict_batch(
 
 
 def top_class_batch(
-    ref: str | None, data: list | np.ndarray | None, signature: str | None, want: str
+    ref: str | None,
+    data: list | np.ndarray | None,
+    signature: str | None,
+    want: str,
+    output: str | None = None,
 ) -> list | None:
     if ref is None or data is None:
         return None
     with reported(ref):
-        classes = bulk.top_classes_batch(ref, data, signature)
+        classes = bulk.top_classes_batch(ref, data, signature, output)
         pick = 1 if want == "label" else 0
         return [c[pick] if c is not None else None for c in classes]
 

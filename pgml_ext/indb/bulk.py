@@ -94,8 +94,10 @@ def predict_batch(
     return _batch(ref, data, signature, lambda m, sig, out: m.scores(sig, out, output).tolist())
 
 
-def top_classes_batch(ref: str, data: list | np.ndarray, signature: str | None) -> list:
-    return _batch(ref, data, signature, lambda m, sig, out: m.top_classes(sig, out))
+def top_classes_batch(
+    ref: str, data: list | np.ndarray, signature: str | None, output: str | None = None
+) -> list:
+    return _batch(ref, data, signature, lambda m, sig, out: m.top_classes(sig, out, output))
 
 
 def _input_column(cursor_types: dict[str, int], key: str, requested: str | None) -> str:
