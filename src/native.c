@@ -3,8 +3,8 @@
  *
  * pgml.classify(model, input) and its siblings call pgml_internal.classify_native & co. For a
  * signature that takes one float32 tensor of known size and runs on LiteRT (what
- * pgml_ext.indb.rowpath calls the fast path), a row is parsed here (protobuf-c for a
- * tf.Example, or the float4[] packed by pgml_internal.tensor), scored by LiteRT's C API
+ * pgml_ext.indb.rowpath calls the fast path), a row is parsed here (src/example.c for
+ * a tf.Example, or the float4[] packed by pgml_internal.tensor), scored by LiteRT's C API
  * (libLiteRt.so from the ai-edge-litert wheel, opened with dlopen) and answered, with
  * no Python on the way: PL/Python's own call costs about as much as scoring a small
  * model. Python still decides everything once per backend and model: PL/Python's
@@ -34,7 +34,6 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
-#include "mb/pg_wchar.h"
 #include "nodes/value.h"
 #include "nodes/pg_list.h"
 #include "parser/parse_func.h"
@@ -761,8 +760,8 @@ static Datum
 score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
 {
 	FmgrInfo   *general = general_function(fcinfo, general_name);
-	/* the per-row functions' output argument: only the default output is scored here */
-	bool		named_output = fcinfo->nargs == 4 && !PG_ARGISNULL(2);
+	/* the output argument (2): only the default output is scored here */
+	bool		named_output = !PG_ARGISNULL(2);
 	NativeModel *m;
 	int			index;
 

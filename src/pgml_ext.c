@@ -1,10 +1,12 @@
 /*
- * pgml_ext.c: the two C functions of pgml_ext.
+ * pgml_ext.c: resolving models to this server's files, and the small C helpers of the
+ * SQL functions (pgml_internal.tensor, pgml_internal.only_value).
  *
- * pgml_internal.model_ref(model text) turns a model reference ('mnist', 'mnist@3') into the name
- * of the directory on this server (under pgml_models_root()) that holds that version's files (model.json, the SavedModel archive, the LiteRT
- * flatbuffers), writing them from the pgml tables the first time any backend asks.
- * The PL/Python scoring functions then load models from files alone.
+ * pgml_internal.model_ref(model text) turns a model reference ('mnist', 'mnist@3') into
+ * the name of the directory on this server (under pgml_models_root()) that holds that
+ * version's files (model.json, the SavedModel archive, the LiteRT flatbuffers), writing
+ * them from the pgml tables the first time any backend asks. The PL/Python scoring
+ * functions then load models from files alone.
  *
  * Why C: PL/Python runs every SPI query in a subtransaction, which PostgreSQL forbids
  * in parallel mode, so a PL/Python function cannot read the models table inside a
