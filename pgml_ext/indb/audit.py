@@ -144,7 +144,8 @@ PROCESS_OPS = {
 UNSAFE_OPS = FILE_OPS | CHECKPOINT_OPS | PROCESS_OPS
 
 
-def _node_name(tensor: str) -> str:
+def node_name(tensor: str) -> str:
+    """The node a NodeDef input names ("^node", "node:0", "node:output:0")."""
     return tensor.lstrip("^").split(":", 1)[0]
 
 
@@ -179,7 +180,7 @@ class _Graph:
         """(graph nodes, library functions) that running ROOTS may run."""
         nodes = _reach(
             [r for r in roots if r in self.nodes],
-            lambda n: [i for i in map(_node_name, self.nodes[n].input) if i in self.nodes],
+            lambda n: [i for i in map(node_name, self.nodes[n].input) if i in self.nodes],
         )
         return nodes, self.called_from([f for n in nodes for f in _called(self.nodes[n])])
 
@@ -214,7 +215,7 @@ def audit(saved_model_dir: str | Path) -> dict[str, Any]:
     for meta_graph in saved_model.meta_graphs:
         graph = _Graph(meta_graph)
         saver = meta_graph.saver_def
-        saver_roots = [_node_name(t) for t in (saver.save_tensor_name, saver.restore_op_name) if t]
+        saver_roots = [node_name(t) for t in (saver.save_tensor_name, saver.restore_op_name) if t]
         saver_nodes, saver_functions = graph.closure(saver_roots)
         other_nodes, other_functions = graph.closure(
             [n for n in graph.nodes if n not in saver_nodes]

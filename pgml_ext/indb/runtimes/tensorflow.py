@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from pgml_ext.indb.audit import node_name
 from pgml_ext.indb.errors import INVALID_PARAMETER, PREREQUISITE_STATE, PgmlError
 
 _PARSE_OPS = {"ParseExampleV2", "ParseExample", "ParseSingleExample"}
@@ -100,9 +101,7 @@ class TensorFlowRuntime:
                     k: _spec(v, sig_def and sig_def.outputs.get(k))
                     for k, v in sorted(outputs.items())
                 },
-                "features": _parse_spec(fn) if _takes_strings(inputs) else None,
-                # a string input that is not parsed as an Example is text (or a key)
-                "parses_examples": _takes_strings(inputs) and _parses_examples(fn),
+                **_example_parsing(fn, inputs),
             }
         return described
 
@@ -144,13 +143,6 @@ def error_cause(message: str) -> tuple[str, str | None]:
     return cause, f"In TensorFlow op {node.group(1)}." if node else None
 
 
-def _parses_examples(fn) -> bool:
-    """Whether the signature's graph (or a function it calls) parses serialized Examples."""
-    graph_def = fn.graph.as_graph_def()
-    bodies = [graph_def.node] + [f.node_def for f in graph_def.library.function]
-    return any(node.op in _PARSE_OPS for nodes in bodies for node in nodes)
-
-
 # Ops between a constant and an op input that keep its values (in order).
 _SAME_VALUES = {"Identity", "Reshape", "ExpandDims", "Squeeze"}
 
@@ -158,9 +150,9 @@ _SAME_VALUES = {"Identity", "Reshape", "ExpandDims", "Squeeze"}
 def _default(by_name: dict, tf, tensor: str) -> list | None:
     """A dense feature's default (a FixedLenFeature default_value), or None if the
     feature is required (an empty default) or its default is not a constant."""
-    node = by_name.get(tensor.split(":")[0].lstrip("^"))
+    node = by_name.get(node_name(tensor))
     while node is not None and node.op in _SAME_VALUES:  # tf.io.parse_example reshapes
-        node = by_name.get(node.input[0].split(":")[0].lstrip("^"))
+        node = by_name.get(node_name(node.input[0]))
     if node is None or node.op != "Const":
         return None
     values = tf.make_ndarray(node.attr["value"].tensor)
@@ -169,15 +161,25 @@ def _default(by_name: dict, tf, tensor: str) -> list | None:
     return [v.decode() if isinstance(v, bytes) else v.item() for v in values.ravel()]
 
 
-def _parse_spec(fn) -> dict[str, dict[str, Any]] | None:
+def _example_parsing(fn, inputs: dict) -> dict[str, Any]:
+    """{"features": the parse spec, "parses_examples": bool} of a signature. A single
+    string input that the graph does not parse as an Example is text (or a key)."""
+    if not _takes_strings(inputs):
+        return {"features": None, "parses_examples": False}
+    graph_def = fn.graph.as_graph_def()
+    bodies = [list(graph_def.node)] + [list(f.node_def) for f in graph_def.library.function]
+    parses = any(node.op in _PARSE_OPS for nodes in bodies for node in nodes)
+    return {"features": _parse_spec(bodies) if parses else None, "parses_examples": parses}
+
+
+def _parse_spec(bodies: list[list]) -> dict[str, dict[str, Any]] | None:
     """The dense features a signature's ParseExample op reads, from the graph itself.
 
     Looks through the signature's graph and every function in its library (TF2 traces
-    put the op inside a nested function), resolving the constant ``dense_keys`` input.
+    put the op inside a nested function: BODIES), resolving the constant keys and
+    defaults.
     """
     tf = sys.modules["tensorflow"]
-    graph_def = fn.graph.as_graph_def()
-    bodies = [list(graph_def.node)] + [list(f.node_def) for f in graph_def.library.function]
     for nodes in bodies:
         by_name = {n.name: n for n in nodes}
         for node in nodes:
@@ -194,7 +196,7 @@ def _parse_spec(fn) -> dict[str, dict[str, Any]] | None:
                 key_inputs, first_default = [], 1
             keys = [k.decode() for k in node.attr["dense_keys"].list.s]
             for key_input in key_inputs:
-                const = by_name.get(key_input.split(":")[0].lstrip("^"))
+                const = by_name.get(node_name(key_input))
                 if const is None or const.op != "Const":
                     break
                 keys += [k.decode() for k in tf.make_ndarray(const.attr["value"].tensor).ravel()]
