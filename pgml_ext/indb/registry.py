@@ -146,17 +146,17 @@ class version_lock:
 
     def __enter__(self) -> None:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if server.cancel_pending():
-                    os.close(self.fd)
-                    raise PgmlError(
-                        "canceling statement: cancel or timeout", QUERY_CANCELED
-                    ) from None
-                time.sleep(0.01)
+        try:
+            while True:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    check_for_interrupts()
+                    time.sleep(0.01)
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     def __exit__(self, *exc) -> None:
         os.close(self.fd)
