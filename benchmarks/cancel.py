@@ -17,8 +17,7 @@ import time
 import sqlalchemy as sa
 
 from pgml_ext import client, reference
-from pgml_ext.cluster import Cluster
-from pgml_ext.demo import trained
+from pgml_ext.demo import embedded_database, trained_cnn
 
 QUERIES = {
     "classify_batch, C (LiteRT)": "SELECT cardinality(pgml.classify_batch('cnn', "
@@ -40,12 +39,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--timeout-ms", type=int, default=1000)
     args = parser.parse_args()
-    cluster = Cluster.default()
-    cluster.start()
-    url = client.create_database(cluster.url(), "pgml_cancel")
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    client.install(engine)
-    cnn = trained("digits_cnn", reference.train_cnn)
+    _, engine = embedded_database("pgml_cancel")
+    cnn = trained_cnn()
     client.register_model(engine, "cnn", cnn)
     client.register_model(engine, "cnn_tf", cnn, runtime="tensorflow")
     reference.load_table(engine, "big", args.rows)

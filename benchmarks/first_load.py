@@ -19,21 +19,16 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pgml_ext import client, reference
-from pgml_ext.cluster import Cluster
-from pgml_ext.demo import trained
+from pgml_ext.demo import embedded_database, trained_cnn
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=16)
     args = parser.parse_args()
-    cluster = Cluster.default()
-    cluster.start()
-    url = client.create_database(cluster.url(), "pgml_first_load")
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    client.install(engine)
+    cluster, engine = embedded_database("pgml_first_load")
     reference.load_table(engine, "inputs", 100)
-    cnn = trained("digits_cnn", reference.train_cnn)
+    cnn = trained_cnn()
     for runtime in ("litert", "tensorflow"):
         name = f"cnn_{runtime}"
         client.register_model(engine, name, cnn, runtime=runtime)

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from pgml_ext import client, reference
 from pgml_ext.cluster import Cluster
-from pgml_ext.demo import say, trained, trained_mlp
+from pgml_ext.demo import embedded_database, say, trained_cnn, trained_mlp
 
 BENCH_DB = "pgml_bench"
 PARALLEL_PLAN = [
@@ -184,7 +184,7 @@ def _parallel_at_scale(engine: sa.Engine, model: str, rows: int, repeats: int) -
     }
 
 
-def _cold_start(url: str, model: str, col: str) -> dict[str, float]:
+def _cold_start(url: str | sa.URL, model: str, col: str) -> dict[str, float]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         started = time.perf_counter()
@@ -242,14 +242,11 @@ def run(
     out_dir: str | os.PathLike = "benchmarks/results",
     port: int | None = None,
 ) -> dict:
-    cluster = Cluster.default(port)
-    say(f"starting the embedded cluster (port {cluster.port})")
-    cluster.start()
-    url = client.create_database(cluster.url(), BENCH_DB)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    client.install(engine)
+    say(f"starting the embedded cluster (port {Cluster.default(port).port})")
+    _, engine = embedded_database(BENCH_DB, port)
+    url = engine.url
     mlp_dir = trained_mlp()
-    cnn_dir = trained("digits_cnn", reference.train_cnn)
+    cnn_dir = trained_cnn()
     say("registering the MLP and the CNN (LiteRT after the parity check, and TensorFlow)")
     for name, path in (("mlp", mlp_dir), ("cnn", cnn_dir)):
         client.register_model(engine, name, path)

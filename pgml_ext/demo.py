@@ -40,6 +40,22 @@ def trained_mlp() -> Path:
     return trained("digits_mlp", reference.train_mlp)
 
 
+def trained_cnn() -> Path:
+    """The reference CNN (the ECL seed's) trained on scikit-learn's digits."""
+    return trained("digits_cnn", reference.train_cnn)
+
+
+def embedded_database(name: str, port: int | None = None) -> tuple[Cluster, sa.Engine]:
+    """The embedded cluster, started, and a fresh database NAME on it with pgml_ext
+    installed; the engine opens a new backend per connection (no pool)."""
+    cluster = Cluster.default(port)
+    cluster.start()
+    url = client.create_database(cluster.url(), name)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    client.install(engine)
+    return cluster, engine
+
+
 def run(rows: int = 20_000, port: int | None = None) -> dict:
     cluster = Cluster.default(port)
     say(f"starting the embedded PostgreSQL cluster ({cluster.datadir}, port {cluster.port})")
