@@ -116,9 +116,28 @@ def _describe(args: argparse.Namespace) -> int:
                 )
                 print(f"    tf.Example features: {feats}")
             print(f"    runtime {note.get('runtime', '?')}: {note.get('reason', '')}")
+            for line in _plan_lines(spec.get("plan")):
+                print(f"    {line}")
         if v["labels"]:
             print(f"  labels: {', '.join(v['labels'])}")
     return 0
+
+
+def _plan_lines(plan: dict | None) -> list[str]:
+    """What pgml does for a signature cut after its parse (see pgml.describe's plan)."""
+    if not plan:
+        return []
+    lines = []
+    for i in plan["parse"]:
+        default = "" if i["default"] is None else f" (default {i['default']})"
+        lines.append(
+            f"parses feature {i['feature']} {i['dtype']}{i['shape']}{default} -> {i['name']}"
+        )
+    for name, words in plan.get("vocabularies", {}).items():
+        lines.append(f"output {name}: keys looked up in {', '.join(words)}")
+    for name, words in plan.get("constants", {}).items():
+        lines.append(f"output {name}: always {', '.join(words)}")
+    return lines
 
 
 def _delete(args: argparse.Namespace) -> int:

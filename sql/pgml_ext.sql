@@ -70,7 +70,7 @@ SELECT m.name,
        m.runtime,
        (SELECT jsonb_object_agg(s.key, jsonb_build_object(
                    'inputs', s.value -> 'inputs', 'outputs', s.value -> 'outputs',
-                   'features', s.value -> 'features'))
+                   'features', s.value -> 'features', 'plan', s.value -> 'plan'))
           FROM jsonb_each(m.signatures) s) AS signature,
        m.runtimes,
        m.labels,
@@ -92,19 +92,21 @@ COMMENT ON VIEW pgml.models IS
 CREATE FUNCTION pgml.describe(model text)
 RETURNS TABLE (version int, current boolean, pinned boolean, signature text,
                runtime text, why text, inputs jsonb, features jsonb, outputs jsonb,
-               labels text[], audit jsonb)
+               plan jsonb, labels text[], audit jsonb)
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pgml, pg_temp AS $$
     SELECT m.version, m.current, m.pinned, s.key,
            m.runtimes -> s.key ->> 'runtime', m.runtimes -> s.key ->> 'reason',
            s.value -> 'inputs', s.value -> 'features', s.value -> 'outputs',
-           m.labels, m.audit
+           s.value -> 'plan', m.labels, m.audit
       FROM pgml.models m, jsonb_each(m.signature) s
      WHERE m.name = describe.model
      ORDER BY m.version, s.key
 $$;
 COMMENT ON FUNCTION pgml.describe(text) IS
-    'Per version and signature: inputs, parsed features, outputs, runtime and why, labels, audit.';
+    'Per version and signature: inputs, parsed features, outputs, runtime and why, the plan '
+    'pgml scores it by (Example features parsed by pgml into the LiteRT inputs, vocabularies '
+    'of string outputs), labels, audit.';
 
 -- Model access for the scoring code. pgml_internal.model_ref (C) runs these as the extension's
 -- owner, so scorers need no privilege on them or on the tables; nobody else may call

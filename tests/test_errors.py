@@ -75,7 +75,7 @@ CASES = {
         "SELECT pgml.classify('mnist', CAST(:e AS bytea))",
         {"e": ex(x=np.ones(784, np.int64))},
         "22023",
-        "has feature 'x' as int64",
+        "has feature 'x' as integers",
     ),
     "wrong-length feature": (
         "SELECT pgml.classify('mnist', CAST(:e AS bytea))",

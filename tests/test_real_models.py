@@ -159,7 +159,8 @@ def test_classify_a_named_head_of_a_multi_head_model(engine):
 def test_describe_shows_what_each_signature_expects_and_runs_on(engine, users_bob):
     got = rows(
         users_bob,
-        "SELECT signature, runtime, why, inputs, features, outputs FROM pgml.describe('mnist') "
+        "SELECT signature, runtime, why, inputs, features, outputs, plan "
+        "FROM pgml.describe('mnist') "
         "WHERE current ORDER BY signature",
     )
     by_signature = {r[0]: r for r in got}
@@ -168,8 +169,15 @@ def test_describe_shows_what_each_signature_expects_and_runs_on(engine, users_bo
     assert images[1] == "litert" and "matches TensorFlow" in images[2]
     assert images[3] == {"images": {"dtype": "float32", "shape": [None, 784]}}
     classify = by_signature["serving_default"]
-    assert classify[1] == "tensorflow" and classify[2]
+    assert classify[1] == "litert" and "parsed by pgml" in classify[2]
     assert classify[4]["x"]["shape"] == [784] and set(classify[5]) >= {"scores", "classes"}
+    # cut after its ParseExample: pgml parses feature x into the LiteRT input, and the
+    # top-k class keys are looked up in the vocabulary read from TensorFlow's answers
+    assert classify[6]["parse"] == [
+        {"name": "input_0", "feature": "x", "dtype": "float32", "shape": [784], "default": None}
+    ]
+    assert classify[6]["vocabularies"] == {"classes": [str(i) for i in range(10)]}
+    assert images[6] is None
     assert rows(users_bob, "SELECT count(*) FROM pgml.describe('no_such_model')") == [(0,)]
 
 

@@ -26,12 +26,15 @@ def test_keras_export_runs_on_litert(engine):
     assert notes["serving_default"]["max_abs_diff"] <= TOLERANCE
 
 
-def test_serving_export_splits_by_signature(engine):
+def test_serving_export_runs_both_signatures_on_litert(engine):
+    # the classify signature parses Examples in its graph: cut after the parse, pgml
+    # parses them and LiteRT runs the rest (pgml_ext/indb/cutting.py)
     runtime, notes = runtimes(engine, "mnist")
-    assert runtime == "litert+tensorflow"
+    assert runtime == "litert"
     assert notes["predict_images"]["runtime"] == "litert"
-    assert notes["serving_default"]["runtime"] == "tensorflow"
-    assert "tf.Examples" in notes["serving_default"]["reason"]
+    assert notes["serving_default"]["runtime"] == "litert"
+    assert "parsed by pgml" in notes["serving_default"]["reason"]
+    assert notes["serving_default"]["max_abs_diff"] <= TOLERANCE
 
 
 def test_wrong_conversion_falls_back_to_tensorflow(engine, wrapped_dir, digits):
@@ -75,7 +78,9 @@ def test_user_samples_join_the_parity_check(engine, mlp_dir, digits):
     assert runtimes(engine, "mlp_samples")[0] == "litert"
 
 
-def test_litert_backend_never_imports_tensorflow(db_url):
+def test_litert_backend_never_imports_tensorflow(engine, db_url, mlp_dir):
+    if not rows(engine, "SELECT 1 FROM pgml.models WHERE name = 'mlp_tf'"):
+        client.register_model(engine, "mlp_tf", mlp_dir, runtime="tensorflow")
     with new_engine(db_url).connect() as conn:
         for column in ("pixels", "example"):
             conn.execute(sa.text(f"SELECT pgml.classify('mlp', {column}) FROM inputs")).all()
@@ -88,7 +93,8 @@ def test_litert_backend_never_imports_tensorflow(db_url):
             == "litert"
         )
         # a signature on TensorFlow loads it, in the same backend, alongside LiteRT
-        conn.execute(sa.text("SELECT pgml.classify('mnist', example) FROM inputs LIMIT 3")).all()
+        for model in ("mnist", "mlp_tf"):
+            conn.execute(sa.text(f"SELECT pgml.classify('{model}', example) FROM inputs LIMIT 3"))
         status = conn.execute(sa.text("SELECT pgml.backend_status()")).scalar()
         assert status["tensorflow_imported"]
         assert (

@@ -129,7 +129,7 @@ def test_models_view_describes_signatures(engine):
         "FROM pgml.models WHERE name = 'mnist'",
     )
     ((name, version, runtime, signature, size, checksum, current),) = got
-    assert runtime == "litert+tensorflow" and current and size > 0 and len(checksum) == 64
+    assert runtime == "litert" and current and size > 0 and len(checksum) == 64
     assert set(signature) == {"predict_images", "serving_default"}
     assert signature["serving_default"]["features"] == {
         "x": {"dtype": "float32", "shape": [784], "default": None}  # required

@@ -85,7 +85,7 @@ def test_parse_spec_checks_name_type_and_length():
     sig = SERVING["serving_default"]
     cases = {
         "no feature 'x'": {"y": np.ones(784, dtype=np.float32)},
-        "as int64": {"x": np.ones(784, dtype=np.int64)},
+        "as integers": {"x": np.ones(784, dtype=np.int64)},
         "with 783 values": {"x": np.ones(783, dtype=np.float32)},
     }
     for expected, features in cases.items():

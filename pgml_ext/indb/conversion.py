@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pgml_ext.indb import examples, signatures
 from pgml_ext.indb.signatures import FLOAT_DTYPES, NUMPY_DTYPES, Signature
 
 TOLERANCE = 1e-4
@@ -29,6 +30,7 @@ class Outcome:
     reason: str
     max_abs_diff: float | None = None
     flatbuffer: bytes | None = None
+    plan: dict[str, Any] | None = None  # how pgml feeds and reads it (signatures.py)
 
     def note(self) -> dict[str, Any]:
         note: dict[str, Any] = {"runtime": self.runtime, "reason": self.reason}
@@ -85,30 +87,50 @@ def compare(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> tupl
     return worst, ""
 
 
-def convert_signature(
-    path: str, sig: Signature, tensorflow_runtime, user_samples: np.ndarray | None
-) -> Outcome:
-    """Convert one signature and check it against TensorFlow."""
-    if not convertible(sig):
-        return Outcome(sig.name, "tensorflow", "takes serialized tf.Examples or unknown shapes")
+def _convert(directory: str, signature: str):
+    """(flatbuffer, LiteRTRuntime) of SIGNATURE of the SavedModel in DIRECTORY; raises
+    whatever the converter or LiteRT raise."""
     import tensorflow as tf
 
     from pgml_ext.indb.runtimes.litert import LiteRTRuntime
 
+    converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[signature])
+    flatbuffer = converter.convert()
+    return flatbuffer, LiteRTRuntime({signature: flatbuffer})
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
+def convert_signature(
+    path: str, sig: Signature, tensorflow_runtime, user_samples: np.ndarray | None, workdir: str
+) -> Outcome:
+    """Convert one signature and check it against TensorFlow."""
+    if sig.takes_examples:
+        return _convert_parsing(sig, tensorflow_runtime, user_samples, workdir)
+    if not convertible(sig):
+        return Outcome(sig.name, "tensorflow", "takes unknown shapes or text")
     try:
-        converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=[sig.name])
-        flatbuffer = converter.convert()
-        lite = LiteRTRuntime({sig.name: flatbuffer})
+        flatbuffer, lite = _convert(path, sig.name)
     except Exception as e:  # the converter raises many kinds; any of them means "no"
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        return Outcome(sig.name, "tensorflow", f"conversion failed: {first}")
+        return Outcome(sig.name, "tensorflow", f"conversion failed: {_first_line(e)}")
+    batches = [(b, b) for b in sample_inputs(sig, user_samples)]
+    return _judge(sig, tensorflow_runtime, lite, batches, flatbuffer, None)
+
+
+def _judge(sig, tensorflow_runtime, lite, batches, flatbuffer, plan) -> Outcome:
+    """Run each (TensorFlow feeds, LiteRT feeds) pair through both; LiteRT's outputs go
+    through the plan's output steps first."""
     worst = 0.0
-    for batch in sample_inputs(sig, user_samples):
-        expected = tensorflow_runtime.run(sig.name, batch)
+    for tf_feeds, lite_feeds in batches:
+        expected = tensorflow_runtime.run(sig.name, tf_feeds)
         try:
-            got = lite.run(sig.name, batch)
+            got = lite.run(sig.name, lite_feeds)
+            if plan is not None:
+                got = signatures.finish_outputs(plan, got, sig.name)
         except Exception as e:
-            return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {e}")
+            return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {_first_line(e)}")
         diff, problem = compare(expected, got)
         worst = max(worst, diff)
         if problem:
@@ -118,10 +140,103 @@ def convert_signature(
                 f"LiteRT does not match TensorFlow: {problem}",
                 max_abs_diff=diff,
             )
+    what = "parsed by pgml, " if plan is not None else ""
     return Outcome(
         sig.name,
         "litert",
-        f"matches TensorFlow within {TOLERANCE:g}",
+        f"{what}matches TensorFlow within {TOLERANCE:g}",
         max_abs_diff=worst,
         flatbuffer=flatbuffer,
+        plan=plan,
     )
+
+
+def _convert_parsing(sig, tensorflow_runtime, user_samples, workdir) -> Outcome:
+    """An Example-parsing signature: cut after the parse (cutting.py), convert the rest,
+    and judge it on Examples made from the parse spec, parsed by pgml's own parser."""
+    import tensorflow as tf
+
+    from pgml_ext.indb import cutting
+
+    fn = tensorflow_runtime.signature(sig.name)
+    try:
+        cut = cutting.cut_after_parse(tf, fn, sig.name, workdir)
+        flatbuffer, lite = _convert(cut.directory, sig.name)
+    except cutting.NotCut as e:
+        return Outcome(sig.name, "tensorflow", f"takes serialized tf.Examples: {e}")
+    except Exception as e:
+        return Outcome(
+            sig.name, "tensorflow", f"conversion after the parse failed: {_first_line(e)}"
+        )
+    plan: dict[str, Any] = {"parse": cut.inputs}
+    input_name = next(iter(sig.inputs))
+    batches = []
+    for batch in example_samples(cut.inputs, user_samples):
+        tf_feeds = {input_name: np.asarray(batch, dtype=object)}
+        batches.append((tf_feeds, signatures.parsed_feeds(plan, batch, "(registration)", sig)))
+    if cut.keyed or cut.dropped:
+        try:
+            plan.update(_learn_string_outputs(sig, tensorflow_runtime, lite, batches, cut))
+        except ValueError as e:
+            return Outcome(sig.name, "tensorflow", f"string output: {e}")
+    return _judge(sig, tensorflow_runtime, lite, batches, flatbuffer, plan)
+
+
+def _learn_string_outputs(sig, tensorflow_runtime, lite, batches, cut) -> dict[str, Any]:
+    """The vocabulary of each keyed string output (key -> TensorFlow's string, read from
+    its answers on the samples; every key from 0 up must be seen) and the value of each
+    constant one."""
+    pairs: dict[str, dict[int, bytes]] = {name: {} for name in cut.keyed}
+    constants: dict[str, list] = {}
+    for tf_feeds, lite_feeds in batches:
+        expected = tensorflow_runtime.run(sig.name, tf_feeds)
+        got = lite.run(sig.name, lite_feeds)
+        for name in cut.keyed:
+            for key, text in zip(got[name].ravel(), expected[name].ravel(), strict=True):
+                if pairs[name].setdefault(int(key), text) != text:
+                    raise ValueError(f"'{name}' is not a function of its keys")
+        for name in cut.dropped:
+            rows = {tuple(r) for r in expected[name].reshape(len(expected[name]), -1)}
+            first = constants.setdefault(name, list(next(iter(rows))))
+            if len(rows) != 1 or list(next(iter(rows))) != first:
+                raise ValueError(f"'{name}' differs between rows")
+    plan: dict[str, Any] = {}
+    for name, seen in pairs.items():
+        if sorted(seen) != list(range(len(seen))):
+            raise ValueError(f"'{name}' looks up keys {sorted(seen)[:5]}..., not 0..n-1")
+        plan.setdefault("vocabularies", {})[name] = [seen[k].decode() for k in range(len(seen))]
+    for name, row in constants.items():
+        plan.setdefault("constants", {})[name] = [v.decode() for v in row]
+    return plan
+
+
+def example_samples(inputs: list[dict[str, Any]], user: np.ndarray | None) -> list[list[bytes]]:
+    """Serialized Examples to judge an Example-parsing signature on, made from its parse
+    spec: seeded random rows (floats in [0, 1), integers 0 or 1, short strings), a row
+    of zeros, the random rows without each defaulted feature, and the user's samples
+    when the spec has a single float feature of their size."""
+    rng = np.random.default_rng(0)
+
+    def values(spec: dict[str, Any], zero: bool) -> np.ndarray:
+        shape = spec["shape"]
+        if spec["dtype"] == "string":
+            return (
+                np.full(shape, b"", dtype=object)
+                if zero
+                else rng.choice(np.array([b"a", b"b", b"pgml"], dtype=object), shape)
+            )
+        if spec["dtype"] in FLOAT_DTYPES:
+            return np.zeros(shape, np.float32) if zero else rng.random(shape, np.float32)
+        return np.zeros(shape, np.int64) if zero else rng.integers(0, 2, shape)
+
+    rows = [{i["feature"]: values(i, False) for i in inputs} for _ in range(RANDOM_SAMPLES)]
+    batches = [rows, [{i["feature"]: values(i, True) for i in inputs}]]
+    for spec in inputs:
+        if spec["default"] is not None:
+            batches.append([{k: v for k, v in r.items() if k != spec["feature"]} for r in rows])
+    floats = [i for i in inputs if i["dtype"] in FLOAT_DTYPES]
+    if user is not None and len(inputs) == 1 and floats:
+        size = int(np.prod(floats[0]["shape"]))
+        if user.size % size == 0:
+            batches.append([{floats[0]["feature"]: r} for r in user.reshape(-1, size)])
+    return [[examples.encode(r) for r in batch] for batch in batches]

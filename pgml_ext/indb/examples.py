@@ -152,15 +152,17 @@ class DenseReader:
     """Reads COUNT float32 values of one float_list feature from serialized Examples,
     or None when an Example does not fit (not protobuf, feature missing or of another
     kind or length): the caller's general path then says what is wrong. An Example with
-    a single feature pairs with the input whatever the feature's name.
+    a single feature pairs with the input whatever the feature's name, unless EXACT (a
+    graph's own parse reads its keys only).
 
     The hot loop of per-row and batch scoring: one parse, one view, no dicts.
     """
 
-    __slots__ = ("_feature", "_single", "_count", "_header", "_parse")
+    __slots__ = ("_feature", "_single", "_exact", "_count", "_header", "_parse")
 
-    def __init__(self, feature: str, count: int) -> None:
+    def __init__(self, feature: str, count: int, exact: bool = False) -> None:
         self._feature = self._single = feature
+        self._exact = exact
         self._count = count
         self._header = float_header(count)
         # A new message per row: re-parsing into one message is 2x slower (upb must
@@ -174,7 +176,7 @@ class DenseReader:
             return None
         name = self._feature
         if name not in features:
-            if len(features) != 1:
+            if len(features) != 1 or self._exact:
                 return None
             # The single feature's name is usually the same on every row: remember it
             # (iterating a protobuf map from Python is slow).
@@ -184,11 +186,13 @@ class DenseReader:
         return floats_of_count(features[name].float_list, self._header, self._count)
 
 
-def dense_floats(batch: list[bytes], feature: str, size: int) -> np.ndarray | None:
+def dense_floats(
+    batch: list[bytes], feature: str, size: int, exact: bool = False
+) -> np.ndarray | None:
     """[len(batch), size] float32 from one float_list feature of each Example, or None
     if any Example does not fit (see DenseReader)."""
     out = np.empty((len(batch), size), dtype=np.float32)
-    read = DenseReader(feature, size)
+    read = DenseReader(feature, size, exact)
     for i, data in enumerate(batch):
         row = read(data)
         if row is None:

@@ -121,8 +121,16 @@ class LoadedModel:
             )
         return sig
 
+    def parsed_by_plan(self, sig: Signature) -> bool:
+        """Whether SIG's Examples are parsed here and the rest runs on LiteRT (cutting.py);
+        otherwise TensorFlow parses them in the graph."""
+        return sig.plan is not None and self.row.runtime_of(sig.name) == "litert"
+
     def run(self, sig: Signature, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.runtime_for(sig.name).run(sig.name, feeds)
+        out = self.runtime_for(sig.name).run(sig.name, feeds)
+        if self.parsed_by_plan(sig):
+            out = signatures.finish_outputs(sig.plan, out, self.row.name)
+        return out
 
     def score(
         self, data: bytes | list | np.ndarray, signature: str | None, batch: bool = False
@@ -135,7 +143,10 @@ class LoadedModel:
         feature_map = self._feature_map
         if isinstance(data, bytes | bytearray | memoryview) or (batch and isinstance(data, list)):
             sig = self.choose("example", requested)
-            if batch:
+            if self.parsed_by_plan(sig):
+                rows = data if batch else [data if type(data) is bytes else bytes(data)]
+                feeds = signatures.parsed_feeds(sig.plan, rows, model, sig)
+            elif batch:
                 feeds = signatures.feeds_for_examples(sig, data, model, feature_map)
             else:
                 data = data if type(data) is bytes else bytes(data)

@@ -77,7 +77,7 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
         try:
             path = str(archive.unpack(data, os.path.join(workdir, "savedmodel")))
             found = _audit(what, path, options)
-            described, outcomes = _describe(what, path, row["runtime"], options, samples)
+            described, outcomes = _describe(what, path, row["runtime"], options, samples, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     insert = registry.plan(_LITERT, ["int8", "text", "bytea", "text"])
@@ -118,25 +118,32 @@ def _audit(what: str, path: str, options: dict) -> dict:
     return found
 
 
-def _describe(what: str, path: str, runtime: str, options: dict, samples: bytes | None):
-    """(signatures, per-signature runtime outcomes) of the SavedModel at PATH."""
+def _describe(
+    what: str, path: str, runtime: str, options: dict, samples: bytes | None, workdir: str
+):
+    """(signatures, each with the plan it runs by; per-signature runtime outcomes) of the
+    SavedModel at PATH. WORKDIR takes what conversion writes."""
     requested = check_runtime(runtime)
     from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
 
     tf_runtime = TensorFlowRuntime(path, threads())
     described = tf_runtime.describe(path)
     _check_usable(what, described, options)
-    return described, _choose_runtimes(what, path, described, requested, tf_runtime, samples)
+    outcomes = _choose_runtimes(what, path, described, requested, tf_runtime, samples, workdir)
+    for o in outcomes:
+        if o.plan is not None:
+            described[o.signature]["plan"] = o.plan
+    return described, outcomes
 
 
-def _choose_runtimes(what, path, described, requested, tf_runtime, samples):
+def _choose_runtimes(what, path, described, requested, tf_runtime, samples, workdir):
     from pgml_ext.indb.conversion import Outcome, convert_signature
 
     sigs = [Signature.from_json(k, v) for k, v in sorted(described.items())]
     if requested == "tensorflow":
         return [Outcome(s.name, "tensorflow", "runtime 'tensorflow' was requested") for s in sigs]
     user = np.load(io.BytesIO(samples), allow_pickle=False) if samples else None
-    outcomes = [convert_signature(path, s, tf_runtime, user) for s in sigs]
+    outcomes = [convert_signature(path, s, tf_runtime, user, workdir) for s in sigs]
     if requested == "litert" and not any(o.runtime == "litert" for o in outcomes):
         raise PgmlError(
             f"{what} cannot run on LiteRT",

@@ -58,6 +58,7 @@ class Signature:
     outputs: dict[str, dict[str, Any]]
     features: dict[str, dict[str, Any]] | None
     parses_examples: bool = True  # rows registered before this was recorded: as before
+    plan: dict[str, Any] | None = None  # an Example-parsing signature cut after its parse
     plans: dict[str, InputPlan] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +73,7 @@ class Signature:
             d["outputs"],
             d.get("features"),
             d.get("parses_examples", True),
+            d.get("plan"),
         )
 
     @property
@@ -286,10 +288,62 @@ def feeds_for_example(
     return feeds
 
 
+def parsed_feeds(
+    plan: dict[str, Any], batch: list[bytes], model: str, sig: Signature
+) -> dict[str, np.ndarray]:
+    """Serialized Examples parsed as the signature's own parse would (the plan's "parse":
+    one runtime input per dense feature, defaults honoured): the graph after the parse
+    runs on LiteRT (cutting.py)."""
+    inputs = plan["parse"]
+    if len(inputs) == 1 and inputs[0]["dtype"] == "float32" and inputs[0]["default"] is None:
+        spec = inputs[0]  # the usual case, read without decoding whole Examples
+        size = int(np.prod(spec["shape"]))
+        dense = examples.dense_floats(batch, spec["feature"], size, exact=True)
+        if dense is not None and np.isfinite(dense).all():
+            return {spec["name"]: dense.reshape((len(batch), *spec["shape"]))}
+    columns: dict[str, list[np.ndarray]] = {i["name"]: [] for i in inputs}
+    for data in batch:
+        features = examples.decode(data, model)
+        _check_features(sig, features, model)
+        for spec in inputs:
+            got = features.get(spec["feature"])
+            values = got if got is not None else np.asarray(spec["default"])
+            dtype = NUMPY_DTYPES[spec["dtype"]]
+            columns[spec["name"]].append(values.astype(dtype).reshape(spec["shape"]))
+    if not batch:
+        raise PgmlError(f"no inputs for model '{model}'", INVALID_PARAMETER)
+    return {name: np.stack(values) for name, values in columns.items()}
+
+
+def finish_outputs(
+    plan: dict[str, Any], out: dict[str, np.ndarray], model: str
+) -> dict[str, np.ndarray]:
+    """The runtime's outputs as the whole signature gives them: keys of a cut lookup
+    become its strings, constant string outputs come back (see cutting.py)."""
+    rows = len(next(iter(out.values())))
+    for name, vocabulary in plan.get("vocabularies", {}).items():
+        keys = out[name]
+        table = np.asarray([v.encode() for v in vocabulary], dtype=object)
+        if keys.size and (keys.min() < 0 or keys.max() >= len(table)):
+            raise PgmlError(
+                f"model '{model}' looked up a key outside its '{name}' vocabulary",
+                INVALID_PARAMETER,
+            )
+        out[name] = table[keys]
+    for name, values in plan.get("constants", {}).items():
+        out[name] = np.tile(np.asarray([v.encode() for v in values], dtype=object), (rows, 1))
+    return out
+
+
 def _feature_text(features: examples.Features) -> str:
     if not features:
         return "no features"
     return ", ".join(f"{k} ({v.dtype.name}, {v.size} values)" for k, v in features.items())
+
+
+# What kind of tf.Example list (as examples.decode gives it) each parsed dtype reads.
+_KINDS = {**dict.fromkeys(FLOAT_DTYPES, "f"), "int64": "i", "string": "O"}
+_KIND_NAMES = {"f": "floats", "i": "integers", "O": "bytes"}
 
 
 def _check_features(sig: Signature, features: examples.Features, model: str) -> None:
@@ -301,8 +355,11 @@ def _check_features(sig: Signature, features: examples.Features, model: str) -> 
             continue  # TensorFlow fills in the FixedLenFeature's default
         if got is None:
             problem = f"has no feature '{name}'"
-        elif spec["dtype"] in FLOAT_DTYPES and got.dtype.kind != "f":
-            problem = f"has feature '{name}' as {got.dtype.name}, the model reads floats"
+        elif _KINDS.get(spec["dtype"], got.dtype.kind) != got.dtype.kind:
+            problem = (
+                f"has feature '{name}' as {_KIND_NAMES[got.dtype.kind]}, "
+                f"the model reads {_KIND_NAMES[_KINDS[spec['dtype']]]}"
+            )
         elif got.dtype.kind == "f" and not np.isfinite(got).all():
             problem = f"has NaN or Infinity in feature '{name}'"
         elif expected is not None and got.size != expected:

@@ -71,6 +71,10 @@ class TensorFlowRuntime:
         self._loaded = tf.saved_model.load(path)
         self._signatures = dict(self._loaded.signatures)
 
+    def signature(self, name: str):
+        """The concrete function of signature NAME (kept alive by this runtime)."""
+        return self._signatures[name]
+
     def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tf = self._tf
         fn = self._signatures[signature]
@@ -169,10 +173,10 @@ def _example_parsing(fn, inputs: dict) -> dict[str, Any]:
     graph_def = fn.graph.as_graph_def()
     bodies = [list(graph_def.node)] + [list(f.node_def) for f in graph_def.library.function]
     parses = any(node.op in _PARSE_OPS for nodes in bodies for node in nodes)
-    return {"features": _parse_spec(bodies) if parses else None, "parses_examples": parses}
+    return {"features": parse_spec(bodies) if parses else None, "parses_examples": parses}
 
 
-def _parse_spec(bodies: list[list]) -> dict[str, dict[str, Any]] | None:
+def parse_spec(bodies: list[list]) -> dict[str, dict[str, Any]] | None:
     """The dense features a signature's ParseExample op reads, from the graph itself.
 
     Looks through the signature's graph and every function in its library (TF2 traces

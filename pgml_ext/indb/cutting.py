@@ -1,0 +1,158 @@
+"""Cut an Example-parsing signature after its parse, so that the rest converts to LiteRT.
+
+TF Serving / TFX exports take serialized tf.Examples and parse them in the graph
+(``ParseExample``/``ParseExampleV2``, TF1 or TF2). LiteRT has no such op, but everything
+after the parse is ordinary math. At registration the signature's graph is frozen
+(variables become constants), every dense output of the parse is replaced by an input of
+its own (``input_0``, ``input_1``, ... in the parse's key order) and the rest is saved as a
+small SavedModel for the converter. The parse itself is then done by pgml (C, or Python in
+the fallback) following the spec read from the same op: keys, dtypes, shapes, defaults.
+
+String outputs: a lookup in a constant table (TF Serving's ``classes``, looked up from
+``top_k`` indices) is cut before the lookup, so LiteRT outputs the integer keys and the
+table's values become the plan's vocabulary (read back from TensorFlow's own answers by
+conversion.py, which checks them on every sample). Any other string output is left out
+here and must be constant per model (an Estimator head tiles its class names).
+
+Registration only: imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgml_ext.indb.runtimes.tensorflow import parse_spec
+
+_PARSE_OPS = ("ParseExampleV2", "ParseExample")
+_LOOKUP = "LookupTableFindV2"
+
+
+class NotCut(Exception):
+    """The signature cannot be cut after its parse; the message says why."""
+
+
+@dataclass
+class Cut:
+    directory: str  # SavedModel of the graph after the parse, signature of the same name
+    inputs: list[dict[str, Any]]  # {"name", "feature", "dtype", "shape", "default"}
+    keyed: list[str] = field(default_factory=list)  # string outputs that LiteRT gives as keys
+    dropped: list[str] = field(default_factory=list)  # string outputs left out (constant)
+
+
+def _tensor(ref: str) -> tuple[str, int]:
+    name, _, index = ref.partition(":")
+    return name, int(index or 0)
+
+
+def _frozen(tf, fn) -> tuple[Any, dict[str, str]]:
+    """(GraphDef with variables as constants and functions inlined, {output: tensor})."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    keys = sorted(fn.structured_outputs)  # fn.outputs follow tf.nest's (sorted) order
+    graph_def = fn.graph.as_graph_def()
+    if graph_def.library.function:  # TF2 traces: grappler inlines the calls as it freezes
+        try:
+            frozen = convert_variables_to_constants_v2(fn)
+        except Exception as e:  # many kinds; any of them means "no"
+            raise NotCut(f"its graph could not be frozen ({type(e).__name__})") from None
+        names = [t.name for t in frozen.outputs]
+        return frozen.graph.as_graph_def(), dict(zip(keys, names, strict=True))
+    # TF1 graphs (SavedModelBuilder): no calls to inline, and grappler refuses their
+    # in-graph tables, so variable reads become constants here.
+    captured = {_tensor(inner.name)[0]: outer for outer, inner in fn.graph.captures}
+    for node in graph_def.node:
+        if node.op != "ReadVariableOp" or _tensor(node.input[0])[0] not in captured:
+            continue
+        dtype = node.attr["dtype"].type
+        value = tf.raw_ops.ReadVariableOp(resource=captured[_tensor(node.input[0])[0]], dtype=dtype)
+        node.op = "Const"
+        del node.input[:]
+        node.attr.clear()
+        node.attr["dtype"].type = dtype
+        node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value.numpy()))
+    return graph_def, {k: fn.structured_outputs[k].name for k in keys}
+
+
+def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
+    """Cut signature NAME (concrete function FN) after its parse; raise NotCut."""
+    from tensorflow.core.framework import node_def_pb2
+
+    graph_def, outputs = _frozen(tf, fn)
+    parses = [n for n in graph_def.node if n.op in _PARSE_OPS]
+    if len(parses) != 1:
+        raise NotCut(f"its graph has {len(parses)} Example parses (one is cut)")
+    parse = parses[0]
+    spec = parse_spec([list(graph_def.node)])
+    if spec is None:
+        raise NotCut("its parse keys are computed at run time")
+    sparse = parse.attr["num_sparse" if parse.op == "ParseExampleV2" else "Nsparse"].i
+    first, n_dense = 3 * sparse, len(spec)
+    by_output = {first + i: f"input_{i}" for i in range(n_dense)}
+    for node in graph_def.node:
+        for j, ref in enumerate(node.input):
+            if ref.startswith("^") or _tensor(ref)[0] != parse.name:
+                continue
+            index = _tensor(ref)[1]
+            if index not in by_output:
+                raise NotCut("it reads var-len (sparse or ragged) features")
+            node.input[j] = by_output[index]
+    inputs = []
+    for i, (key, feature) in enumerate(spec.items()):
+        placeholder = node_def_pb2.NodeDef(name=f"input_{i}", op="Placeholder")
+        dtype = tf.dtypes.as_dtype(feature["dtype"])
+        placeholder.attr["dtype"].type = dtype.as_datatype_enum
+        placeholder.attr["shape"].shape.CopyFrom(
+            tf.TensorShape([None, *feature["shape"]]).as_proto()
+        )
+        graph_def.node.append(placeholder)
+        inputs.append({"name": f"input_{i}", "feature": key, **feature})
+
+    by_name = {n.name: n for n in graph_def.node}
+    fetches, keyed, dropped = {}, [], []
+    for output, ref in outputs.items():
+        node_name, index = _tensor(ref)
+        if node_name == parse.name:
+            ref = by_output.get(index, ref)
+        if fn.structured_outputs[output].dtype != tf.string:
+            fetches[output] = ref
+            continue
+        node = by_name[_tensor(ref)[0]]
+        while node.op == "Identity":
+            node = by_name[_tensor(node.input[0])[0]]
+        if node.op == _LOOKUP:
+            fetches[output] = node.input[1]  # the keys it looks up
+            keyed.append(output)
+        else:
+            dropped.append(output)
+    if not fetches:
+        raise NotCut("it has no numeric outputs")
+
+    keep = [_tensor(r)[0] for r in fetches.values()] + [i["name"] for i in inputs]
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, keep)
+    for node in graph_def.node:
+        if node.op == "Placeholder" and not node.name.startswith("input_"):
+            raise NotCut(f"its graph after the parse reads {node.name} (a table or variable)")
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.graph_util.import_graph_def(graph_def, name=""), []
+    )
+    pruned = wrapped.prune(
+        [wrapped.graph.get_tensor_by_name(f"{i['name']}:0") for i in inputs],
+        {
+            k: wrapped.graph.get_tensor_by_name(v if ":" in v else f"{v}:0")
+            for k, v in fetches.items()
+        },
+    )
+    specs = [
+        tf.TensorSpec([None, *i["shape"]], tf.dtypes.as_dtype(i["dtype"]), name=i["name"])
+        for i in inputs
+    ]
+    after_parse = tf.function(lambda *tensors: pruned(*tensors), input_signature=specs)
+    module = tf.Module()
+    module.after_parse = after_parse
+    directory = tempfile.mkdtemp(prefix="cut-", dir=workdir)
+    tf.saved_model.save(module, directory, signatures={name: after_parse.get_concrete_function()})
+    return Cut(directory, inputs, keyed, dropped)
