@@ -18,17 +18,14 @@
  * pgml.classify_batch and pgml.predict_class_batch work the same way, a chunk of
  * inputs per LiteRT call; SET pgml.native_scoring = off sends everything to PL/Python.
  *
- * The wheel ships no C headers, so the few LiteRT functions used are declared below.
+ * The wheel ships no C headers, so the few LiteRT functions used are declared in litert.h.
  * The one struct whose layout matters (LiteRtRankedTensorType, read from the model and
  * handed back) is checked against the plan's shapes before a model is used here; on
  * any mismatch the model stays on the PL/Python path.
  */
 #include "postgres.h"
 
-#include <dlfcn.h>
-#include <fcntl.h>
 #include <math.h>
-#include <unistd.h>
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -44,136 +41,8 @@
 #include "utils/memutils.h"
 
 #include "example.h"
+#include "litert.h"
 #include "pgml_ext.h"
-
-/* -- LiteRT's C API (libLiteRt.so, symbol version VERS_1.0) ------------------------- */
-
-typedef int LiteRtStatus;		/* 0: ok */
-typedef void *LiteRtHandle;
-typedef size_t LiteRtIndex;
-
-#define LITERT_HW_CPU 1
-#define LITERT_FLOAT32 1
-#define LITERT_MAX_RANK 8
-/* LiteRtRankedTensorType: element type, rank (7 bits, then has_strides), 8 dims, 8
- * strides: 72 bytes. Kept in a larger buffer, and checked (see tensor_shape). */
-#define TENSOR_TYPE_SIZE 256
-
-typedef struct TensorType
-{
-	int32		element_type;
-	uint32		rank_bits;
-	int32		dims[LITERT_MAX_RANK];
-	char		rest[TENSOR_TYPE_SIZE - 4 - 4 - 4 * LITERT_MAX_RANK];
-} TensorType;
-
-static struct
-{
-	LiteRtStatus (*CreateEnvironment) (int, const void *, LiteRtHandle *);
-	LiteRtStatus (*CreateModelFromFile) (LiteRtHandle, const char *, LiteRtHandle *);
-	void		(*DestroyModel) (LiteRtHandle);
-	LiteRtStatus (*CreateOptions) (LiteRtHandle *);
-	void		(*DestroyOptions) (LiteRtHandle);
-	LiteRtStatus (*SetOptionsHardwareAccelerators) (LiteRtHandle, int);
-	LiteRtStatus (*CreateCompiledModel) (LiteRtHandle, LiteRtHandle, LiteRtHandle, LiteRtHandle *);
-	void		(*DestroyCompiledModel) (LiteRtHandle);
-	LiteRtStatus (*GetNumModelSignatures) (LiteRtHandle, LiteRtIndex *);
-	LiteRtStatus (*GetModelSignature) (LiteRtHandle, LiteRtIndex, LiteRtHandle *);
-	LiteRtStatus (*GetSignatureKey) (LiteRtHandle, const char **);
-	LiteRtStatus (*GetNumSignatureInputs) (LiteRtHandle, LiteRtIndex *);
-	LiteRtStatus (*GetNumSignatureOutputs) (LiteRtHandle, LiteRtIndex *);
-	LiteRtStatus (*GetSignatureInputName) (LiteRtHandle, LiteRtIndex, const char **);
-	LiteRtStatus (*GetSignatureOutputName) (LiteRtHandle, LiteRtIndex, const char **);
-	LiteRtStatus (*GetSignatureInputTensorByIndex) (LiteRtHandle, LiteRtIndex, LiteRtHandle *);
-	LiteRtStatus (*GetSignatureOutputTensorByIndex) (LiteRtHandle, LiteRtIndex, LiteRtHandle *);
-	LiteRtStatus (*GetRankedTensorType) (LiteRtHandle, TensorType *);
-	LiteRtStatus (*CreateTensorBufferFromHostMemory) (const TensorType *, void *, size_t,
-													  void (*) (void *), LiteRtHandle *);
-	void		(*DestroyTensorBuffer) (LiteRtHandle);
-	LiteRtStatus (*RunCompiledModel) (LiteRtHandle, LiteRtIndex, size_t, LiteRtHandle *,
-									  size_t, LiteRtHandle *);
-	LiteRtStatus (*CompiledModelResizeInputTensor) (LiteRtHandle, LiteRtIndex, LiteRtIndex,
-													const int *, size_t);
-}			lrt;
-
-static char *lrt_library = NULL;	/* the libLiteRt.so opened, or NULL */
-static LiteRtHandle lrt_environment = NULL;
-
-/* Opens libLiteRt.so once per backend; false (with a LOG line) if it cannot be used. */
-static bool
-open_litert(const char *path)
-{
-	void	   *lib;
-
-	if (lrt_library != NULL)
-		return strcmp(lrt_library, path) == 0;
-	/* DEEPBIND: LiteRT's own symbols first, never a same-named one loaded before it. */
-	lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-	if (lib == NULL)
-	{
-		elog(LOG, "pgml: native scoring off, cannot open %s: %s", path, dlerror());
-		return false;
-	}
-#define BIND(name) \
-	if ((*(void **) &lrt.name = dlsym(lib, "LiteRt" #name)) == NULL) \
-	{ \
-		elog(LOG, "pgml: native scoring off, %s lacks LiteRt%s", path, #name); \
-		return false; \
-	}
-	BIND(CreateEnvironment);
-	BIND(CreateModelFromFile);
-	BIND(DestroyModel);
-	BIND(CreateOptions);
-	BIND(DestroyOptions);
-	BIND(SetOptionsHardwareAccelerators);
-	BIND(CreateCompiledModel);
-	BIND(DestroyCompiledModel);
-	BIND(GetNumModelSignatures);
-	BIND(GetModelSignature);
-	BIND(GetSignatureKey);
-	BIND(GetNumSignatureInputs);
-	BIND(GetNumSignatureOutputs);
-	BIND(GetSignatureInputName);
-	BIND(GetSignatureOutputName);
-	BIND(GetSignatureInputTensorByIndex);
-	BIND(GetSignatureOutputTensorByIndex);
-	BIND(GetRankedTensorType);
-	BIND(CreateTensorBufferFromHostMemory);
-	BIND(DestroyTensorBuffer);
-	BIND(RunCompiledModel);
-	BIND(CompiledModelResizeInputTensor);
-#undef BIND
-	lrt_library = MemoryContextStrdup(TopMemoryContext, path);
-	return true;
-}
-
-/*
- * LiteRT probes for GPU and NPU accelerators on its first use in a process and logs
- * each attempt to stderr, i.e. to the server log of every backend: silenced while
- * the environment and a compiled model are made (their failures come back as status).
- */
-static int
-quiet_stderr(void)
-{
-	int			saved = dup(STDERR_FILENO);
-	int			null = open("/dev/null", O_WRONLY);
-
-	if (saved >= 0 && null >= 0)
-		dup2(null, STDERR_FILENO);
-	if (null >= 0)
-		close(null);
-	return saved;
-}
-
-static void
-restore_stderr(int saved)
-{
-	if (saved >= 0)
-	{
-		dup2(saved, STDERR_FILENO);
-		close(saved);
-	}
-}
 
 /* -- Models ready for this path, per backend ----------------------------------------- */
 

@@ -186,24 +186,25 @@ class LoadedModel:
         self.check_classifies(sig, scores.shape[1], output)
         classes = signatures.class_output(sig) if output is None else None
         best = scores.argmax(axis=1)
-        labels = self.row.labels
         if classes is None:
             return [self._indexed(int(i)) for i in best]
-        result = []
         class_rows = out[classes].reshape(len(best), -1)
-        for row, i in zip(class_rows, best, strict=True):
-            raw = row[i]
-            label = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if labels and label in labels:
-                result.append((labels.index(label), label))
-            elif label.lstrip("-").isdigit():
-                index = int(label)
-                result.append(
-                    (index, labels[index] if labels and 0 <= index < len(labels) else label)
-                )
-            else:
-                result.append((int(i), label))
-        return result
+        return [
+            self._named_class(raw.decode() if isinstance(raw, bytes) else str(raw), int(i))
+            for raw, i in ((row[i], i) for row, i in zip(class_rows, best, strict=True))
+        ]
+
+    def _named_class(self, label: str, position: int | None) -> tuple[int, str] | None:
+        """(index, label) of the class a string output names: a registered label's
+        position, else the label as a number, else POSITION (the top score's), or None
+        when POSITION is not known."""
+        labels = self.row.labels
+        if labels and label in labels:
+            return labels.index(label), label
+        if label.lstrip("-").isdigit():
+            index = int(label)
+            return index, labels[index] if labels and 0 <= index < len(labels) else label
+        return None if position is None else (position, label)
 
     def classifies(self, sig: Signature, width: int, output: str | None = None) -> bool:
         """Whether scores WIDTH wide (of OUTPUT, else the default ones) name a class: one
