@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pgml_ext.indb import examples, signatures
+from pgml_ext.indb.errors import first_line
 from pgml_ext.indb.signatures import FLOAT_DTYPES, NUMPY_DTYPES, Signature
 
 TOLERANCE = 1e-4
@@ -99,8 +100,22 @@ def _convert(directory: str, signature: str):
     return flatbuffer, LiteRTRuntime({signature: flatbuffer})
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+class _LiteRTFailed(Exception):
+    """LiteRT raised on a sample batch; the message is its first line."""
+
+
+def _run_both(sig, tensorflow_runtime, lite, batches) -> list[tuple[dict, dict]]:
+    """(TensorFlow's outputs, LiteRT's outputs) for each (TensorFlow feeds, LiteRT feeds)
+    pair of BATCHES, each run once."""
+    runs = []
+    for tf_feeds, lite_feeds in batches:
+        expected = tensorflow_runtime.run(sig.name, tf_feeds)
+        try:
+            got = lite.run(sig.name, lite_feeds)
+        except Exception as e:
+            raise _LiteRTFailed(first_line(e)) from None
+        runs.append((expected, got))
+    return runs
 
 
 def convert_signature(
@@ -114,23 +129,26 @@ def convert_signature(
     try:
         flatbuffer, lite = _convert(path, sig.name)
     except Exception as e:  # the converter raises many kinds; any of them means "no"
-        return Outcome(sig.name, "tensorflow", f"conversion failed: {_first_line(e)}")
-    batches = [(b, b) for b in sample_inputs(sig, user_samples)]
-    return _judge(sig, tensorflow_runtime, lite, batches, flatbuffer, None)
+        return Outcome(sig.name, "tensorflow", f"conversion failed: {first_line(e)}")
+    try:
+        runs = _run_both(
+            sig, tensorflow_runtime, lite, [(b, b) for b in sample_inputs(sig, user_samples)]
+        )
+    except _LiteRTFailed as e:
+        return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {e}")
+    return _judge(sig, runs, flatbuffer, None)
 
 
-def _judge(sig, tensorflow_runtime, lite, batches, flatbuffer, plan) -> Outcome:
-    """Run each (TensorFlow feeds, LiteRT feeds) pair through both; LiteRT's outputs go
-    through the plan's output steps first."""
+def _judge(sig, runs, flatbuffer, plan) -> Outcome:
+    """Compare each (TensorFlow's, LiteRT's outputs) of RUNS; LiteRT's go through the
+    plan's output steps first."""
     worst = 0.0
-    for tf_feeds, lite_feeds in batches:
-        expected = tensorflow_runtime.run(sig.name, tf_feeds)
+    for expected, got in runs:
         try:
-            got = lite.run(sig.name, lite_feeds)
             if plan is not None:
                 got = signatures.finish_outputs(plan, got, sig.name)
         except Exception as e:
-            return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {_first_line(e)}")
+            return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {first_line(e)}")
         diff, problem = compare(expected, got)
         worst = max(worst, diff)
         if problem:
@@ -166,7 +184,7 @@ def _convert_parsing(sig, tensorflow_runtime, user_samples, workdir) -> Outcome:
         return Outcome(sig.name, "tensorflow", f"takes serialized tf.Examples: {e}")
     except Exception as e:
         return Outcome(
-            sig.name, "tensorflow", f"conversion after the parse failed: {_first_line(e)}"
+            sig.name, "tensorflow", f"conversion after the parse failed: {first_line(e)}"
         )
     plan: dict[str, Any] = {"parse": cut.inputs}
     input_name = next(iter(sig.inputs))
@@ -174,23 +192,25 @@ def _convert_parsing(sig, tensorflow_runtime, user_samples, workdir) -> Outcome:
     for batch in example_samples(cut.inputs, user_samples):
         tf_feeds = {input_name: np.asarray(batch, dtype=object)}
         batches.append((tf_feeds, signatures.parsed_feeds(plan, batch, "(registration)", sig)))
+    try:
+        runs = _run_both(sig, tensorflow_runtime, lite, batches)
+    except _LiteRTFailed as e:
+        return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {e}")
     if cut.keyed or cut.dropped:
         try:
-            plan.update(_learn_string_outputs(sig, tensorflow_runtime, lite, batches, cut))
+            plan.update(_learn_string_outputs(runs, cut))
         except ValueError as e:
             return Outcome(sig.name, "tensorflow", f"string output: {e}")
-    return _judge(sig, tensorflow_runtime, lite, batches, flatbuffer, plan)
+    return _judge(sig, runs, flatbuffer, plan)
 
 
-def _learn_string_outputs(sig, tensorflow_runtime, lite, batches, cut) -> dict[str, Any]:
+def _learn_string_outputs(runs, cut) -> dict[str, Any]:
     """The vocabulary of each keyed string output (key -> TensorFlow's string, read from
-    its answers on the samples; every key from 0 up must be seen) and the value of each
-    constant one."""
+    its answers on the samples, RUNS; every key from 0 up must be seen) and the value of
+    each constant one."""
     pairs: dict[str, dict[int, bytes]] = {name: {} for name in cut.keyed}
     constants: dict[str, list] = {}
-    for tf_feeds, lite_feeds in batches:
-        expected = tensorflow_runtime.run(sig.name, tf_feeds)
-        got = lite.run(sig.name, lite_feeds)
+    for expected, got in runs:
         for name in cut.keyed:
             for key, text in zip(got[name].ravel(), expected[name].ravel(), strict=True):
                 if pairs[name].setdefault(int(key), text) != text:

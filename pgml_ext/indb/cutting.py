@@ -65,10 +65,11 @@ def _frozen(tf, fn) -> tuple[Any, dict[str, str]]:
     # in-graph tables, so variable reads become constants here.
     captured = {_tensor(inner.name)[0]: outer for outer, inner in fn.graph.captures}
     for node in graph_def.node:
-        if node.op != "ReadVariableOp" or _tensor(node.input[0])[0] not in captured:
+        handle = captured.get(_tensor(node.input[0])[0]) if node.input else None
+        if node.op != "ReadVariableOp" or handle is None:
             continue
         dtype = node.attr["dtype"].type
-        value = tf.raw_ops.ReadVariableOp(resource=captured[_tensor(node.input[0])[0]], dtype=dtype)
+        value = tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype)
         node.op = "Const"
         del node.input[:]
         node.attr.clear()
@@ -90,8 +91,8 @@ def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
     if spec is None:
         raise NotCut("its parse keys are computed at run time")
     sparse = parse.attr["num_sparse" if parse.op == "ParseExampleV2" else "Nsparse"].i
-    first, n_dense = 3 * sparse, len(spec)
-    by_output = {first + i: f"input_{i}" for i in range(n_dense)}
+    # the op's outputs: sparse indices, values and shapes, then the dense values
+    by_output = {3 * sparse + i: f"input_{i}" for i in range(len(spec))}
     for node in graph_def.node:
         for j, ref in enumerate(node.input):
             if ref.startswith("^") or _tensor(ref)[0] != parse.name:

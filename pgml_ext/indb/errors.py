@@ -18,6 +18,13 @@ UNDEFINED_FILE = "58P01"  # this server's copy of a model is missing or damaged
 INTERNAL = "XX000"
 
 
+def first_line(e: Exception) -> str:
+    """The first line of an exception from a library (the converter, LiteRT), cut to 200
+    characters, or its type's name when it has no message: for a reason or a message."""
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
 class PgmlError(Exception):
     """An error meant for the SQL user; ``reported()`` turns it into ``plpy.error``."""
 

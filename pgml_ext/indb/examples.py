@@ -187,10 +187,12 @@ class DenseReader:
 
 
 def dense_floats(
-    batch: list[bytes], feature: str, size: int, exact: bool = False
+    batch: list[bytes], feature: str, inner: tuple, exact: bool = False
 ) -> np.ndarray | None:
-    """[len(batch), size] float32 from one float_list feature of each Example, or None
-    if any Example does not fit (see DenseReader)."""
+    """[len(batch), *inner] float32 from one float_list feature of each Example, or None
+    if any Example does not fit (see DenseReader) or holds NaN or Infinity: the
+    caller's row-by-row path then says what is wrong."""
+    size = int(np.prod(inner))
     out = np.empty((len(batch), size), dtype=np.float32)
     read = DenseReader(feature, size, exact)
     for i, data in enumerate(batch):
@@ -198,7 +200,7 @@ def dense_floats(
         if row is None:
             return None
         out[i] = row
-    return out
+    return out.reshape((len(batch), *inner)) if np.isfinite(out).all() else None
 
 
 def encode(features: dict[str, np.ndarray | list]) -> bytes:

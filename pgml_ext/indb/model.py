@@ -190,21 +190,20 @@ class LoadedModel:
             return [self._indexed(int(i)) for i in best]
         class_rows = out[classes].reshape(len(best), -1)
         return [
-            self._named_class(raw.decode() if isinstance(raw, bytes) else str(raw), int(i))
-            for raw, i in ((row[i], i) for row, i in zip(class_rows, best, strict=True))
+            self._named_class(row[i].decode() if isinstance(row[i], bytes) else str(row[i]), int(i))
+            for row, i in zip(class_rows, best, strict=True)
         ]
 
-    def _named_class(self, label: str, position: int | None) -> tuple[int, str] | None:
+    def _named_class(self, label: str, position: int) -> tuple[int, str]:
         """(index, label) of the class a string output names: a registered label's
-        position, else the label as a number, else POSITION (the top score's), or None
-        when POSITION is not known."""
+        position, else the label as a number, else POSITION (the top score's)."""
         labels = self.row.labels
         if labels and label in labels:
             return labels.index(label), label
         if label.lstrip("-").isdigit():
             index = int(label)
             return index, labels[index] if labels and 0 <= index < len(labels) else label
-        return None if position is None else (position, label)
+        return position, label
 
     def classifies(self, sig: Signature, width: int, output: str | None = None) -> bool:
         """Whether scores WIDTH wide (of OUTPUT, else the default ones) name a class: one

@@ -243,9 +243,9 @@ def feeds_for_examples(
         plan = sig.plans[name]
         if plan.expected is not None and plan.dtype is np.float32:
             feature = (feature_map or {}).get(name, name)
-            dense = examples.dense_floats(batch, feature, plan.expected)
-            if dense is not None and np.isfinite(dense).all():
-                return {name: dense.reshape((len(batch), *plan.inner))}
+            dense = examples.dense_floats(batch, feature, plan.inner)
+            if dense is not None:
+                return {name: dense}
     per_row = [feeds_for_example(sig, data, model, feature_map) for data in batch]
     if not per_row:
         raise PgmlError(f"no inputs for model '{model}'", INVALID_PARAMETER)
@@ -297,10 +297,9 @@ def parsed_feeds(
     inputs = plan["parse"]
     if len(inputs) == 1 and inputs[0]["dtype"] == "float32" and inputs[0]["default"] is None:
         spec = inputs[0]  # the usual case, read without decoding whole Examples
-        size = int(np.prod(spec["shape"]))
-        dense = examples.dense_floats(batch, spec["feature"], size, exact=True)
-        if dense is not None and np.isfinite(dense).all():
-            return {spec["name"]: dense.reshape((len(batch), *spec["shape"]))}
+        dense = examples.dense_floats(batch, spec["feature"], tuple(spec["shape"]), exact=True)
+        if dense is not None:
+            return {spec["name"]: dense}
     columns: dict[str, list[np.ndarray]] = {i["name"]: [] for i in inputs}
     for data in batch:
         features = examples.decode(data, model)

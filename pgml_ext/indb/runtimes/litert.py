@@ -89,7 +89,7 @@ def verify_flatbuffers(directory: str) -> None:
 
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from pgml_ext.indb.errors import DATA_CORRUPTED, PgmlError
+    from pgml_ext.indb.errors import DATA_CORRUPTED, PgmlError, first_line
 
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".tflite"):
@@ -101,9 +101,8 @@ def verify_flatbuffers(directory: str) -> None:
             )
             interpreter.allocate_tensors()
         except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise PgmlError(
-                f"stored LiteRT model {name} is not a valid flatbuffer ({first})",
+                f"stored LiteRT model {name} is not a valid flatbuffer ({first_line(e)})",
                 DATA_CORRUPTED,
                 hint="Register the model again; its stored LiteRT conversion is damaged.",
             ) from None
