@@ -9,7 +9,7 @@ SCRIPT := extension/pgml_ext--$(EXTVERSION).sql
 DATA_built = $(CONTROL) $(SCRIPT)
 MODULEDIR = extension
 MODULE_big = pgml_ext
-OBJS = src/settings.o src/pgml_ext.o src/native.o src/example.o src/litert.o
+OBJS = src/settings.o src/pgml_ext.o src/native.o src/native_model.o src/example.o src/litert.o
 # -fvect-cost-model=dynamic: -O2's "very cheap" model skips loops of unknown length,
 # like native.c's check of every input value.
 PG_CFLAGS = -Wall -Werror -fvect-cost-model=dynamic
@@ -36,7 +36,7 @@ $(SCRIPT): sql/pgml_ext.sql pyproject.toml Makefile
 	  printf '%s\n' '\echo Use "CREATE EXTENSION pgml_ext CASCADE" to load this file. \quit'; \
 	  cat $<; } > $@
 
-$(OBJS): src/pgml_ext.h src/example.h src/litert.h
+$(OBJS): src/pgml_ext.h src/example.h src/litert.h src/native.h
 
 $(CONTROL): extension/pgml_ext.control.in pyproject.toml Makefile
 	sed 's/@VERSION@/$(EXTVERSION)/' $< > $@

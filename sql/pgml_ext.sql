@@ -428,8 +428,8 @@ RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 -- Whether and how a model version, input form and signature can be scored natively:
--- [libLiteRt.so, flatbuffer, signature, input, output, feature, floats, labels...],
--- or NULL. Called once per backend and key by the functions above (through fmgr: no
+-- [libLiteRt.so, flatbuffer, signature, output, only feature, inputs, (input, feature,
+-- dtype, values, default) per input, labels...] (src/native_model.c), or NULL. Called once per backend and key by the functions above (through fmgr: no
 -- role may call it from SQL).
 CREATE FUNCTION pgml_internal.native_plan(ref text, is_example bool, signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$

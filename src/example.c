@@ -1,14 +1,15 @@
 /*
- * example.c: the floats of one feature of a serialized tf.train.Example, read in place.
+ * example.c: the float and int64 features of a serialized tf.train.Example, read once.
  *
- * The native scorer needs one thing from an Example: the float_list of the feature that
- * feeds the model. This walks the wire format once, allocates nothing (memory O(1),
- * whatever the input) and answers only for Examples written the one plain way every
- * writer uses: known fields with their own wire types, each message field at most
- * once, minimal varints, UTF-8 keys, packed lists. Anything else, valid or not, gives
- * "no answer" and the row goes to PL/Python, where upb (the reference) parses it and
- * reports what is wrong. So an input this file accepts is one upb accepts, with the
- * same values; tests/test_example_parser.py checks that on generated inputs.
+ * The native scorer needs the features that feed a model's inputs: float_lists copied,
+ * int64_lists decoded, each straight into the runtime's input row. This walks the wire
+ * format once, allocates nothing (memory O(1), whatever the input) and answers only
+ * for Examples written the one plain way every writer uses: known fields with their
+ * own wire types, each message field at most once, minimal varints, UTF-8 keys, packed
+ * lists. Anything else, valid or not, gives "no answer" and the row goes to PL/Python,
+ * where upb (the reference) parses it and reports what is wrong. So an input this file
+ * accepts is one upb accepts, with the same values; tests/test_example_parser.py checks
+ * that on generated inputs.
  *
  * No PostgreSQL headers: the differential fuzz builds this file on its own.
  */
@@ -20,7 +21,7 @@
 #include "example.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "example.c hands out little-endian floats in place: little-endian hosts only"
+#error "example.c copies little-endian floats as they are: little-endian hosts only"
 #endif
 
 enum
@@ -140,13 +141,13 @@ valid_utf8(const uint8_t *s, const uint8_t *end)
 
 /* A list message (BytesList 1, FloatList 2, Int64List 3) of the plain form. */
 static bool
-check_list(Reader body, int kind, Reader *floats)
+check_list(Reader body, int kind, Reader *values)
 {
 	uint32_t	field;
 	int			wire;
 	bool		seen = false;
 
-	floats->p = floats->end = NULL;
+	values->p = values->end = NULL;
 	while (body.p < body.end)
 	{
 		Reader		value;
@@ -154,16 +155,16 @@ check_list(Reader body, int kind, Reader *floats)
 		if (!read_tag(&body, &field, &wire) || field != 1 || wire != WIRE_LEN
 			|| !read_len(&body, &value))
 			return false;
-		if (kind == 1)
+		if (kind == PGML_BYTES)
 			continue;			/* bytes: any, repeated */
 		if (seen)
 			return false;		/* packed lists: one run */
 		seen = true;
-		if (kind == 2)
+		*values = value;
+		if (kind == PGML_FLOATS)
 		{
 			if ((value.end - value.p) % 4 != 0)
 				return false;
-			*floats = value;
 		}
 		else
 		{
@@ -179,19 +180,19 @@ check_list(Reader body, int kind, Reader *floats)
 
 /* A Feature: at most one of its three lists, once. KIND: 0 (none) or 1..3. */
 static bool
-check_feature(Reader body, int *kind, Reader *floats)
+check_feature(Reader body, int *kind, Reader *values)
 {
 	uint32_t	field;
 	int			wire;
 
 	*kind = 0;
-	floats->p = floats->end = NULL;
+	values->p = values->end = NULL;
 	while (body.p < body.end)
 	{
 		Reader		list;
 
 		if (!read_tag(&body, &field, &wire) || field < 1 || field > 3 || wire != WIRE_LEN
-			|| *kind != 0 || !read_len(&body, &list) || !check_list(list, (int) field, floats))
+			|| *kind != 0 || !read_len(&body, &list) || !check_list(list, (int) field, values))
 			return false;
 		*kind = (int) field;
 	}
@@ -200,7 +201,7 @@ check_feature(Reader body, int *kind, Reader *floats)
 
 /* A map entry: key (1) and value (2), each at most once; the key UTF-8. */
 static bool
-check_entry(Reader body, Reader *key, int *kind, Reader *floats)
+check_entry(Reader body, Reader *key, int *kind, Reader *values)
 {
 	uint32_t	field;
 	int			wire;
@@ -209,7 +210,7 @@ check_entry(Reader body, Reader *key, int *kind, Reader *floats)
 
 	key->p = key->end = body.p;
 	*kind = 0;
-	floats->p = floats->end = NULL;
+	values->p = values->end = NULL;
 	while (body.p < body.end)
 	{
 		Reader		part;
@@ -225,7 +226,7 @@ check_entry(Reader body, Reader *key, int *kind, Reader *floats)
 		}
 		else if (field == 2 && !have_value)
 		{
-			if (!check_feature(part, kind, floats))
+			if (!check_feature(part, kind, values))
 				return false;
 			have_value = true;
 		}
@@ -235,67 +236,98 @@ check_entry(Reader body, Reader *key, int *kind, Reader *floats)
 	return true;
 }
 
+/* The values of a checked list (check_list) into F->values; false unless F->count of them. */
+static bool
+copy_values(PgmlFeature *f, Reader values)
+{
+	size_t		n = 0;
+
+	if (f->kind == PGML_FLOATS)
+	{
+		if (values.p == NULL || (size_t) (values.end - values.p) != f->count * sizeof(float))
+			return false;
+		memcpy(f->values, values.p, f->count * sizeof(float));
+		return true;
+	}
+	while (values.p != NULL && values.p < values.end)
+	{
+		uint64_t	v;
+
+		if (n == f->count || !read_varint(&values, 10, &v))
+			return false;
+		/* int64 on the wire is the value's two's complement, not zigzag */
+		memcpy((int64_t *) f->values + n++, &v, sizeof(v));
+	}
+	return n == f->count;
+}
+
 int
-pgml_example_floats(const uint8_t *data, size_t len, const char *feature, size_t count,
-					const uint8_t **floats_out)
+pgml_example_read(const uint8_t *data, size_t len, PgmlFeature *features, int n, int only)
 {
 	Reader		r = {data, data + len},
-				features = {NULL, NULL};
+				map = {NULL, NULL},
+				last = {NULL, NULL};
 	uint32_t	field;
-	int			wire;
-	size_t		feature_len = strlen(feature),
-				entries = 0,
-				matches = 0;
-	Reader		chosen = {NULL, NULL},
-				only = {NULL, NULL};
-	int			chosen_kind = 0,
-				only_kind = 0;
+	int			wire,
+				i,
+				last_kind = 0;
+	size_t		entries = 0;
+	Reader		chosen[PGML_MAX_FEATURES];
+	int			kinds[PGML_MAX_FEATURES];
+
+	if (n < 1 || n > PGML_MAX_FEATURES || (only && n != 1))
+		return 0;
+	for (i = 0; i < n; i++)
+		features[i].found = 0;
 
 	/* Example: features (1), once */
 	while (r.p < r.end)
 	{
 		if (!read_tag(&r, &field, &wire) || field != 1 || wire != WIRE_LEN
-			|| features.p != NULL || !read_len(&r, &features))
+			|| map.p != NULL || !read_len(&r, &map))
 			return 0;
 	}
-	if (features.p == NULL)
-		return 0;
-
-	/* Features: map entries (1); every one checked, the named one (or the only) kept */
-	while (features.p < features.end)
+	/* Features: map entries (1); every one checked, the wanted ones kept */
+	while (map.p != NULL && map.p < map.end)
 	{
 		Reader		entry,
 					key,
-					floats;
+					values;
 		int			kind;
 
-		if (!read_tag(&features, &field, &wire) || field != 1 || wire != WIRE_LEN
-			|| !read_len(&features, &entry) || !check_entry(entry, &key, &kind, &floats))
+		if (!read_tag(&map, &field, &wire) || field != 1 || wire != WIRE_LEN
+			|| !read_len(&map, &entry) || !check_entry(entry, &key, &kind, &values))
 			return 0;
 		entries++;
-		if ((size_t) (key.end - key.p) == feature_len
-			&& memcmp(key.p, feature, feature_len) == 0)
+		last = values;
+		last_kind = kind;
+		for (i = 0; i < n; i++)
 		{
-			matches++;
-			chosen = floats;
-			chosen_kind = kind;
+			size_t		name_len = strlen(features[i].name);
+
+			if ((size_t) (key.end - key.p) == name_len
+				&& memcmp(key.p, features[i].name, name_len) == 0)
+			{
+				/* duplicate keys (the last wins in a map): left to upb */
+				if (features[i].found)
+					return 0;
+				features[i].found = 1;
+				chosen[i] = values;
+				kinds[i] = kind;
+			}
 		}
-		only = floats;
-		only_kind = kind;
 	}
-	/* duplicate keys (the last wins in a map): left to upb */
-	if (matches > 1)
-		return 0;
-	if (matches == 0)
+	if (only && !features[0].found)
 	{
 		if (entries != 1)
 			return 0;
-		chosen = only;
-		chosen_kind = only_kind;
+		features[0].found = 1;
+		chosen[0] = last;
+		kinds[0] = last_kind;
 	}
-	if (chosen_kind != 2 || chosen.p == NULL
-		|| (size_t) (chosen.end - chosen.p) != count * sizeof(float))
-		return 0;
-	*floats_out = chosen.p;
+	for (i = 0; i < n; i++)
+		if (features[i].found
+			&& (kinds[i] != features[i].kind || !copy_values(&features[i], chosen[i])))
+			return 0;
 	return 1;
 }

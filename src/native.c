@@ -2,26 +2,22 @@
  * native.c: the per-row scorer without PL/Python, for the common case.
  *
  * pgml.classify(model, input) and its siblings call pgml_internal.classify_native & co. For a
- * signature that takes one float32 tensor of known size and runs on LiteRT (what
- * pgml_ext.indb.rowpath calls the fast path), a row is parsed here (src/example.c for
- * a tf.Example, or the float4[] packed by pgml_internal.tensor), scored by LiteRT's C API
- * (libLiteRt.so from the ai-edge-litert wheel, opened with dlopen) and answered, with
- * no Python on the way: PL/Python's own call costs about as much as scoring a small
- * model. Python still decides everything once per backend and model: PL/Python's
- * pgml_internal.native_plan says whether a (model version, input form, signature) may take
- * this path and how (the flatbuffer, the input and output, the feature, the labels).
+ * signature that runs on LiteRT with inputs C can fill (one float32 tensor of known
+ * size, or the float and int64 features of an Example-parsing signature's plan, defaults
+ * included), a row is parsed here (src/example.c for a tf.Example, or the float4[]
+ * packed by pgml_internal.tensor), scored by LiteRT's C API (libLiteRt.so from the
+ * ai-edge-litert wheel, opened with dlopen) and answered, with no Python on the way:
+ * PL/Python's own call costs about as much as scoring a small model. Python still
+ * decides once per backend and model: pgml_internal.native_plan says whether a (model
+ * version, input form, signature) may take this path and how (native_model.c).
  *
  * This path never decides an error. Anything unusual (no plan, a bad Example, a feature
- * of the wrong kind or length, NaN or Infinity, a LiteRT failure) hands the row to the
- * PL/Python function of the same arguments (pgml_internal.classify for classify_native, ...),
- * which scores it or reports what is wrong exactly as before. Tests compare both paths.
- * pgml.classify_batch and pgml.predict_class_batch work the same way, a chunk of
- * inputs per LiteRT call; SET pgml.native_scoring = off sends everything to PL/Python.
- *
- * The wheel ships no C headers, so the few LiteRT functions used are declared in litert.h.
- * The one struct whose layout matters (LiteRtRankedTensorType, read from the model and
- * handed back) is checked against the plan's shapes before a model is used here; on
- * any mismatch the model stays on the PL/Python path.
+ * of the wrong kind or length, a missing one without a default, NaN or Infinity, a
+ * LiteRT failure) hands the row to the PL/Python function of the same arguments
+ * (pgml_internal.classify for classify_native, ...), which scores it or reports what is
+ * wrong exactly as before. Tests compare both paths. pgml.classify_batch and
+ * pgml.predict_class_batch work the same way, a chunk of inputs per LiteRT call; SET
+ * pgml.native_scoring = off sends everything to PL/Python.
  */
 #include "postgres.h"
 
@@ -36,417 +32,74 @@
 #include "parser/parse_func.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 
 #include "example.h"
-#include "litert.h"
+#include "native.h"
 #include "pgml_ext.h"
-
-/* -- Models ready for this path, per backend ----------------------------------------- */
-
-#define NATIVE_CACHE_SIZE PGML_MAX_CACHED_MODELS
-#define BUFFER_ALIGN 64
-
-typedef struct NativeModel
-{
-	/* the key: model version (its ref), input form, requested signature, use */
-	text	   *ref;
-	bool		packed;			/* float4[] packed by pgml_internal.tensor, else tf.Example */
-	char	   *signature;		/* NULL: the model's default */
-	bool		batch;			/* for the batch forms: resized to their chunks */
-	uint64		used;			/* for recycling the least recently used */
-
-	bool		usable;			/* false: every row takes the PL/Python path */
-	LiteRtHandle model;
-	LiteRtHandle compiled;
-	LiteRtIndex signature_index;
-	int			rows;			/* rows the buffers hold (the model's batch size) */
-	TensorType *input_type;
-	LiteRtHandle input_buffer;
-	float	   *input;
-	int			count;			/* floats per input row */
-	int			n_outputs;
-	TensorType *output_types;
-	int		   *output_counts;	/* floats per output row */
-	LiteRtHandle *output_buffers;
-	float	  **outputs;
-	int			scores_output;	/* the output scored */
-	int			n_scores;
-	char	   *feature;		/* the tf.Example feature that feeds the input */
-	int			n_labels;
-	char	  **labels;
-	MemoryContext context;
-} NativeModel;
-
-static NativeModel *native_models[NATIVE_CACHE_SIZE];
-static uint64 native_clock = 0;
 
 /* Rows answered here, and rows handed to PL/Python, in this backend (pgml.backend_status). */
 static int64 native_rows = 0;
 static int64 general_rows = 0;
 
-static void *
-aligned_buffer(Size size)
-{
-	void	   *p = NULL;
-
-	if (posix_memalign(&p, BUFFER_ALIGN, Max(size, BUFFER_ALIGN)) != 0)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	return p;
-}
-
-/* A LiteRT buffer over our memory for ROWS rows of TYPE (FLOATS each); false if refused. */
-static bool
-host_buffer(TensorType *type, int floats, int rows, float **data, LiteRtHandle *buffer)
-{
-	Size		size = TYPEALIGN(BUFFER_ALIGN, sizeof(float) * (Size) floats * rows);
-
-	type->dims[0] = rows;
-	*data = aligned_buffer(size);
-	return lrt.CreateTensorBufferFromHostMemory(type, *data, size, NULL, buffer) == 0;
-}
-
-static void
-drop_host_buffer(float **data, LiteRtHandle *buffer)
-{
-	if (*buffer)
-		lrt.DestroyTensorBuffer(*buffer);
-	free(*data);
-	*buffer = NULL;
-	*data = NULL;
-}
-
-static void
-drop_buffers(NativeModel *m)
-{
-	int			i;
-
-	drop_host_buffer(&m->input, &m->input_buffer);
-	for (i = 0; i < m->n_outputs; i++)
-		drop_host_buffer(&m->outputs[i], &m->output_buffers[i]);
-	m->rows = 0;
-}
-
-/*
- * Buffers in our memory for ROWS rows, one per input and output: rows are copied in,
- * LiteRT writes the scores out. False if LiteRT refuses one.
- */
-static bool
-make_buffers(NativeModel *m, int rows)
-{
-	int			i;
-
-	drop_buffers(m);
-	if (!host_buffer(m->input_type, m->count, rows, &m->input, &m->input_buffer))
-		return false;
-	for (i = 0; i < m->n_outputs; i++)
-		if (!host_buffer(&m->output_types[i], m->output_counts[i], rows, &m->outputs[i],
-						 &m->output_buffers[i]))
-			return false;
-	m->rows = rows;
-	return true;
-}
-
-/* The model and its buffers resized for ROWS rows; false (and unusable) on failure. */
-static bool
-resize(NativeModel *m, int rows)
-{
-	if (rows == m->rows)
-		return true;
-	m->input_type->dims[0] = rows;
-	m->usable = lrt.CompiledModelResizeInputTensor(m->compiled, m->signature_index, 0,
-												   m->input_type->dims,
-												   m->input_type->rank_bits & 0x7f) == 0
-		&& make_buffers(m, rows);
-	return m->usable;
-}
-
-static void
-release(NativeModel *m)
-{
-	drop_buffers(m);
-	if (m->compiled)
-		lrt.DestroyCompiledModel(m->compiled);
-	if (m->model)
-		lrt.DestroyModel(m->model);
-	MemoryContextDelete(m->context);
-}
-
-/*
- * Floats in one row of a tensor type read from the model, with its batch dimension
- * (dynamic, or 1) set to 1; -1 if it is not a float32 tensor of fixed size.
- */
-static int
-tensor_shape(TensorType *type)
-{
-	int			rank = type->rank_bits & 0x7f;
-	int			i;
-	int64		count = 1;
-
-	if (type->element_type != LITERT_FLOAT32 || rank < 1 || rank > LITERT_MAX_RANK)
-		return -1;
-	if (type->dims[0] != -1 && type->dims[0] != 1)
-		return -1;
-	type->dims[0] = 1;
-	for (i = 1; i < rank; i++)
-	{
-		if (type->dims[i] <= 0)
-			return -1;
-		count *= type->dims[i];
-		if (count > 1 << 28)
-			return -1;
-	}
-	return (int) count;
-}
-
-static LiteRtIndex
-find_name(LiteRtHandle signature, bool input, const char *name, LiteRtIndex n)
-{
-	LiteRtIndex i;
-
-	for (i = 0; i < n; i++)
-	{
-		const char *got = NULL;
-		LiteRtStatus s = input ? lrt.GetSignatureInputName(signature, i, &got)
-			: lrt.GetSignatureOutputName(signature, i, &got);
-
-		if (s == 0 && got != NULL && strcmp(got, name) == 0)
-			return i;
-	}
-	return n;
-}
-
-/*
- * Builds M from its plan: [libLiteRt.so, flatbuffer, signature, input, output, feature,
- * floats per input, labels...]. Returns false if the model cannot take this path.
- */
-static bool
-prepare(NativeModel *m, Datum *plan, int n_plan)
-{
-	char	   *library,
-			   *flatbuffer,
-			   *signature_key,
-			   *input_name,
-			   *output_name;
-	LiteRtHandle options = NULL,
-				signature = NULL,
-				tensor = NULL;
-	LiteRtIndex n_signatures = 0,
-				n_inputs = 0,
-				n_outputs = 0,
-				i;
-	int			saved;
-	LiteRtStatus status;
-
-	if (n_plan < 7)
-		return false;
-	library = TextDatumGetCString(plan[0]);
-	flatbuffer = TextDatumGetCString(plan[1]);
-	signature_key = TextDatumGetCString(plan[2]);
-	input_name = TextDatumGetCString(plan[3]);
-	output_name = TextDatumGetCString(plan[4]);
-	m->feature = MemoryContextStrdup(m->context, TextDatumGetCString(plan[5]));
-	m->count = pg_strtoint32(TextDatumGetCString(plan[6]));
-	m->n_labels = n_plan - 7;
-	m->labels = MemoryContextAlloc(m->context, sizeof(char *) * Max(m->n_labels, 1));
-	for (i = 0; i < m->n_labels; i++)
-		m->labels[i] = MemoryContextStrdup(m->context, TextDatumGetCString(plan[7 + i]));
-	if (!open_litert(library))
-		return false;
-
-	saved = quiet_stderr();
-	status = 0;
-	if (lrt_environment == NULL)
-		status = lrt.CreateEnvironment(0, NULL, &lrt_environment);
-	if (status == 0)
-		status = lrt.CreateModelFromFile(lrt_environment, flatbuffer, &m->model);
-	if (status == 0)
-		status = lrt.CreateOptions(&options);
-	if (status == 0)
-		status = lrt.SetOptionsHardwareAccelerators(options, LITERT_HW_CPU);
-	if (status == 0)
-		status = lrt.CreateCompiledModel(lrt_environment, m->model, options, &m->compiled);
-	if (options)
-		lrt.DestroyOptions(options);
-	restore_stderr(saved);
-	if (status != 0)
-	{
-		elog(LOG, "pgml: native scoring off for %s: LiteRT status %d", flatbuffer, status);
-		return false;
-	}
-
-	/* The signature, its one input and its outputs, by name. */
-	if (lrt.GetNumModelSignatures(m->model, &n_signatures) != 0)
-		return false;
-	for (i = 0; i < n_signatures; i++)
-	{
-		const char *key = NULL;
-
-		if (lrt.GetModelSignature(m->model, i, &signature) == 0
-			&& lrt.GetSignatureKey(signature, &key) == 0
-			&& key != NULL && strcmp(key, signature_key) == 0)
-			break;
-	}
-	if (i == n_signatures)
-		return false;
-	m->signature_index = i;
-	if (lrt.GetNumSignatureInputs(signature, &n_inputs) != 0 || n_inputs != 1
-		|| find_name(signature, true, input_name, n_inputs) != 0
-		|| lrt.GetNumSignatureOutputs(signature, &n_outputs) != 0 || n_outputs < 1
-		|| n_outputs > 64)
-		return false;
-	m->scores_output = find_name(signature, false, output_name, n_outputs);
-	if (m->scores_output == n_outputs)
-		return false;
-
-	/* The input's and the outputs' types, checked against the plan. */
-	m->input_type = MemoryContextAllocZero(m->context, sizeof(TensorType));
-	if (lrt.GetSignatureInputTensorByIndex(signature, 0, &tensor) != 0
-		|| lrt.GetRankedTensorType(tensor, m->input_type) != 0
-		|| tensor_shape(m->input_type) != m->count)
-		return false;
-	m->output_types = MemoryContextAllocZero(m->context, sizeof(TensorType) * n_outputs);
-	m->output_counts = MemoryContextAllocZero(m->context, sizeof(int) * n_outputs);
-	m->output_buffers = MemoryContextAllocZero(m->context, sizeof(LiteRtHandle) * n_outputs);
-	m->outputs = MemoryContextAllocZero(m->context, sizeof(float *) * n_outputs);
-	m->n_outputs = n_outputs;
-	for (i = 0; i < n_outputs; i++)
-		if (lrt.GetSignatureOutputTensorByIndex(signature, i, &tensor) != 0
-			|| lrt.GetRankedTensorType(tensor, &m->output_types[i]) != 0
-			|| (m->output_counts[i] = tensor_shape(&m->output_types[i])) < 1)
-			return false;
-	m->n_scores = m->output_counts[m->scores_output];
-	return make_buffers(m, 1);
-}
-
-static void
-forget(int slot)
-{
-	release(native_models[slot]);
-	native_models[slot] = NULL;
-}
-
-static bool
-same_key(NativeModel *m, text *ref, bool packed, const char *signature, bool batch)
-{
-	return m->packed == packed && m->batch == batch
-		&& VARSIZE_ANY_EXHDR(m->ref) == VARSIZE_ANY_EXHDR(ref)
-		&& memcmp(VARDATA_ANY(m->ref), VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref)) == 0
-		&& (m->signature == NULL ? signature == NULL
-			: signature != NULL && strcmp(m->signature, signature) == 0);
-}
-
-/* Asks PL/Python how this model version, input form and signature may be scored here. */
-static ArrayType *
-native_plan(text *ref, bool packed, const char *signature)
-{
-	static const Oid argtypes[] = {TEXTOID, BOOLOID, TEXTOID};
-	Oid			plan_fn = LookupFuncName(list_make2(makeString("pgml_internal"),
-												   makeString("native_plan")),
-										 3, argtypes, false);
-	LOCAL_FCINFO(fc, 3);
-	FmgrInfo	flinfo;
-	Datum		result;
-
-	fmgr_info(plan_fn, &flinfo);
-	InitFunctionCallInfoData(*fc, &flinfo, 3, InvalidOid, NULL, NULL);
-	fc->args[0].value = PointerGetDatum(ref);
-	fc->args[0].isnull = false;
-	fc->args[1].value = BoolGetDatum(!packed);
-	fc->args[1].isnull = false;
-	fc->args[2].value = signature ? CStringGetTextDatum(signature) : (Datum) 0;
-	fc->args[2].isnull = signature == NULL;
-	result = FunctionCallInvoke(fc);
-	return fc->isnull ? NULL : DatumGetArrayTypeP(result);
-}
-
-/* pgml.model_cache_size, which bounds PL/Python's cache of loaded models too. */
-static int
-cache_limit(void)
-{
-	return Max(1, Min(pgml_model_cache_size, NATIVE_CACHE_SIZE));
-}
-
-static NativeModel *
-native_model(text *ref, bool packed, const char *signature, bool batch)
-{
-	NativeModel *m;
-	ArrayType  *plan;
-	Datum	   *items;
-	bool	   *nulls;
-	int			n,
-				i,
-				held = 0,
-				slot = -1;
-	MemoryContext context;
-
-	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
-		if ((m = native_models[i]) != NULL)
-		{
-			if (same_key(m, ref, packed, signature, batch))
-			{
-				m->used = ++native_clock;
-				return m;
-			}
-			held++;
-		}
-
-	plan = native_plan(ref, packed, signature);
-	/* Room for one more: recycle the least recently used beyond the limit. */
-	for (; held >= cache_limit(); held--)
-	{
-		int			oldest = -1;
-
-		for (i = 0; i < NATIVE_CACHE_SIZE; i++)
-			if (native_models[i] != NULL
-				&& (oldest < 0 || native_models[i]->used < native_models[oldest]->used))
-				oldest = i;
-		forget(oldest);
-	}
-	for (i = 0; i < NATIVE_CACHE_SIZE && slot < 0; i++)
-		if (native_models[i] == NULL)
-			slot = i;
-
-	context = AllocSetContextCreate(TopMemoryContext, "pgml native model",
-									ALLOCSET_SMALL_SIZES);
-	m = MemoryContextAllocZero(context, sizeof(NativeModel));
-	m->context = context;
-	m->ref = (text *) MemoryContextAlloc(context, VARSIZE_ANY(ref));
-	memcpy(m->ref, ref, VARSIZE_ANY(ref));
-	m->packed = packed;
-	m->batch = batch;
-	m->signature = signature ? MemoryContextStrdup(context, signature) : NULL;
-	m->used = ++native_clock;
-	native_models[slot] = m;
-	if (plan != NULL)
-	{
-		deconstruct_array(plan, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
-		for (i = 0; i < n; i++)
-			if (nulls[i])
-				break;
-		m->usable = i == n && prepare(m, items, n);
-	}
-	return m;
-}
-
 /* -- One row ---------------------------------------------------------------------- */
 
-/*
- * The input floats of a serialized tf.Example, as pgml_ext.indb.examples.DenseReader
- * reads them (the named feature, else the only one), or NULL: example.c answers only
- * for Examples of the plain form, and upb (PL/Python) decides the rest.
- */
-static const void *
-example_floats(NativeModel *m, bytea *data)
+/* False if any of N floats is NaN or Infinity: those go to the general path, which says so. */
+static bool
+finite_floats(const void *values, Size n)
 {
-	const uint8_t *floats;
+	const uint32 *bits = (const uint32 *) values;
+	uint32		special = 0;
+	Size		i;
 
-	if (!pgml_example_floats((const uint8_t *) VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
-							 m->feature, (size_t) m->count, &floats))
-		return NULL;
-	return floats;
+	/*
+	 * NaN and Infinity have every exponent bit set, and only then does adding one to
+	 * the exponent carry into the sign bit: an OR of sums, which the compiler
+	 * vectorizes (see PG_CFLAGS), instead of a branch per value.
+	 */
+	for (i = 0; i < n; i++)
+		special |= (bits[i] & 0x7f800000) + 0x00800000;
+	return (special & 0x80000000) == 0;
+}
+
+/*
+ * A serialized tf.Example into row R of M's inputs, each from its feature (else its
+ * default), as pgml_ext.indb.signatures reads them; false when example.c declines
+ * (upb in PL/Python decides those), a feature without a default is absent, or a float
+ * is not finite.
+ */
+static bool
+example_row(NativeModel *m, int r, bytea *data)
+{
+	PgmlFeature features[PGML_MAX_FEATURES];
+	int			i;
+
+	for (i = 0; i < m->n_inputs; i++)
+	{
+		NativeInput *in = &m->inputs[i];
+
+		features[i].name = in->feature;
+		features[i].kind = in->kind;
+		features[i].count = in->count;
+		features[i].values = in->data + (Size) r * in->count * in->width;
+	}
+	if (!pgml_example_read((const uint8_t *) VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
+						   features, m->n_inputs, m->only_feature))
+		return false;
+	for (i = 0; i < m->n_inputs; i++)
+	{
+		NativeInput *in = &m->inputs[i];
+
+		if (!features[i].found)
+		{
+			if (in->fallback == NULL)
+				return false;
+			memcpy(features[i].values, in->fallback, in->width * in->count);
+		}
+		else if (in->kind == PGML_FLOATS && !finite_floats(features[i].values, in->count))
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -476,54 +129,35 @@ packed_input(NativeModel *m, bytea *data, bool batch, int *rows)
 	for (i = batch ? 1 : 0; i < ndim; i++)
 		if (dims[i] < 0 || (count *= dims[i]) > PG_INT32_MAX)
 			return NULL;
-	if (count != m->count || *rows < 1
+	if (count != m->inputs[0].count || *rows < 1
 		|| size != header + sizeof(float) * (Size) count * *rows)
 		return NULL;
 	return p + header;
 }
 
-/*
- * Copies N rows of floats into M's input from row R on; false if any is NaN or
- * Infinity: those go to the general path, which says what is wrong.
- */
+/* N rows of a packed float4[] into M's one input from row R on; false if not finite. */
 static bool
 copy_rows(NativeModel *m, int r, const void *values, int n)
 {
-	Size		count = (Size) m->count * n;
-	float	   *row = m->input + (Size) r * m->count;
-	const uint32 *bits = (const uint32 *) row;
-	uint32		special = 0;
-	Size		i;
+	NativeInput *in = &m->inputs[0];
+	Size		count = (Size) in->count * n;
+	char	   *row = in->data + (Size) r * in->count * sizeof(float);
 
 	memcpy(row, values, sizeof(float) * count);
-
-	/*
-	 * NaN and Infinity have every exponent bit set, and only then does adding one to
-	 * the exponent carry into the sign bit: an OR of sums, which the compiler
-	 * vectorizes (see PG_CFLAGS), instead of a branch per value.
-	 */
-	for (i = 0; i < count; i++)
-		special |= (bits[i] & 0x7f800000) + 0x00800000;
-	return (special & 0x80000000) == 0;
+	return finite_floats(row, count);
 }
 
-/* One input (an Example, or a packed float4[]) into row R of M's input. */
+/* One input (an Example, or a packed float4[]) into row R of M's inputs. */
 static bool
 fill_row(NativeModel *m, int r, bytea *data)
 {
-	const void *values;
+	const char *values;
 	int			rows;
 
-	values = m->packed ? (const void *) packed_input(m, data, false, &rows)
-		: example_floats(m, data);
+	if (!m->packed)
+		return example_row(m, r, data);
+	values = packed_input(m, data, false, &rows);
 	return values != NULL && copy_rows(m, r, values, 1);
-}
-
-static bool
-run(NativeModel *m)
-{
-	return lrt.RunCompiledModel(m->compiled, m->signature_index, 1, &m->input_buffer,
-								m->n_outputs, m->output_buffers) == 0;
 }
 
 /* numpy's argmax: the first maximum, or the first NaN. */
@@ -545,13 +179,138 @@ top_index(const float *scores, int n)
 
 /* -- The SQL functions ------------------------------------------------------------ */
 
-/* A class index's registered label, else the index as text (as model._indexed). */
-static Datum
-label(NativeModel *m, int index)
+/*
+ * The class of row R's top score, as pgml_ext.indb.model.LoadedModel.top_classes finds
+ * it: P, the position of the highest score, names it by the classes table, either by P
+ * (registered labels, or constant class names) or by the key a classes output holds
+ * at P (a vocabulary). *LABEL is NULL for the index as text. False for a key outside
+ * the table: PL/Python says what is wrong.
+ */
+static bool
+top_class(NativeModel *m, int r, int *index, const char **label)
 {
-	if (index < m->n_labels)
-		return PointerGetDatum(cstring_to_text(m->labels[index]));
-	return PointerGetDatum(cstring_to_text(psprintf("%d", index)));
+	int			p = top_index(native_scores(m, r), m->n_scores);
+	int64		entry = p;
+
+	if (m->classes_output >= 0)
+	{
+		NativeOutput *keys = &m->outputs[m->classes_output];
+		const char *at = keys->data + ((Size) r * keys->count + p) * keys->width;
+		int32		key32;
+
+		if (keys->width == sizeof(int64))
+			memcpy(&entry, at, sizeof(int64));
+		else
+		{
+			memcpy(&key32, at, sizeof(int32));
+			entry = key32;
+		}
+		if (entry < 0 || entry >= m->n_classes)
+			return false;
+	}
+	*index = p;
+	*label = NULL;
+	if (entry < m->n_classes)
+	{
+		if (m->class_index[entry] >= 0)
+			*index = m->class_index[entry];
+		*label = m->class_label[entry];
+	}
+	return true;
+}
+
+/* Values pgml.predict answers per row: the scores, or their top k. */
+static int
+answer_width(NativeModel *m)
+{
+	return m->top_k > 0 ? m->top_k : m->n_scores;
+}
+
+/*
+ * The first row's scores as float4[]; with a top k, its K highest, sorted down (the
+ * lower position first among equal ones, as tf.math.top_k and
+ * pgml_ext.indb.signatures.top_k_outputs).
+ */
+static ArrayType *
+scores_array(NativeModel *m)
+{
+	const float *scores = native_scores(m, 0);
+	int			n = answer_width(m),
+				i,
+				j;
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	bool	   *taken = palloc0(sizeof(bool) * m->n_scores);
+
+	for (i = 0; i < n; i++)
+	{
+		int			best = -1;
+
+		if (m->top_k == 0)
+			best = i;
+		for (j = 0; m->top_k > 0 && j < m->n_scores; j++)
+			if (!taken[j] && (best < 0 || scores[j] > scores[best]))
+				best = j;
+		taken[best] = true;
+		values[i] = Float4GetDatum(scores[best]);
+	}
+	return construct_array(values, n, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT);
+}
+
+static Datum
+label_datum(const char *label, int index)
+{
+	return PointerGetDatum(cstring_to_text(label ? label : psprintf("%d", index)));
+}
+
+/*
+ * A bit pattern LiteRT never writes for us unless the model computes it: the scores
+ * (and keys) of the rows about to run are filled with it, and a row still holding it
+ * afterwards was not written (an output without a batch dimension, or one LiteRT
+ * sized at run time): its rows then go to PL/Python, which says what is wrong,
+ * instead of answering from memory nobody wrote. Keys are filled with 0xa5 bytes, a
+ * negative number that no vocabulary has.
+ */
+#define UNWRITTEN 0x7fa5a5a5u
+
+static void
+mark_unwritten(NativeModel *m, int rows)
+{
+	float	   *scores = native_scores(m, 0);
+	uint32		bits = UNWRITTEN;
+
+	for (Size i = 0; i < (Size) rows * m->n_scores; i++)
+		memcpy(&scores[i], &bits, sizeof(bits));
+	if (m->classes_output >= 0)
+	{
+		NativeOutput *keys = &m->outputs[m->classes_output];
+
+		memset(keys->data, 0xa5, (Size) rows * keys->count * keys->width);
+	}
+}
+
+static bool
+all_written(NativeModel *m, int rows)
+{
+	const float *scores = native_scores(m, 0);
+
+	for (Size i = 0; i < (Size) rows * m->n_scores; i++)
+	{
+		uint32		bits;
+
+		memcpy(&bits, &scores[i], sizeof(bits));
+		/* NaN among the probabilities of a top k: PL/Python orders them as numpy does */
+		if (bits == UNWRITTEN || (m->top_k > 0 && isnan(scores[i])))
+			return false;
+	}
+	return true;
+}
+
+/* Runs M over its first ROWS rows; false if LiteRT fails or leaves scores unwritten. */
+static bool
+run_rows(NativeModel *m, int rows)
+{
+	mark_unwritten(m, rows);
+	return native_run(m) && all_written(m, rows);
 }
 
 typedef enum
@@ -633,6 +392,7 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	bool		named_output = !PG_ARGISNULL(2);
 	NativeModel *m;
 	int			index;
+	const char *label;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -641,58 +401,23 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 		return call_general(fcinfo, general, 1);
 	m = call_model(fcinfo, packed, false);
 	/* one value per row has no top class: PL/Python says so */
-	if (!m->usable || (answer != SCORES && m->n_scores < 2)
-		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run(m))
+	if (!m->usable || (answer != SCORES && answer_width(m) < 2)
+		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run_rows(m, 1))
 		return call_general(fcinfo, general, 1);
-	native_rows++;
 
 	if (answer == SCORES)
 	{
-		const float *scores = m->outputs[m->scores_output];
-		Datum	   *values = palloc(sizeof(Datum) * m->n_scores);
-
-		for (index = 0; index < m->n_scores; index++)
-			values[index] = Float4GetDatum(scores[index]);
-		PG_RETURN_ARRAYTYPE_P(construct_array(values, m->n_scores, FLOAT4OID, sizeof(float4),
-											  true, TYPALIGN_INT));
+		native_rows++;
+		PG_RETURN_ARRAYTYPE_P(scores_array(m));
 	}
-	index = top_index(m->outputs[m->scores_output], m->n_scores);
+	if (!top_class(m, 0, &index, &label))
+		return call_general(fcinfo, general, 1);
+	native_rows++;
 	if (answer == CLASS_INDEX)
 		PG_RETURN_INT32(index);
-	return label(m, index);
+	return label_datum(label, index);
 }
 
-
-/*
- * A bit pattern LiteRT never writes for us unless the model computes it: outputs are
- * filled with it before a batch's run, and a row still holding it afterwards was not
- * written (an output without a batch dimension): the batch then goes to PL/Python,
- * which says what is wrong, instead of answering from memory nobody wrote.
- */
-#define UNWRITTEN 0x7fa5a5a5u
-
-static void
-mark_unwritten(float *values, Size n)
-{
-	uint32		bits = UNWRITTEN;
-
-	for (Size i = 0; i < n; i++)
-		memcpy(&values[i], &bits, sizeof(bits));
-}
-
-static bool
-all_written(const float *values, Size n)
-{
-	for (Size i = 0; i < n; i++)
-	{
-		uint32		bits;
-
-		memcpy(&bits, &values[i], sizeof(bits));
-		if (bits == UNWRITTEN)
-			return false;
-	}
-	return true;
-}
 
 /*
  * Rows for the next runtime call: pgml.batch_chunk_rows at most, starting small and
@@ -738,7 +463,7 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	if (!pgml_native_scoring || !PG_ARGISNULL(2))
 		return call_general(fcinfo, general, 0);
 	m = call_model(fcinfo, packed, true);
-	if (!m->usable || m->n_scores < 2)
+	if (!m->usable || answer_width(m) < 2)
 		return call_general(fcinfo, general, 0);
 	if (packed)
 		packed_data = packed_input(m, PG_GETARG_BYTEA_PP(1), true, &n);
@@ -765,7 +490,6 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 					r;
 		instr_time	started,
 					elapsed;
-		float	   *scores;
 
 		/* the next CHUNK inputs that are not NULL */
 		for (; next < n && rows < chunk; next++)
@@ -777,28 +501,29 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 		if (rows == 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
-		if (!resize(m, rows))
+		if (!native_resize(m, rows))
 			return call_general(fcinfo, general, present);
 		/* a float4[] batch has no NULLs: its chunk's rows are one run of floats */
-		if (packed && !copy_rows(m, 0, packed_data + sizeof(float) * (Size) m->count * index[0],
+		if (packed && !copy_rows(m, 0, packed_data + sizeof(float) * (Size) m->inputs[0].count * index[0],
 								 rows))
 			return call_general(fcinfo, general, present);
 		for (r = 0; !packed && r < rows; r++)
 			if (!fill_row(m, r, (bytea *) PG_DETOAST_DATUM_PACKED(inputs[index[r]])))
 				return call_general(fcinfo, general, present);
-		scores = m->outputs[m->scores_output];
-		mark_unwritten(scores, (Size) rows * m->n_scores);
 		INSTR_TIME_SET_CURRENT(started);
-		if (!run(m) || !all_written(scores, (Size) rows * m->n_scores))
+		if (!run_rows(m, rows))
 			return call_general(fcinfo, general, present);
 		INSTR_TIME_SET_CURRENT(elapsed);
 		INSTR_TIME_SUBTRACT(elapsed, started);
 		chunk = next_chunk(chunk, INSTR_TIME_GET_MILLISEC(elapsed));
 		for (r = 0; r < rows; r++)
 		{
-			int			top = top_index(scores + (Size) r * m->n_scores, m->n_scores);
+			int			top;
+			const char *label;
 
-			out[index[r]] = answer == CLASS_INDEX ? Int32GetDatum(top) : label(m, top);
+			if (!top_class(m, r, &top, &label))
+				return call_general(fcinfo, general, present);
+			out[index[r]] = answer == CLASS_INDEX ? Int32GetDatum(top) : label_datum(label, top);
 		}
 	}
 	native_rows += present;		/* counted once the whole batch is answered here */
@@ -835,16 +560,7 @@ PG_FUNCTION_INFO_V1(pgml_clear_native_cache);
 Datum
 pgml_clear_native_cache(PG_FUNCTION_ARGS)
 {
-	int			i,
-				n = 0;
-
-	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
-		if (native_models[i] != NULL)
-		{
-			forget(i);
-			n++;
-		}
-	PG_RETURN_INT32(n);
+	PG_RETURN_INT32(native_clear());
 }
 
 PG_FUNCTION_INFO_V1(pgml_native_status);
@@ -853,15 +569,9 @@ PG_FUNCTION_INFO_V1(pgml_native_status);
 Datum
 pgml_native_status(PG_FUNCTION_ARGS)
 {
-	int			i,
-				usable = 0;
-
-	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
-		if (native_models[i] != NULL && native_models[i]->usable)
-			usable++;
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("{\"native_models\": %d, \"native_rows\": "
 											  INT64_FORMAT ", \"general_rows\": " INT64_FORMAT
 											  ", \"litert_c_loaded\": %s}",
-											  usable, native_rows, general_rows,
+											  native_usable(), native_rows, general_rows,
 											  lrt_library ? "true" : "false")));
 }

@@ -27,8 +27,25 @@ INPUTS = int(os.environ.get("PGML_FUZZ_PARSER", "40000"))
 SANITIZE = os.environ.get("PGML_SANITIZE_FLAGS", "")
 
 
+class Feature(ctypes.Structure):
+    """src/example.h's PgmlFeature."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("kind", ctypes.c_int),
+        ("count", ctypes.c_size_t),
+        ("values", ctypes.c_void_p),
+        ("found", ctypes.c_int),
+    ]
+
+
+KINDS = {"float_list": (2, "<f4"), "int64_list": (3, "<i8")}
+
+
 @pytest.fixture(scope="module")
-def parse(tmp_path_factory):
+def read(tmp_path_factory):
+    """pgml_example_read on DATA for [(name, kind, count)]: per feature its values as
+    bytes (None if absent), or None when C declines."""
     lib = tmp_path_factory.mktemp("parser") / "example.so"
     flags = SANITIZE.split() or ["-O2"]
     subprocess.run(
@@ -36,14 +53,14 @@ def parse(tmp_path_factory):
         cwd=ROOT,
         check=True,
     )
-    fn = ctypes.CDLL(str(lib)).pgml_example_floats
+    fn = ctypes.CDLL(str(lib)).pgml_example_read
     fn.restype = ctypes.c_int
     fn.argtypes = [
         ctypes.c_void_p,
         ctypes.c_size_t,
-        ctypes.c_char_p,
-        ctypes.c_size_t,
-        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.POINTER(Feature),
+        ctypes.c_int,
+        ctypes.c_int,
     ]
 
     libc = ctypes.CDLL(None)
@@ -51,19 +68,37 @@ def parse(tmp_path_factory):
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
 
-    def c_floats(data: bytes, feature: str, count: int) -> bytes | None:
-        out = ctypes.c_void_p()
+    def c_read(data: bytes, wanted: list[tuple[str, str, int]], only: bool = False):
+        outs = [ctypes.create_string_buffer(8 * count) for _, _, count in wanted]
+        features = (Feature * len(wanted))(
+            *(
+                Feature(name.encode(), KINDS[kind][0], count, ctypes.addressof(out), -1)
+                for (name, kind, count), out in zip(wanted, outs, strict=True)
+            )
+        )
         # exactly LEN bytes of malloc's: under ASan, one byte more read is a report
         buf = libc.malloc(max(len(data), 1))
         try:
             ctypes.memmove(buf, data, len(data))
-            if not fn(buf, len(data), feature.encode(), count, ctypes.byref(out)):
+            if not fn(buf, len(data), features, len(wanted), int(only)):
                 return None
-            offset = out.value - buf
         finally:
             libc.free(buf)
-        assert offset >= 0 and offset + 4 * count <= len(data)
-        return data[offset : offset + 4 * count]
+        return [
+            out.raw[: count * np.dtype(KINDS[kind][1]).itemsize] if f.found else None
+            for f, out, (_, kind, count) in zip(features, outs, wanted, strict=True)
+        ]
+
+    return c_read
+
+
+@pytest.fixture(scope="module")
+def parse(read):
+    """The one-input reader: FEATURE (else the only feature) as COUNT floats."""
+
+    def c_floats(data: bytes, feature: str, count: int) -> bytes | None:
+        got = read(data, [(feature, "float_list", count)], only=True)
+        return None if got is None or got[0] is None else got[0]
 
     return c_floats
 
@@ -153,28 +188,44 @@ def mutated(rng: np.random.Generator, data: bytes) -> bytes:
     return bytes(out)
 
 
-def test_c_reader_answers_only_as_upb_does(parse):
-    rng = np.random.default_rng(int(os.environ.get("PGML_FUZZ_SEED", "0")))
+def _differential(seed: int, inputs: int, c_answer, upb_answer) -> int:
+    """C_ANSWER and UPB_ANSWER (data, rng, count) on generated and mutated Examples: an
+    answer from C is upb's, and C takes every plain Example upb takes. Answers counted."""
+    rng = np.random.default_rng(int(os.environ.get("PGML_FUZZ_SEED", "0")) + seed)
     answered = plain_taken = plain_fit = 0
-    for i in range(INPUTS):
+    for i in range(inputs):
         count = 4 if i % 8 else 784
         data = generated(rng, count)
         is_plain = rng.random() < 0.3
         if not is_plain:
             data = mutated(rng, data)
-        feature = "x" if rng.random() < 0.8 else WANTED[int(rng.integers(len(WANTED)))]
-        got = parse(data, feature, count)
-        want = upb_floats(data, feature, count)
+        question = rng.random(4)
+        got = c_answer(data, question, count)
+        want = upb_answer(data, question, count)
         if got is not None:
             answered += 1
-            assert got == want, (data.hex(), feature, count)
+            assert got == want, (data.hex(), question, count)
         if is_plain and want is not None:
             plain_fit += 1
             plain_taken += got is not None
     # the C path is not trivially declining: it takes every plain Example that fits
     assert plain_taken == plain_fit > 0
+    print(f"\n{inputs} inputs: C answered {answered}, all as upb; plain taken {plain_taken}")
+    return answered
+
+
+def _feature_asked(question: np.ndarray) -> str:
+    return "x" if question[0] < 0.8 else WANTED[int(question[1] * len(WANTED))]
+
+
+def test_c_reader_answers_only_as_upb_does(parse):
+    answered = _differential(
+        0,
+        INPUTS,
+        lambda data, q, count: parse(data, _feature_asked(q), count),
+        lambda data, q, count: upb_floats(data, _feature_asked(q), count),
+    )
     assert answered > INPUTS // 20
-    print(f"\n{INPUTS} inputs: C answered {answered}, all as upb; plain taken {plain_taken}")
 
 
 def test_c_reader_edge_cases(parse):
@@ -187,3 +238,54 @@ def test_c_reader_edge_cases(parse):
     assert parse(good[:-1], "x", 4) is None
     assert parse(good + b"\x80\x00\x00", "x", 4) is None  # field 0, two-byte tag
     assert parse(good + good, "x", 4) is None  # features twice: upb merges
+
+
+def upb_read(data: bytes, wanted: list[tuple[str, str, int]]) -> list | None:
+    """What ParseExample takes from DATA (exact names, absent allowed), as bytes."""
+    try:
+        features = examples.example_class().FromString(data).features.feature
+    except DecodeError:
+        return None
+    got = []
+    for name, kind, count in wanted:
+        if name not in features:
+            got.append(None)
+            continue
+        f = features[name]
+        values = getattr(f, kind).value
+        if f.WhichOneof("kind") != kind or len(values) != count:
+            return None
+        got.append(np.array(values, dtype=KINDS[kind][1]).tobytes())
+    return got
+
+
+def _two_features(question: np.ndarray, count: int) -> list[tuple[str, str, int]]:
+    """A float and an int64 feature (in either order) of two different names."""
+    first = int(question[1] * len(WANTED))
+    second = (first + 1 + int(question[2] * (len(WANTED) - 1))) % len(WANTED)
+    kinds = ["float_list", "int64_list"][:: 1 if question[3] < 0.5 else -1]
+    return [(WANTED[first], kinds[0], count), (WANTED[second], kinds[1], count)]
+
+
+def test_c_reader_of_several_features_answers_only_as_upb_does(read):
+    """The multi-input form: a float and an int64 feature by exact name, either absent."""
+    answered = _differential(
+        1,
+        INPUTS // 2,
+        lambda data, q, count: read(data, _two_features(q, count)),
+        lambda data, q, count: upb_read(data, _two_features(q, count)),
+    )
+    assert answered > INPUTS // 40
+
+
+def test_c_reader_of_int64s_edge_cases(read):
+    ints = np.array([0, -1, 2**63 - 1, -(2**63)], dtype="<i8")
+    good = examples.example_class()()
+    good.features.feature["n"].int64_list.value.extend(ints.tolist())
+    data = good.SerializeToString()
+    assert read(data, [("n", "int64_list", 4)]) == [ints.tobytes()]
+    assert read(data, [("n", "int64_list", 3)]) is None  # one value too many
+    assert read(data, [("n", "int64_list", 5)]) is None
+    assert read(data, [("n", "float_list", 4)]) is None  # the wrong kind
+    assert read(data, [("m", "int64_list", 4)]) == [None]  # absent: the caller's default
+    assert read(data, [("m", "int64_list", 4)], only=True) == [ints.tobytes()]  # the only one

@@ -66,10 +66,34 @@ def test_native_answers_every_digit_as_pl_python_does(conn, model, column):
         assert native[1][0][2] == "zero"  # digit 0: the registered label, in C
 
 
-def test_signatures_without_a_row_path_go_to_pl_python(conn):
-    """mnist's default signature for Examples is a classify signature (strings in,
-    class names out): no plan, so every row goes through PL/Python, unchanged."""
-    sql = "SELECT pgml.classify('mnist', example) FROM inputs ORDER BY id LIMIT 50"
+def test_tf_serving_classify_signature_is_parsed_and_scored_in_c(conn):
+    """mnist's default signature for Examples is TF Serving's classify: its parse and
+    its top_k are pgml's (the plan), the rest LiteRT's. Every digit is answered in C,
+    scores sorted and classes looked up as PL/Python (and TensorFlow) answer them."""
+    sql = (
+        "SELECT pgml.predict('mnist', example), pgml.predict_class('mnist', example), "
+        "pgml.classify('mnist', example) FROM inputs ORDER BY id"
+    )
+    batches = (
+        "SELECT pgml.classify_batch('mnist', array_agg(example ORDER BY id)), "
+        "pgml.predict_class_batch('mnist', array_agg(example ORDER BY id)) FROM inputs"
+    )
+    before = status(conn)
+    native = outcome(conn, sql, native=True)
+    native_batches = outcome(conn, batches, native=True)
+    after = status(conn)
+    assert native[0] == "ok" and len(native[1]) == 1797
+    assert native == outcome(conn, sql, native=False)
+    assert native_batches == outcome(conn, batches, native=False)
+    assert after["native_rows"] - before["native_rows"] == 5 * 1797
+    assert after["general_rows"] == before["general_rows"]
+    scores = np.array([r[0] for r in native[1]])
+    assert (np.diff(scores, axis=1) <= 0).all()  # top_k: sorted down
+    assert [r[2] for r in native[1]] == [str(r[1]) for r in native[1]]
+
+
+def test_a_named_output_goes_to_pl_python(conn):
+    sql = "SELECT pgml.predict('mnist', example, output => 'scores') FROM inputs LIMIT 50"
     before = status(conn)
     native = outcome(conn, sql, native=True)
     after = status(conn)

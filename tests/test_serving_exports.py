@@ -9,13 +9,18 @@ graph (defaults included). Every answer must be TensorFlow's own.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_fuzz import inputs as fuzz_inputs
+from test_native import SERVER_EXAMPLES, outcome
 
-from conftest import built_model, rows, sql_error
+from conftest import built_model, new_engine, rows, sql_error
 from pgml_ext import client
 from pgml_ext.indb import examples
 
@@ -136,6 +141,7 @@ def test_keras_model_behind_parse_example_runs_on_litert_with_tensorflow_answers
     for native in ("on", "off"):
         with engine.connect() as conn:
             conn.exec_driver_sql(f"SET pgml.native_scoring = {native}")
+            before = conn.exec_driver_sql("SELECT pgml.backend_status()").scalar()
             got = conn.exec_driver_sql(
                 "SELECT pgml.predict('churn', example), pgml.predict_class('churn', example) "
                 "FROM customers ORDER BY id"
@@ -148,6 +154,10 @@ def test_keras_model_behind_parse_example_runs_on_litert_with_tensorflow_answers
                 .scalars()
                 .all()
             )
+            status = conn.exec_driver_sql("SELECT pgml.backend_status()").scalar()
+        # native on: every row parsed and scored in C, defaults included (src/native_model.c)
+        in_c = len(customers) * 2 if native == "on" else 0
+        assert status["native_rows"] - before["native_rows"] == in_c, status
         scores = np.array([g[0] for g in got])
         assert np.abs(scores - want).max() <= 1e-5
         assert [g[1] for g in got] == want.argmax(1).tolist()
@@ -206,3 +216,63 @@ def test_tf1_classification_and_regression_signatures(engine):
         e=batch[0],
     )
     assert code == "42809" and "one value per row" in message
+
+
+@st.composite
+def _customer_examples(draw) -> bytes:
+    """Examples around the churn model's spec: its features present or not, of each
+    kind and of odd lengths, odd values, other features; sometimes mutated bytes."""
+    ex = examples.example_class()()
+    names = draw(st.lists(st.sampled_from(["age", "income", "plan", "other"]), max_size=4))
+    for name in names:
+        feature = ex.features.feature[name]
+        kind = draw(st.sampled_from(["float_list", "int64_list", "bytes_list"]))
+        size = draw(st.sampled_from([1, 1, 1, 0, 2]))
+        if kind == "float_list":
+            feature.float_list.value.extend(
+                draw(st.lists(st.floats(width=32), min_size=size, max_size=size))
+            )
+        elif kind == "int64_list":
+            feature.int64_list.value.extend(
+                draw(
+                    st.lists(
+                        st.integers(-(2**63), 2**63 - 1) | st.integers(0, 3),
+                        min_size=size,
+                        max_size=size,
+                    )
+                )
+            )
+        else:
+            feature.bytes_list.value.extend([b"x"] * size)
+    data = ex.SerializeToString()
+    if draw(st.booleans()):
+        return data
+    return (
+        draw(fuzz_inputs) + data if draw(st.booleans()) else data[: draw(st.integers(0, len(data)))]
+    )
+
+
+@settings(
+    max_examples=SERVER_EXAMPLES,
+    deadline=timedelta(seconds=5),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=_customer_examples())
+def test_c_and_pl_python_parse_any_customer_example_alike(native_conn, data):
+    """The C parse of a multi-feature plan (float and int64 features, a default) against
+    PL/Python's: the same scores and class, or the same ERROR, and never a crash."""
+    sql = "SELECT pgml.predict('churn_fuzz', :d), pgml.predict_class('churn_fuzz', :d)"
+    assert outcome(native_conn, sql, native=True, d=data) == outcome(
+        native_conn, sql, native=False, d=data
+    )
+
+
+@pytest.fixture(scope="module")
+def native_conn(engine, db_url):
+    client.register_model(
+        engine, "churn_fuzz", built_model("serving-keras-named-inputs", _keras_named_inputs)
+    )
+    conn_engine = new_engine(db_url)
+    with conn_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        yield c
+    conn_engine.dispose()

@@ -187,6 +187,8 @@ def _convert_parsing(sig, tensorflow_runtime, user_samples, workdir) -> Outcome:
             sig.name, "tensorflow", f"conversion after the parse failed: {first_line(e)}"
         )
     plan: dict[str, Any] = {"parse": cut.inputs}
+    if cut.top_k is not None:
+        plan["top_k"] = cut.top_k
     input_name = next(iter(sig.inputs))
     batches = []
     for batch in example_samples(cut.inputs, user_samples):
@@ -198,7 +200,8 @@ def _convert_parsing(sig, tensorflow_runtime, user_samples, workdir) -> Outcome:
         return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {e}")
     if cut.keyed or cut.dropped:
         try:
-            plan.update(_learn_string_outputs(runs, cut))
+            learned = [(e, signatures.top_k_outputs(plan, g)) for e, g in runs]
+            plan.update(_learn_string_outputs(learned, cut))
         except ValueError as e:
             return Outcome(sig.name, "tensorflow", f"string output: {e}")
     return _judge(sig, runs, flatbuffer, plan)

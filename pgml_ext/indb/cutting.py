@@ -14,6 +14,11 @@ table's values become the plan's vocabulary (read back from TensorFlow's own ans
 conversion.py, which checks them on every sample). Any other string output is left out
 here and must be constant per model (an Estimator head tiles its class names).
 
+TF Serving's classify takes ``top_k`` of the probabilities for its scores and classes.
+LiteRT sizes top_k's outputs at run time when the batch is dynamic, so they cannot be
+the caller's buffers (the C path's); the graph is cut before it too, LiteRT outputs the
+probabilities and pgml takes the top k (the plan's "top_k").
+
 Registration only: imports TensorFlow.
 """
 
@@ -39,6 +44,7 @@ class Cut:
     inputs: list[dict[str, Any]]  # {"name", "feature", "dtype", "shape", "default"}
     keyed: list[str] = field(default_factory=list)  # string outputs that LiteRT gives as keys
     dropped: list[str] = field(default_factory=list)  # string outputs left out (constant)
+    top_k: dict[str, Any] | None = None  # {"of", "k", "values", "indices"}: done by pgml
 
 
 def _tensor(ref: str) -> tuple[str, int]:
@@ -131,6 +137,7 @@ def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
             dropped.append(output)
     if not fetches:
         raise NotCut("it has no numeric outputs")
+    top_k = _cut_top_k(tf, by_name, fetches)
 
     keep = [_tensor(r)[0] for r in fetches.values()] + [i["name"] for i in inputs]
     graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, keep)
@@ -156,4 +163,45 @@ def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
     module.after_parse = after_parse
     directory = tempfile.mkdtemp(prefix="cut-", dir=workdir)
     tf.saved_model.save(module, directory, signatures={name: after_parse.get_concrete_function()})
-    return Cut(directory, inputs, keyed, dropped)
+    return Cut(directory, inputs, keyed, dropped, top_k)
+
+
+TOP_K_INPUT = "top_k_input"
+
+
+def _source(by_name: dict, ref: str, through: tuple[str, ...]) -> tuple[Any, int]:
+    """The node (and output index) REF comes from, through ops that keep its values."""
+    node_name, index = _tensor(ref)
+    node = by_name[node_name]
+    while node.op in through:
+        node_name, index = _tensor(node.input[0])
+        node = by_name[node_name]
+    return node, index
+
+
+def _cut_top_k(tf, by_name: dict, fetches: dict[str, str]) -> dict[str, Any] | None:
+    """When outputs are a sorted top_k's values (directly) and indices (maybe cast), of
+    one constant k: fetch its input instead and say which outputs take what."""
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for output, ref in fetches.items():
+        node, index = _source(by_name, ref, ("Identity", "Cast"))
+        if node.op == "TopKV2":
+            values, _ = _source(by_name, ref, ("Identity",))
+            if index == 1 or values is node:  # values only through Identity (no cast)
+                uses.setdefault(node.name, []).append((output, index))
+    if len(uses) != 1 or TOP_K_INPUT in fetches:
+        return None
+    ((name, taken),) = uses.items()
+    node = by_name[name]
+    k = by_name[_tensor(node.input[1])[0]]
+    if k.op != "Const" or not node.attr["sorted"].b:
+        return None
+    for output, _ in taken:
+        del fetches[output]
+    fetches[TOP_K_INPUT] = node.input[0]
+    return {
+        "of": TOP_K_INPUT,
+        "k": int(tf.make_ndarray(k.attr["value"].tensor)),
+        "values": [o for o, i in taken if i == 0],
+        "indices": [o for o, i in taken if i == 1],
+    }

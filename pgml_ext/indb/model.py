@@ -18,7 +18,7 @@ import numpy as np
 from pgml_ext.indb import archive, registry, server, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, WRONG_OBJECT_TYPE, PgmlError
 from pgml_ext.indb.registry import ModelRow
-from pgml_ext.indb.rowpath import RowPath
+from pgml_ext.indb.rowpath import RowPath, parsed_plan_for_c
 from pgml_ext.indb.runtimes import Runtime
 from pgml_ext.indb.signatures import Signature
 
@@ -294,18 +294,56 @@ class LoadedModel:
         return path.example(data) if is_example else path.tensor(data)
 
     def native_plan(self, is_example: bool, signature: str | None) -> list[str] | None:
-        """How src/native.c may score rows of this form in C (see pgml_internal.native_plan):
-        [libLiteRt.so, flatbuffer, signature, input, output, feature, floats per input,
-        labels...], or None when the row path does not apply or the C runtime cannot
+        """How src/native_model.c may score rows of this form in C (pgml_internal.native_plan):
+        [libLiteRt.so, flatbuffer, signature, output, classes output, top k, only
+        feature, inputs, (input, feature, dtype, values, default) per input, (class index,
+        label) per position or key...], or None when C cannot take them or cannot
         honour pgml.threads (it runs one thread)."""
-        found = self._row_signature(is_example, signature)
         library = litert_library()
-        if found is None or library is None or threads() != 1:
+        if library is None or threads() != 1:
             return None
-        sig, output = found
+        found = self._row_signature(is_example, signature)
+        if found is not None:
+            sig, output = found
+            plan = RowPath.plan_for_c(sig, output, self._feature_map)
+        else:
+            plan = self._parsed_plan_for_c(is_example, signature)
+            if plan is None:
+                return None
+            sig = self.signatures[plan[0]]
+        classes = self._classes_for_c(sig, bool(plan[2]))
+        if classes is None:
+            return None
         flatbuffer = registry.litert_files(self.row)[sig.name]
-        plan = RowPath.plan_for_c(sig, output, self._feature_map)
-        return [library, flatbuffer, *plan, *(self.row.labels or [])]
+        return [library, flatbuffer, *plan, *classes]
+
+    def _classes_for_c(self, sig: Signature, by_key: bool) -> list[str] | None:
+        """(class index, label) pairs, flat, as top_classes answers for the top score's
+        position (or, BY_KEY, for each key of the classes output's vocabulary); index -1:
+        the position itself. None when C cannot answer as top_classes does."""
+        classes = signatures.class_output(sig)
+        plan = sig.plan or {}
+        if classes is None:
+            pairs = [self._indexed(i) for i in range(len(self.row.labels or []))]
+        elif by_key:
+            pairs = [self._named_class(v, -1) for v in plan["vocabularies"][classes]]
+        elif "top_k" in plan and classes in plan.get("vocabularies", {}):
+            # C's key is the position among the probabilities; it is 0 in the top k
+            pairs = [self._named_class(v, 0) for v in plan["vocabularies"][classes]]
+        elif classes in plan.get("constants", {}):
+            pairs = [self._named_class(v, i) for i, v in enumerate(plan["constants"][classes])]
+        else:
+            return None
+        return [item for index, label in pairs for item in (str(index), label)]
+
+    def _parsed_plan_for_c(self, is_example: bool, signature: str | None) -> list[str] | None:
+        if not is_example:
+            return None
+        try:
+            sig = self.choose("example", signature or self._default_signature)
+        except PgmlError:
+            return None
+        return parsed_plan_for_c(sig) if self.parsed_by_plan(sig) else None
 
     def predict(
         self, data: bytes | np.ndarray, output: str | None, signature: str | None

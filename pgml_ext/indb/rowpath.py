@@ -92,10 +92,13 @@ class RowPath:
 
     @staticmethod
     def plan_for_c(sig: Signature, output: str, feature_map: dict[str, str] | None) -> list[str]:
-        """What src/native.c needs to take this path in C (OUTPUT from output_for):
-        [signature, input, output, feature, floats per input]."""
+        """What src/native_model.c needs to take this path in C (OUTPUT from output_for):
+        [signature, output, classes output, top k, only feature, inputs, (input,
+        feature, dtype, values, default)] for the one input, which an Example's only
+        feature feeds too."""
         name, feature = _input_and_feature(sig, feature_map)
-        return [sig.name, name, output, feature, str(sig.plans[name].expected)]
+        count = str(sig.plans[name].expected)
+        return [sig.name, output, "", "0", "1", "1", name, feature, "float32", count, ""]
 
     def example(self, data: bytes) -> np.ndarray | None:
         values = self._read(data)
@@ -119,3 +122,43 @@ def _input_and_feature(sig: Signature, feature_map: dict[str, str] | None) -> tu
     """SIG's one input, and the tf.Example feature that feeds it."""
     name = next(iter(sig.inputs))
     return name, (feature_map or {}).get(name, name)
+
+
+def parsed_plan_for_c(sig: Signature) -> list[str] | None:
+    """What src/native_model.c needs for a signature whose Examples pgml parses (the
+    plan's "parse", see cutting.py): every input from its feature by exact name, with
+    its default, and the classes output C reads keys from (one of the plan's
+    vocabularies); None if C cannot feed or answer it (bytes features)."""
+    if sig.plan is None:
+        return None
+    try:
+        output = signatures.score_output(sig, sig.name, None)
+    except PgmlError:
+        return None
+    inputs: list[str] = []
+    for spec in sig.plan["parse"]:
+        count = int(np.prod(spec["shape"]))
+        if spec["dtype"] not in C_DTYPES or count < 1:
+            return None
+        default = ""
+        if spec["default"] is not None:
+            values = np.asarray(spec["default"], dtype=C_DTYPES[spec["dtype"]]).reshape(-1)
+            if values.size != count or not np.isfinite(values).all():
+                return None
+            default = " ".join(repr(v.item()) for v in values)
+        inputs += [spec["name"], spec["feature"], spec["dtype"], str(count), default]
+    classes = signatures.class_output(sig)
+    keys = classes if classes in sig.plan.get("vocabularies", {}) else ""
+    k = "0"
+    top = sig.plan.get("top_k")
+    if top is not None:
+        # C takes the top k of the probabilities; the top class is then the key itself
+        if output not in top["values"] or (classes and classes not in top["indices"]):
+            return None
+        output, keys, k = top["of"], "", str(top["k"])
+    n = str(len(sig.plan["parse"]))
+    return [sig.name, output, keys, k, "0", n, *inputs]
+
+
+# The input types src/native_model.c copies into LiteRT, and how their defaults are written.
+C_DTYPES = {"float32": np.float32, "int64": np.int64}

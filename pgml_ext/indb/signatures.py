@@ -317,8 +317,10 @@ def parsed_feeds(
 def finish_outputs(
     plan: dict[str, Any], out: dict[str, np.ndarray], model: str
 ) -> dict[str, np.ndarray]:
-    """The runtime's outputs as the whole signature gives them: keys of a cut lookup
-    become its strings, constant string outputs come back (see cutting.py)."""
+    """The runtime's outputs as the whole signature gives them: a cut top_k is taken,
+    keys of a cut lookup become its strings, constant string outputs come back (see
+    cutting.py)."""
+    out = top_k_outputs(plan, out)
     rows = len(next(iter(out.values())))
     for name, vocabulary in plan.get("vocabularies", {}).items():
         keys = out[name]
@@ -331,6 +333,23 @@ def finish_outputs(
         out[name] = table[keys]
     for name, values in plan.get("constants", {}).items():
         out[name] = np.tile(np.asarray([v.encode() for v in values], dtype=object), (rows, 1))
+    return out
+
+
+def top_k_outputs(plan: dict[str, Any], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The plan's top_k (tf.math.top_k, sorted: the lower index first among equal
+    values) of the runtime's probabilities, into the outputs that take its values and
+    indices."""
+    top = plan.get("top_k")
+    if top is None:
+        return out
+    out = dict(out)
+    probabilities = out.pop(top["of"])
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, : top["k"]]
+    for name in top["values"]:
+        out[name] = np.take_along_axis(probabilities, order, axis=1)
+    for name in top["indices"]:
+        out[name] = order.astype(np.int64)
     return out
 
 

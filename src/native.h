@@ -1,0 +1,84 @@
+/*
+ * native.h: a model version made ready for the C scorer (native_model.c), which
+ * native.c's SQL functions fill with rows and run.
+ */
+#ifndef PGML_NATIVE_H
+#define PGML_NATIVE_H
+
+#include "postgres.h"
+
+#include "litert.h"
+
+/* One input of the LiteRT signature: where its values come from and where they go. */
+typedef struct NativeInput
+{
+	char	   *feature;		/* the tf.Example feature that feeds it */
+	int			kind;			/* PGML_FLOATS or PGML_INT64S (example.h) */
+	int			count;			/* values per row */
+	Size		width;			/* bytes per value */
+	void	   *fallback;		/* COUNT values for an Example without the feature, or NULL */
+	TensorType	type;
+	LiteRtHandle buffer;
+	char	   *data;			/* rows of COUNT values, LiteRT reads them */
+} NativeInput;
+
+typedef struct NativeOutput
+{
+	TensorType	type;
+	int			count;			/* values per row */
+	Size		width;			/* bytes per value */
+	LiteRtHandle buffer;
+	char	   *data;			/* rows of COUNT values, LiteRT writes them */
+} NativeOutput;
+
+typedef struct NativeModel
+{
+	/* the key: model version (its ref), input form, requested signature, use */
+	text	   *ref;
+	bool		packed;			/* float4[] packed by pgml_internal.tensor, else tf.Example */
+	char	   *signature;		/* NULL: the model's default */
+	bool		batch;			/* for the batch forms: resized to their chunks */
+	uint64		used;			/* for recycling the least recently used */
+
+	bool		usable;			/* false: every row takes the PL/Python path */
+	LiteRtHandle model;
+	LiteRtHandle compiled;
+	LiteRtIndex signature_index;
+	int			rows;			/* rows the buffers hold (the model's batch size) */
+	int			n_inputs;		/* in the signature's order */
+	NativeInput *inputs;
+	LiteRtHandle *input_buffers;
+	bool		only_feature;	/* one input: an Example's only feature feeds it too */
+	int			n_outputs;
+	NativeOutput *outputs;
+	LiteRtHandle *output_buffers;
+	int			scores_output;	/* the output scored: float32 */
+	int			n_scores;		/* its values per row */
+	int			top_k;			/* > 0: pgml.predict answers its K highest, sorted */
+	/* the class of a row's top score (position P): by P, or by a key output's value at P */
+	int			classes_output;	/* an int output of keys, or -1: by position */
+	int			n_classes;		/* entries: positions (or keys) 0..n_classes-1 */
+	int		   *class_index;	/* -1: the position itself */
+	char	  **class_label;
+	MemoryContext context;
+} NativeModel;
+
+/* The model for this key, made ready on first use (asking PL/Python for its plan). */
+extern NativeModel *native_model(text *ref, bool packed, const char *signature, bool batch);
+
+/* Buffers for ROWS rows; false (and M unusable) if LiteRT refuses. */
+extern bool native_resize(NativeModel *m, int rows);
+extern bool native_run(NativeModel *m);
+/* Forgets every model ready here (pgml.clear_cache); how many there were. */
+extern int	native_clear(void);
+/* Models ready here that take rows in C. */
+extern int	native_usable(void);
+
+/* M's scores for row R. */
+static inline float *
+native_scores(NativeModel *m, int r)
+{
+	return (float *) m->outputs[m->scores_output].data + (Size) r * m->n_scores;
+}
+
+#endif

@@ -1,0 +1,569 @@
+/*
+ * native_model.c: model versions made ready for the C scorer, per backend.
+ *
+ * Python decides once per backend, model version, input form and signature whether
+ * rows may take the C path, and how: PL/Python's pgml_internal.native_plan answers
+ *   [libLiteRt.so, flatbuffer, signature, output, classes output, top k, only feature, inputs,
+ *    (input, feature, dtype, values, default) per input, (class index, label) ...]
+ * from the plan stored at registration. The classes: per position of the top score,
+ * or, with a classes output (keys of a vocabulary), per key. Top k > 0: the output
+ * holds probabilities whose sorted top k are the scores (TF Serving's top_k, which
+ * cutting.py leaves to pgml), and the top class is the highest one's position. This file opens the flatbuffer with LiteRT's
+ * C API, checks the plan against the model's own signature (names, element types,
+ * sizes), and keeps buffers in our memory that rows are copied into and scores read
+ * from. Anything that does not fit leaves the model unusable here: its rows then go to
+ * PL/Python, which scores them or says what is wrong.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "nodes/pg_list.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "example.h"
+#include "native.h"
+#include "pgml_ext.h"
+
+#define NATIVE_CACHE_SIZE PGML_MAX_CACHED_MODELS
+#define BUFFER_ALIGN 64
+#define PLAN_HEAD 8				/* plan items before the inputs */
+#define PLAN_INPUT 5			/* plan items per input */
+#define LITERT_INT32 2
+#define LITERT_INT64 4
+
+static NativeModel *native_models[NATIVE_CACHE_SIZE];
+static uint64 native_clock = 0;
+
+static void *
+aligned_buffer(Size size)
+{
+	void	   *p = NULL;
+
+	if (posix_memalign(&p, BUFFER_ALIGN, Max(size, BUFFER_ALIGN)) != 0)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	return p;
+}
+
+/* A LiteRT buffer over our memory for ROWS rows of TYPE (BYTES each); false if refused. */
+static bool
+host_buffer(TensorType *type, Size bytes, int rows, char **data, LiteRtHandle *buffer)
+{
+	Size		size = TYPEALIGN(BUFFER_ALIGN, bytes * rows);
+
+	type->dims[0] = rows;
+	*data = aligned_buffer(size);
+	return lrt.CreateTensorBufferFromHostMemory(type, *data, size, NULL, buffer) == 0;
+}
+
+static void
+drop_host_buffer(char **data, LiteRtHandle *buffer)
+{
+	if (*buffer)
+		lrt.DestroyTensorBuffer(*buffer);
+	free(*data);
+	*buffer = NULL;
+	*data = NULL;
+}
+
+static void
+drop_buffers(NativeModel *m)
+{
+	int			i;
+
+	for (i = 0; i < m->n_inputs; i++)
+		drop_host_buffer(&m->inputs[i].data, &m->inputs[i].buffer);
+	for (i = 0; i < m->n_outputs; i++)
+		drop_host_buffer(&m->outputs[i].data, &m->outputs[i].buffer);
+	m->rows = 0;
+}
+
+/*
+ * Buffers in our memory for ROWS rows, one per input and output: rows are copied in,
+ * LiteRT writes the outputs. False if LiteRT refuses one.
+ */
+static bool
+make_buffers(NativeModel *m, int rows)
+{
+	int			i;
+
+	drop_buffers(m);
+	for (i = 0; i < m->n_inputs; i++)
+	{
+		NativeInput *in = &m->inputs[i];
+
+		if (!host_buffer(&in->type, in->width * in->count, rows, &in->data, &in->buffer))
+			return false;
+		m->input_buffers[i] = in->buffer;
+	}
+	for (i = 0; i < m->n_outputs; i++)
+	{
+		NativeOutput *out = &m->outputs[i];
+
+		if (!host_buffer(&out->type, out->width * out->count, rows, &out->data, &out->buffer))
+			return false;
+		m->output_buffers[i] = out->buffer;
+	}
+	m->rows = rows;
+	return true;
+}
+
+bool
+native_resize(NativeModel *m, int rows)
+{
+	int			i;
+
+	if (rows == m->rows)
+		return true;
+	for (i = 0; i < m->n_inputs && m->usable; i++)
+	{
+		TensorType *type = &m->inputs[i].type;
+
+		type->dims[0] = rows;
+		m->usable = lrt.CompiledModelResizeInputTensor(m->compiled, m->signature_index, i,
+													   type->dims,
+													   type->rank_bits & 0x7f) == 0;
+	}
+	m->usable = m->usable && make_buffers(m, rows);
+	return m->usable;
+}
+
+bool
+native_run(NativeModel *m)
+{
+	return lrt.RunCompiledModel(m->compiled, m->signature_index, m->n_inputs, m->input_buffers,
+								m->n_outputs, m->output_buffers) == 0;
+}
+
+static void
+release(NativeModel *m)
+{
+	drop_buffers(m);
+	if (m->compiled)
+		lrt.DestroyCompiledModel(m->compiled);
+	if (m->model)
+		lrt.DestroyModel(m->model);
+	MemoryContextDelete(m->context);
+}
+
+/* Bytes per value of a LiteRT element type this path reads or writes; 0 for others. */
+static Size
+element_width(int32 element_type)
+{
+	switch (element_type)
+	{
+		case LITERT_FLOAT32:
+		case LITERT_INT32:
+			return 4;
+		case LITERT_INT64:
+			return 8;
+		default:
+			return 0;
+	}
+}
+
+/*
+ * Values in one row of a tensor type read from the model, with its batch dimension
+ * (dynamic, or 1) set to 1; -1 if it is not a tensor of fixed size.
+ */
+static int
+tensor_shape(TensorType *type)
+{
+	int			rank = type->rank_bits & 0x7f;
+	int			i;
+	int64		count = 1;
+
+	if (rank < 1 || rank > LITERT_MAX_RANK)
+		return -1;
+	if (type->dims[0] != -1 && type->dims[0] != 1)
+		return -1;
+	type->dims[0] = 1;
+	for (i = 1; i < rank; i++)
+	{
+		if (type->dims[i] <= 0)
+			return -1;
+		count *= type->dims[i];
+		if (count > 1 << 28)
+			return -1;
+	}
+	return (int) count;
+}
+
+static LiteRtIndex
+find_name(LiteRtHandle signature, bool input, const char *name, LiteRtIndex n)
+{
+	LiteRtIndex i;
+
+	for (i = 0; i < n; i++)
+	{
+		const char *got = NULL;
+		LiteRtStatus s = input ? lrt.GetSignatureInputName(signature, i, &got)
+			: lrt.GetSignatureOutputName(signature, i, &got);
+
+		if (s == 0 && got != NULL && strcmp(got, name) == 0)
+			return i;
+	}
+	return n;
+}
+
+/*
+ * COUNT values of KIND from TEXT (space-separated, as native_plan writes them) into
+ * VALUES; false unless exactly COUNT finite ones.
+ */
+static bool
+parse_default(const char *text, int kind, int count, void *values)
+{
+	char	   *end;
+	int			i;
+
+	for (i = 0; i < count; i++)
+	{
+		errno = 0;
+		if (kind == PGML_FLOATS)
+		{
+			float		v = strtof(text, &end);
+
+			if (!isfinite(v))
+				return false;
+			((float *) values)[i] = v;
+		}
+		else
+			((int64 *) values)[i] = strtoll(text, &end, 10);
+		if (end == text || errno != 0)
+			return false;
+		text = end;
+	}
+	while (*text == ' ')
+		text++;
+	return *text == '\0';
+}
+
+/*
+ * IN from its plan items [input, feature, kind, values, default], placed in the
+ * signature's order; false if they do not fit the model.
+ */
+static bool
+prepare_input(NativeModel *m, LiteRtHandle signature, char **items)
+{
+	LiteRtIndex index = find_name(signature, true, items[0], m->n_inputs);
+	LiteRtHandle tensor = NULL;
+	NativeInput *in;
+
+	if (index == (LiteRtIndex) m->n_inputs || m->inputs[index].feature != NULL)
+		return false;
+	in = &m->inputs[index];
+	in->feature = MemoryContextStrdup(m->context, items[1]);
+	in->kind = strcmp(items[2], "float32") == 0 ? PGML_FLOATS
+		: strcmp(items[2], "int64") == 0 ? PGML_INT64S : 0;
+	in->count = pg_strtoint32(items[3]);
+	in->width = in->kind == PGML_FLOATS ? sizeof(float) : sizeof(int64);
+	if (in->kind == 0 || in->count < 1
+		|| lrt.GetSignatureInputTensorByIndex(signature, index, &tensor) != 0
+		|| lrt.GetRankedTensorType(tensor, &in->type) != 0
+		|| in->type.element_type != (in->kind == PGML_FLOATS ? LITERT_FLOAT32 : LITERT_INT64)
+		|| tensor_shape(&in->type) != in->count)
+		return false;
+	if (items[4][0] != '\0')
+	{
+		in->fallback = MemoryContextAlloc(m->context, in->width * in->count);
+		if (!parse_default(items[4], in->kind, in->count, in->fallback))
+			return false;
+	}
+	return true;
+}
+
+/* The classes table from N plan pairs (index, label); false if an index is not a number. */
+static bool
+prepare_classes(NativeModel *m, char **pairs, int n)
+{
+	int			i;
+
+	m->n_classes = n;
+	m->class_index = MemoryContextAlloc(m->context, sizeof(int) * Max(n, 1));
+	m->class_label = MemoryContextAlloc(m->context, sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		m->class_index[i] = pg_strtoint32(pairs[2 * i]);
+		if (m->class_index[i] < -1)
+			return false;
+		m->class_label[i] = MemoryContextStrdup(m->context, pairs[2 * i + 1]);
+	}
+	return true;
+}
+
+/* M's compiled model for FLATBUFFER and the index of SIGNATURE_KEY in it. */
+static bool
+compile(NativeModel *m, const char *flatbuffer, const char *signature_key,
+		LiteRtHandle *signature)
+{
+	LiteRtHandle options = NULL;
+	LiteRtIndex n_signatures = 0,
+				i;
+	LiteRtStatus status = 0;
+	int			saved = quiet_stderr();
+
+	if (lrt_environment == NULL)
+		status = lrt.CreateEnvironment(0, NULL, &lrt_environment);
+	if (status == 0)
+		status = lrt.CreateModelFromFile(lrt_environment, flatbuffer, &m->model);
+	if (status == 0)
+		status = lrt.CreateOptions(&options);
+	if (status == 0)
+		status = lrt.SetOptionsHardwareAccelerators(options, LITERT_HW_CPU);
+	if (status == 0)
+		status = lrt.CreateCompiledModel(lrt_environment, m->model, options, &m->compiled);
+	if (options)
+		lrt.DestroyOptions(options);
+	restore_stderr(saved);
+	if (status != 0)
+	{
+		elog(LOG, "pgml: native scoring off for %s: LiteRT status %d", flatbuffer, status);
+		return false;
+	}
+	if (lrt.GetNumModelSignatures(m->model, &n_signatures) != 0)
+		return false;
+	for (i = 0; i < n_signatures; i++)
+	{
+		const char *key = NULL;
+
+		if (lrt.GetModelSignature(m->model, i, signature) == 0
+			&& lrt.GetSignatureKey(*signature, &key) == 0
+			&& key != NULL && strcmp(key, signature_key) == 0)
+		{
+			m->signature_index = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Builds M from its plan (see the top of this file); false if it cannot take this path. */
+static bool
+prepare(NativeModel *m, char **plan, int n_plan)
+{
+	LiteRtHandle signature = NULL,
+				tensor = NULL;
+	LiteRtIndex n_inputs = 0,
+				n_outputs = 0;
+	int			i,
+				planned;
+
+	if (n_plan < PLAN_HEAD)
+		return false;
+	planned = pg_strtoint32(plan[7]);
+	if (planned < 1 || planned > PGML_MAX_FEATURES
+		|| n_plan < PLAN_HEAD + PLAN_INPUT * planned
+		|| (n_plan - PLAN_HEAD - PLAN_INPUT * planned) % 2 != 0)
+		return false;
+	m->only_feature = strcmp(plan[6], "1") == 0 && planned == 1;
+	m->top_k = pg_strtoint32(plan[5]);
+	if (!prepare_classes(m, &plan[PLAN_HEAD + PLAN_INPUT * planned],
+						 (n_plan - PLAN_HEAD - PLAN_INPUT * planned) / 2))
+		return false;
+	if (!open_litert(plan[0]) || !compile(m, plan[1], plan[2], &signature))
+		return false;
+
+	/* Every input of the signature fed by the plan, once; outputs of known sizes. */
+	if (lrt.GetNumSignatureInputs(signature, &n_inputs) != 0
+		|| n_inputs != (LiteRtIndex) planned
+		|| lrt.GetNumSignatureOutputs(signature, &n_outputs) != 0 || n_outputs < 1
+		|| n_outputs > 64)
+		return false;
+	m->n_inputs = planned;
+	m->inputs = MemoryContextAllocZero(m->context, sizeof(NativeInput) * planned);
+	m->input_buffers = MemoryContextAllocZero(m->context, sizeof(LiteRtHandle) * planned);
+	for (i = 0; i < planned; i++)
+		if (!prepare_input(m, signature, &plan[PLAN_HEAD + PLAN_INPUT * i]))
+			return false;
+	if (m->packed && (planned != 1 || m->inputs[0].kind != PGML_FLOATS))
+		return false;
+
+	m->scores_output = find_name(signature, false, plan[3], n_outputs);
+	if (m->scores_output == (int) n_outputs)
+		return false;
+	m->n_outputs = n_outputs;
+	m->outputs = MemoryContextAllocZero(m->context, sizeof(NativeOutput) * n_outputs);
+	m->output_buffers = MemoryContextAllocZero(m->context, sizeof(LiteRtHandle) * n_outputs);
+	for (i = 0; i < m->n_outputs; i++)
+	{
+		NativeOutput *out = &m->outputs[i];
+
+		if (lrt.GetSignatureOutputTensorByIndex(signature, i, &tensor) != 0
+			|| lrt.GetRankedTensorType(tensor, &out->type) != 0
+			|| (out->width = element_width(out->type.element_type)) == 0
+			|| (out->count = tensor_shape(&out->type)) < 1)
+			return false;
+	}
+	if (m->outputs[m->scores_output].type.element_type != LITERT_FLOAT32)
+		return false;
+	m->classes_output = -1;
+	if (plan[4][0] != '\0')
+	{
+		/* keys: one per score, integers */
+		m->classes_output = find_name(signature, false, plan[4], n_outputs);
+		if (m->classes_output == (int) n_outputs
+			|| m->outputs[m->classes_output].type.element_type == LITERT_FLOAT32
+			|| m->outputs[m->classes_output].count != m->outputs[m->scores_output].count)
+			return false;
+	}
+	m->n_scores = m->outputs[m->scores_output].count;
+	if (m->top_k < 0 || m->top_k > m->n_scores)
+		return false;
+	return make_buffers(m, 1);
+}
+
+static void
+forget(int slot)
+{
+	release(native_models[slot]);
+	native_models[slot] = NULL;
+}
+
+static bool
+same_key(NativeModel *m, text *ref, bool packed, const char *signature, bool batch)
+{
+	return m->packed == packed && m->batch == batch
+		&& VARSIZE_ANY_EXHDR(m->ref) == VARSIZE_ANY_EXHDR(ref)
+		&& memcmp(VARDATA_ANY(m->ref), VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref)) == 0
+		&& (m->signature == NULL ? signature == NULL
+			: signature != NULL && strcmp(m->signature, signature) == 0);
+}
+
+/* Asks PL/Python how this model version, input form and signature may be scored here. */
+static ArrayType *
+native_plan(text *ref, bool packed, const char *signature)
+{
+	static const Oid argtypes[] = {TEXTOID, BOOLOID, TEXTOID};
+	Oid			plan_fn = LookupFuncName(list_make2(makeString("pgml_internal"),
+												   makeString("native_plan")),
+										 3, argtypes, false);
+	LOCAL_FCINFO(fc, 3);
+	FmgrInfo	flinfo;
+	Datum		result;
+
+	fmgr_info(plan_fn, &flinfo);
+	InitFunctionCallInfoData(*fc, &flinfo, 3, InvalidOid, NULL, NULL);
+	fc->args[0].value = PointerGetDatum(ref);
+	fc->args[0].isnull = false;
+	fc->args[1].value = BoolGetDatum(!packed);
+	fc->args[1].isnull = false;
+	fc->args[2].value = signature ? CStringGetTextDatum(signature) : (Datum) 0;
+	fc->args[2].isnull = signature == NULL;
+	result = FunctionCallInvoke(fc);
+	return fc->isnull ? NULL : DatumGetArrayTypeP(result);
+}
+
+/* pgml.model_cache_size, which bounds PL/Python's cache of loaded models too. */
+static int
+cache_limit(void)
+{
+	return Max(1, Min(pgml_model_cache_size, NATIVE_CACHE_SIZE));
+}
+
+/* Plan items as C strings; NULL if one is NULL. */
+static char **
+plan_items(ArrayType *plan, int *n)
+{
+	Datum	   *items;
+	bool	   *nulls;
+	char	  **strings;
+	int			i;
+
+	deconstruct_array(plan, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, n);
+	strings = palloc(sizeof(char *) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			return NULL;
+		strings[i] = TextDatumGetCString(items[i]);
+	}
+	return strings;
+}
+
+NativeModel *
+native_model(text *ref, bool packed, const char *signature, bool batch)
+{
+	NativeModel *m;
+	ArrayType  *plan;
+	char	  **items;
+	int			n,
+				i,
+				held = 0,
+				slot = -1;
+	MemoryContext context;
+
+	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+		if ((m = native_models[i]) != NULL)
+		{
+			if (same_key(m, ref, packed, signature, batch))
+			{
+				m->used = ++native_clock;
+				return m;
+			}
+			held++;
+		}
+
+	plan = native_plan(ref, packed, signature);
+	/* Room for one more: recycle the least recently used beyond the limit. */
+	for (; held >= cache_limit(); held--)
+	{
+		int			oldest = -1;
+
+		for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+			if (native_models[i] != NULL
+				&& (oldest < 0 || native_models[i]->used < native_models[oldest]->used))
+				oldest = i;
+		forget(oldest);
+	}
+	for (i = 0; i < NATIVE_CACHE_SIZE && slot < 0; i++)
+		if (native_models[i] == NULL)
+			slot = i;
+
+	context = AllocSetContextCreate(TopMemoryContext, "pgml native model",
+									ALLOCSET_SMALL_SIZES);
+	m = MemoryContextAllocZero(context, sizeof(NativeModel));
+	m->context = context;
+	m->ref = (text *) MemoryContextAlloc(context, VARSIZE_ANY(ref));
+	memcpy(m->ref, ref, VARSIZE_ANY(ref));
+	m->packed = packed;
+	m->batch = batch;
+	m->signature = signature ? MemoryContextStrdup(context, signature) : NULL;
+	m->used = ++native_clock;
+	native_models[slot] = m;
+	if (plan != NULL && (items = plan_items(plan, &n)) != NULL)
+		m->usable = prepare(m, items, n);
+	return m;
+}
+
+int
+native_clear(void)
+{
+	int			i,
+				n = 0;
+
+	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+		if (native_models[i] != NULL)
+		{
+			forget(i);
+			n++;
+		}
+	return n;
+}
+
+int
+native_usable(void)
+{
+	int			i,
+				usable = 0;
+
+	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+		if (native_models[i] != NULL && native_models[i]->usable)
+			usable++;
+	return usable;
+}
