@@ -51,13 +51,15 @@ demo: setup  ## the reference workload end to end on an embedded cluster
 test: setup  ## the whole suite against a real PostgreSQL it starts itself
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: setup  ## in-database scoring vs the alternatives; results in benchmarks/results
+bench: setup  ## in-database scoring vs the alternatives (results in benchmarks/results); real models
 	$(VENV)/bin/pgml-ext bench $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/real_models.py
 
 fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1,000,000); C vs PL/Python scorer (6,250)
 	PGML_FUZZ_EXAMPLES=25000 PGML_FUZZ_PARSER=1000000 $(VENV)/bin/python -m pytest -q -s \
 	  tests/test_fuzz.py tests/test_example_parser.py \
-	  tests/test_native.py::test_native_and_pl_python_agree_on_any_bytes
+	  tests/test_native.py::test_native_and_pl_python_agree_on_any_bytes \
+	  tests/test_serving_exports.py::test_c_and_pl_python_parse_any_customer_example_alike
 
 # The C code under the sanitizers. The Example reader is built on its own with ASan and
 # UBSan and fuzzed (200,000 inputs, each in a buffer of exactly its size). The extension
