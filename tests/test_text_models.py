@@ -99,3 +99,59 @@ def test_tensorflow_errors_keep_their_cause():
     assert "Graph execution error" not in cause
     assert "int64" in cause and "float" in cause, cause
     assert where is None or where.startswith("In TensorFlow op ")
+
+
+def _build_lookups(path: str) -> None:
+    """Keras 3 model.export with Normalization, StringLookup and IntegerLookup on dict
+    inputs: string and int64 features by name."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    age = keras.Input((1,), name="age")
+    region = keras.Input((1,), name="region", dtype="string")
+    plan = keras.Input((1,), name="plan", dtype="int64")
+    norm = keras.layers.Normalization()
+    norm.adapt(np.array([[20.0], [40.0], [60.0]]))
+    regions = keras.layers.StringLookup(
+        vocabulary=["north", "south", "east"], output_mode="one_hot"
+    )
+    plans = keras.layers.IntegerLookup(vocabulary=[1, 2, 3], output_mode="one_hot")
+    x = keras.layers.Concatenate()(
+        [norm(age), keras.layers.Flatten()(regions(region)), keras.layers.Flatten()(plans(plan))]
+    )
+    x = keras.layers.Dense(8, activation="relu")(x)
+    keras.Model(
+        {"age": age, "region": region, "plan": plan}, keras.layers.Dense(3, "softmax")(x)
+    ).export(path)
+
+
+def test_string_and_integer_lookups_read_their_features_by_name(engine):
+    """They used to fail: "has feature 'region' as bytes, the model reads numbers". The
+    lookups need TensorFlow (LiteRT's converter has no hash tables); the answers are
+    TensorFlow's, unknown strings and ids included (the lookups' OOV bucket)."""
+    import tensorflow as tf
+
+    path = built_model("keras-lookups", _build_lookups)
+    client.register_model(engine, "lookups", path)
+    cases = [(33.0, b"south", 2), (61.5, b"north", 1), (20.0, b"nowhere", 9), (45.0, b"", 3)]
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    want = fn(
+        age=tf.constant([[a] for a, _, _ in cases]),
+        region=tf.constant([[r] for _, r, _ in cases]),
+        plan=tf.constant([[p] for _, _, p in cases], tf.int64),
+    )["output_0"].numpy()
+    with engine.connect() as conn:
+        for (age, region, plan), expected in zip(cases, want, strict=True):
+            data = examples.encode(
+                {"age": np.array([age], np.float32), "region": [region], "plan": np.array([plan])}
+            )
+            got = conn.execute(
+                sa.text("SELECT pgml.predict('lookups', CAST(:e AS bytea))"), {"e": data}
+            ).scalar()
+            assert np.abs(np.array(got) - expected).max() <= 1e-5
+    code, message, _ = sql_error(
+        engine,
+        "SELECT pgml.predict('lookups', CAST(:e AS bytea))",
+        e=examples.encode({"age": [1.0], "region": [1.0], "plan": [1]}),
+    )
+    assert code == "22023" and "'region'" in message, message
