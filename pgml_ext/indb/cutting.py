@@ -140,7 +140,7 @@ def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
     top_k = _cut_top_k(tf, by_name, fetches)
 
     keep = [_tensor(r)[0] for r in fetches.values()] + [i["name"] for i in inputs]
-    graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, keep)
+    graph_def = _sub_graph(graph_def, keep)
     for node in graph_def.node:
         if node.op == "Placeholder" and not node.name.startswith("input_"):
             raise NotCut(f"its graph after the parse reads {node.name} (a table or variable)")
@@ -164,6 +164,24 @@ def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
     directory = tempfile.mkdtemp(prefix="cut-", dir=workdir)
     tf.saved_model.save(module, directory, signatures={name: after_parse.get_concrete_function()})
     return Cut(directory, inputs, keyed, dropped, top_k)
+
+
+def _sub_graph(graph_def, keep: list[str]):
+    """GRAPH_DEF with only the nodes KEEP needs (their inputs, transitively), in order:
+    what tf.compat.v1.graph_util.extract_sub_graph does, without its deprecation log."""
+    by_name = {n.name: n for n in graph_def.node}
+    needed, pending = set(), list(keep)
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        pending.extend(_tensor(ref.lstrip("^"))[0] for ref in by_name[name].input)
+    out = type(graph_def)()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    out.node.extend(n for n in graph_def.node if n.name in needed)
+    return out
 
 
 TOP_K_INPUT = "top_k_input"
