@@ -124,15 +124,26 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _plan_lines(plan: dict | None) -> list[str]:
-    """What pgml does for a signature cut after its parse (see pgml.describe's plan)."""
+    """What pgml does for a signature cut after its parse or its lookups (see
+    pgml.describe's plan)."""
     if not plan:
         return []
     lines = []
-    for i in plan["parse"]:
+    for i in plan.get("parse", []):
         default = "" if i["default"] is None else f" (default {i['default']})"
         lines.append(
             f"parses feature {i['feature']} {i['dtype']}{i['shape']}{default} -> {i['name']}"
         )
+    for lookup in plan.get("lookups", []):
+        keys = ", ".join(str(k) for k in lookup["keys"][:10])
+        more = ", ..." if len(lookup["keys"]) > 10 else ""
+        lines.append(
+            f"looks up input {lookup['input']} in {len(lookup['keys'])} keys ({keys}{more}; "
+            f"else {lookup['default']}) -> {lookup['name']}"
+        )
+    if "top_k" in plan:
+        top = plan["top_k"]
+        lines.append(f"output {', '.join(top['values'] + top['indices'])}: top {top['k']}")
     for name, words in plan.get("vocabularies", {}).items():
         lines.append(f"output {name}: keys looked up in {', '.join(words)}")
     for name, words in plan.get("constants", {}).items():

@@ -8,6 +8,8 @@ only feature) is the text, and the answers are TensorFlow's own.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,14 +127,30 @@ def _build_lookups(path: str) -> None:
     ).export(path)
 
 
-def test_string_and_integer_lookups_read_their_features_by_name(engine):
-    """They used to fail: "has feature 'region' as bytes, the model reads numbers". The
-    lookups need TensorFlow (LiteRT's converter has no hash tables); the answers are
+def test_string_and_integer_lookups_run_on_litert_with_pgml_applying_the_tables(engine, db_url):
+    """They used to fail: "has feature 'region' as bytes, the model reads numbers".
+    LiteRT's converter has no hash tables: registration cuts the lookups off, pgml maps
+    the features to ids by the tables in the plan, LiteRT runs the rest. The answers are
     TensorFlow's, unknown strings and ids included (the lookups' OOV bucket)."""
     import tensorflow as tf
 
     path = built_model("keras-lookups", _build_lookups)
     client.register_model(engine, "lookups", path)
+    ((runtime, why, plan),) = rows(
+        engine,
+        "SELECT runtime, why, plan FROM pgml.describe('lookups') "
+        "WHERE current AND signature = 'serving_default'",
+    )
+    assert runtime == "litert" and why.startswith("lookups by pgml"), why
+    tables = {t["input"]: dict(zip(t["keys"], t["values"], strict=True)) for t in plan["lookups"]}
+    assert set(tables["region"]) == {"north", "south", "east"} and set(tables["plan"]) == {1, 2, 3}
+    described = subprocess.run(
+        [sys.executable, "-m", "pgml_ext.cli", "describe", "lookups", "--url", db_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "looks up input region in 3 keys" in described, described
     cases = [(33.0, b"south", 2), (61.5, b"north", 1), (20.0, b"nowhere", 9), (45.0, b"", 3)]
     fn = tf.saved_model.load(str(path)).signatures["serving_default"]
     want = fn(

@@ -125,11 +125,12 @@ def convert_signature(
     if sig.takes_examples:
         return _convert_parsing(sig, tensorflow_runtime, user_samples, workdir)
     if not convertible(sig):
-        return Outcome(sig.name, "tensorflow", "takes unknown shapes or text")
+        return _convert_lookups(sig, tensorflow_runtime, workdir, "takes unknown shapes or text")
     try:
         flatbuffer, lite = _convert(path, sig.name)
     except Exception as e:  # the converter raises many kinds; any of them means "no"
-        return Outcome(sig.name, "tensorflow", f"conversion failed: {first_line(e)}")
+        why = f"conversion failed: {first_line(e)}"
+        return _convert_lookups(sig, tensorflow_runtime, workdir, why)
     try:
         runs = _run_both(
             sig, tensorflow_runtime, lite, [(b, b) for b in sample_inputs(sig, user_samples)]
@@ -158,7 +159,9 @@ def _judge(sig, runs, flatbuffer, plan) -> Outcome:
                 f"LiteRT does not match TensorFlow: {problem}",
                 max_abs_diff=diff,
             )
-    what = "parsed by pgml, " if plan is not None else ""
+    what = ""
+    if plan is not None:
+        what = "parsed by pgml, " if "parse" in plan else "lookups by pgml, "
     return Outcome(
         sig.name,
         "litert",
@@ -205,6 +208,58 @@ def _convert_parsing(sig, tensorflow_runtime, user_samples, workdir) -> Outcome:
         except ValueError as e:
             return Outcome(sig.name, "tensorflow", f"string output: {e}")
     return _judge(sig, runs, flatbuffer, plan)
+
+
+def _convert_lookups(sig, tensorflow_runtime, workdir: str, why: str) -> Outcome:
+    """A signature that LiteRT cannot take as it is (WHY): if its table lookups of its
+    own inputs are what stops it, cut them (cutting.cut_lookups), convert the rest and
+    judge it with pgml applying the tables; otherwise TensorFlow, for WHY."""
+    import tensorflow as tf
+
+    from pgml_ext.indb import cutting
+
+    if not any(n.op == "LookupTableFindV2" for n in _all_nodes(tensorflow_runtime, sig.name)):
+        return Outcome(sig.name, "tensorflow", why)
+    try:
+        cut = cutting.cut_lookups(tf, tensorflow_runtime.signature(sig.name), sig.name, workdir)
+        flatbuffer, lite = _convert(cut.directory, sig.name)
+    except cutting.NotCut as e:
+        return Outcome(sig.name, "tensorflow", f"{why}; its lookups: {e}")
+    except Exception as e:
+        return Outcome(sig.name, "tensorflow", f"{why}; after its lookups: {first_line(e)}")
+    plan: dict[str, Any] = {"lookups": cut.lookups}
+    batches = [(b, signatures.looked_up(plan, b)) for b in lookup_samples(sig, cut.lookups)]
+    try:
+        runs = _run_both(sig, tensorflow_runtime, lite, batches)
+    except _LiteRTFailed as e:
+        return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {e}")
+    return _judge(sig, runs, flatbuffer, plan)
+
+
+def _all_nodes(tensorflow_runtime, name: str) -> list:
+    graph_def = tensorflow_runtime.signature(name).graph.as_graph_def()
+    return list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+
+
+def lookup_samples(sig: Signature, lookups: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+    """Batches for a signature whose inputs are looked up: the usual random and zero
+    values, each looked-up input drawn from its table's keys and one key it lacks."""
+    rng = np.random.default_rng(0)
+    batches = []
+    for batch in sample_inputs(sig, None):
+        rows = len(next(iter(batch.values())))
+        batch = dict(batch)
+        for lookup in lookups:
+            spec = sig.inputs[lookup["input"]]
+            inner = [d if d is not None else 1 for d in (spec["shape"] or [None, 1])[1:]]
+            if spec["dtype"] == "string":
+                choices = [k.encode() for k in lookup["keys"]] + [b"pgml-unknown"]
+                values = np.array(choices, dtype=object)
+            else:
+                values = np.array(lookup["keys"] + [max(lookup["keys"], default=0) + 1000])
+            batch[lookup["input"]] = rng.choice(values, [rows, *inner])
+        batches.append(batch)
+    return batches
 
 
 def _learn_string_outputs(runs, cut) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class Cut:
     keyed: list[str] = field(default_factory=list)  # string outputs that LiteRT gives as keys
     dropped: list[str] = field(default_factory=list)  # string outputs left out (constant)
     top_k: dict[str, Any] | None = None  # {"of", "k", "values", "indices"}: done by pgml
+    lookups: list[dict[str, Any]] = field(default_factory=list)  # tables applied by pgml
 
 
 def _tensor(ref: str) -> tuple[str, int]:
@@ -144,6 +145,105 @@ def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
     for node in graph_def.node:
         if node.op == "Placeholder" and not node.name.startswith("input_"):
             raise NotCut(f"its graph after the parse reads {node.name} (a table or variable)")
+    directory = _saved(tf, graph_def, inputs, fetches, name, workdir)
+    return Cut(directory, inputs, keyed, dropped, top_k)
+
+
+def cut_lookups(tf, fn, name: str, workdir: str) -> Cut:
+    """Cut signature NAME's table lookups of its own inputs (Keras StringLookup and
+    IntegerLookup): LiteRT's converter has no hash tables, so each lookup's ids become
+    an input of their own ("lookup_0", ...) and its table goes to the plan, for pgml to
+    apply. Raise NotCut."""
+    from tensorflow.core.framework import node_def_pb2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    try:
+        frozen = convert_variables_to_constants_v2(fn)
+    except Exception as e:  # many kinds; any of them means "no"
+        raise NotCut(f"its graph could not be frozen ({type(e).__name__})") from None
+    graph_def = frozen.graph.as_graph_def()
+    outputs = dict(
+        zip(sorted(fn.structured_outputs), [t.name for t in frozen.outputs], strict=True)
+    )
+    # the tables stay placeholders of the frozen graph, named as the signature's captures
+    captured = {_tensor(inner.name)[0]: outer for outer, inner in fn.graph.captures}
+    args = fn.structured_input_signature[1]
+    by_name = {n.name: n for n in graph_def.node}
+    lookups, renamed = [], {}
+    for node in list(graph_def.node):
+        if node.op != _LOOKUP:
+            continue
+        source, _ = _source(by_name, node.input[1], ("Identity",))
+        table, _ = _source(by_name, node.input[0], ("Identity",))
+        default, _ = _source(by_name, node.input[2], ("Identity",))
+        tin, tout = (tf.dtypes.as_dtype(node.attr[a].type) for a in ("Tin", "Tout"))
+        if source.op != "Placeholder" or source.name not in args or table.name not in captured:
+            raise NotCut("it looks up values other than its inputs")
+        if tout != tf.int64 or tin not in (tf.string, tf.int64):
+            raise NotCut(f"it looks up {tin.name} -> {tout.name} (pgml does string/int64 -> int64)")
+        keys, values = tf.raw_ops.LookupTableExportV2(
+            table_handle=captured[table.name], Tkeys=tin, Tvalues=tout
+        )
+        if default.op == "Const":
+            fallback = tf.make_ndarray(default.attr["value"].tensor)
+        elif default.name in captured:
+            fallback = captured[default.name].numpy()
+        else:
+            raise NotCut("its lookup default is computed at run time")
+        try:
+            keys = [k.decode() if tin == tf.string else int(k) for k in keys.numpy().tolist()]
+        except UnicodeDecodeError:
+            raise NotCut("its lookup table has keys that are not UTF-8") from None
+        feed = f"lookup_{len(lookups)}"
+        renamed[node.name] = feed
+        lookups.append(
+            {
+                "input": source.name,
+                "name": feed,
+                "keys": keys,
+                "values": [int(v) for v in values.numpy().tolist()],
+                "default": int(fallback),
+            }
+        )
+    if not lookups:
+        raise NotCut("it has no table lookups")
+    for node in graph_def.node:
+        refs = [r for r in node.input if not (r.startswith("^") and r[1:] in renamed)]
+        del node.input[:]  # control edges to a lookup go with it
+        node.input.extend(renamed.get(_tensor(r)[0], r) if r[0] != "^" else r for r in refs)
+    for lookup in lookups:
+        placeholder = node_def_pb2.NodeDef(name=lookup["name"], op="Placeholder")
+        placeholder.attr["dtype"].type = tf.int64.as_datatype_enum
+        graph_def.node.append(placeholder)
+    keep = [_tensor(r)[0] for r in outputs.values()]
+    graph_def = _sub_graph(graph_def, keep)
+    present = {n.name for n in graph_def.node}
+    looked_up = {lookup["input"] for lookup in lookups}
+    if looked_up & present:
+        raise NotCut("it reads a looked-up input other than by its lookup")
+    inputs = [
+        {"name": arg, "dtype": spec.dtype.name, "shape": list(spec.shape[1:])}
+        for arg, spec in sorted(args.items())
+        if arg in present
+    ] + [
+        {"name": lookup["name"], "dtype": "int64", "shape": list(args[lookup["input"]].shape[1:])}
+        for lookup in lookups
+        if lookup["name"] in present
+    ]
+    for node in graph_def.node:
+        if node.op == "Placeholder" and node.name not in {i["name"] for i in inputs}:
+            raise NotCut(f"its graph reads {node.name} (a table or variable) after the lookups")
+    if any(i["dtype"] == "string" for i in inputs):
+        raise NotCut("it reads text other than by a lookup")
+    directory = _saved(tf, graph_def, inputs, outputs, name, workdir)
+    return Cut(directory, inputs, lookups=lookups)
+
+
+def _saved(tf, graph_def, inputs: list[dict[str, Any]], fetches: dict[str, str], name, workdir):
+    """GRAPH_DEF's FETCHES from its placeholders INPUTS (name, dtype, shape without the
+    batch dimension), saved as a SavedModel with signature NAME; its directory."""
     wrapped = tf.compat.v1.wrap_function(
         lambda: tf.graph_util.import_graph_def(graph_def, name=""), []
     )
@@ -158,12 +258,12 @@ def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
         tf.TensorSpec([None, *i["shape"]], tf.dtypes.as_dtype(i["dtype"]), name=i["name"])
         for i in inputs
     ]
-    after_parse = tf.function(lambda *tensors: pruned(*tensors), input_signature=specs)
+    after_cut = tf.function(lambda *tensors: pruned(*tensors), input_signature=specs)
     module = tf.Module()
-    module.after_parse = after_parse
+    module.after_cut = after_cut
     directory = tempfile.mkdtemp(prefix="cut-", dir=workdir)
-    tf.saved_model.save(module, directory, signatures={name: after_parse.get_concrete_function()})
-    return Cut(directory, inputs, keyed, dropped, top_k)
+    tf.saved_model.save(module, directory, signatures={name: after_cut.get_concrete_function()})
+    return directory
 
 
 def _sub_graph(graph_def, keep: list[str]):

@@ -121,14 +121,21 @@ class LoadedModel:
             )
         return sig
 
-    def parsed_by_plan(self, sig: Signature) -> bool:
-        """Whether SIG's Examples are parsed here and the rest runs on LiteRT (cutting.py);
-        otherwise TensorFlow parses them in the graph."""
+    def on_plan(self, sig: Signature) -> bool:
+        """Whether SIG runs on LiteRT by a plan (cutting.py): pgml does the parse, the
+        lookups and the output steps the plan names; otherwise the graph does them."""
         return sig.plan is not None and self.row.runtime_of(sig.name) == "litert"
 
+    def parsed_by_plan(self, sig: Signature) -> bool:
+        """Whether SIG's Examples are parsed here (the plan's "parse")."""
+        return self.on_plan(sig) and "parse" in sig.plan
+
     def run(self, sig: Signature, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        planned = self.on_plan(sig)
+        if planned:
+            feeds = signatures.looked_up(sig.plan, feeds)
         out = self.runtime_for(sig.name).run(sig.name, feeds)
-        if self.parsed_by_plan(sig):
+        if planned:
             out = signatures.finish_outputs(sig.plan, out, self.row.name)
         return out
 

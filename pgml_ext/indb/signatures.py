@@ -336,6 +336,36 @@ def finish_outputs(
     return out
 
 
+_TABLES: dict[int, tuple[dict[str, Any], dict]] = {}
+
+
+def _table(lookup: dict[str, Any]) -> dict:
+    """LOOKUP's keys -> ids as a dict (bytes keys for strings), made once per plan."""
+    cached = _TABLES.get(id(lookup))
+    if cached is None or cached[0] is not lookup:
+        keys = [k.encode() if isinstance(k, str) else k for k in lookup["keys"]]
+        cached = _TABLES[id(lookup)] = (lookup, dict(zip(keys, lookup["values"], strict=True)))
+    return cached[1]
+
+
+def looked_up(plan: dict[str, Any], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """FEEDS with the plan's lookups applied (cutting.cut_lookups): each looked-up input
+    replaced by the ids its table gives, its default for anything else."""
+    lookups = plan.get("lookups")
+    if not lookups:
+        return feeds
+    feeds = dict(feeds)
+    for lookup in lookups:
+        table, default = _table(lookup), lookup["default"]
+        values = feeds[lookup["input"]]
+        keys = values.ravel().tolist()
+        ids = np.fromiter((table.get(k, default) for k in keys), np.int64, len(keys))
+        feeds[lookup["name"]] = ids.reshape(values.shape)
+    for lookup in lookups:
+        feeds.pop(lookup["input"], None)
+    return feeds
+
+
 def top_k_outputs(plan: dict[str, Any], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The plan's top_k (tf.math.top_k, sorted: the lower index first among equal
     values) of the runtime's probabilities, into the outputs that take its values and
