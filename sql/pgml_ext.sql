@@ -487,6 +487,52 @@ RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
                                                      signature)
 $$;
 
+-- text: the input of a model whose signature takes one string that its graph does not
+-- parse as a tf.Example (a Keras text model). No C twin: its rows go to PL/Python.
+CREATE FUNCTION pgml_internal.predict_text(ref text, input text, output text, signature text)
+RETURNS float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+import pgml_ext.indb.api as api
+return api.predict(ref, input, output, signature)
+$$;
+
+CREATE FUNCTION pgml_internal.classify_text(ref text, input text, output text, signature text)
+RETURNS text LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+import pgml_ext.indb.api as api
+return api.classify(ref, input, signature, output)
+$$;
+
+CREATE FUNCTION pgml_internal.predict_class_text(ref text, input text, output text,
+                                                 signature text)
+RETURNS int LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+import pgml_ext.indb.api as api
+return api.predict_class(ref, input, signature, output)
+$$;
+
+CREATE FUNCTION pgml.predict(model text, input text, output text DEFAULT NULL,
+                             signature text DEFAULT NULL)
+RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml_internal.predict_text(pgml_internal.model_ref(model), input, output, signature)
+$$;
+
+CREATE FUNCTION pgml.classify(model text, input text, signature text DEFAULT NULL,
+                              output text DEFAULT NULL)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml_internal.classify_text(pgml_internal.model_ref(model), input, output, signature)
+$$;
+
+CREATE FUNCTION pgml.predict_class(model text, input text, signature text DEFAULT NULL,
+                                   output text DEFAULT NULL)
+RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml_internal.predict_class_text(pgml_internal.model_ref(model), input, output,
+                                            signature)
+$$;
+COMMENT ON FUNCTION pgml.predict(text, text, text, text) IS
+    'Scores of a text model (one string input its graph does not parse as a tf.Example).';
+COMMENT ON FUNCTION pgml.classify(text, text, text, text) IS
+    'The top class label of a text model (one string input, not a tf.Example).';
+COMMENT ON FUNCTION pgml.predict_class(text, text, text, text) IS
+    'The top class index of a text model (one string input, not a tf.Example).';
+
 -- The one value of a regressor's answer (pgml.predict's only element), as float4.
 CREATE FUNCTION pgml_internal.only_value(scores float4[], model text)
 RETURNS float4 AS 'MODULE_PATHNAME', 'pgml_only_value'
@@ -503,6 +549,13 @@ CREATE FUNCTION pgml.predict_value(model text, input float4[], output text DEFAU
 RETURNS float4 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.only_value(pgml.predict(model, input, output, signature), model)
 $$;
+CREATE FUNCTION pgml.predict_value(model text, input text, output text DEFAULT NULL,
+                                   signature text DEFAULT NULL)
+RETURNS float4 LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml_internal.only_value(pgml.predict(model, input, output, signature), model)
+$$;
+COMMENT ON FUNCTION pgml.predict_value(text, text, text, text) IS
+    'A text regressor''s value: pgml.predict when it gives exactly one value per row.';
 COMMENT ON FUNCTION pgml.predict_value(text, bytea, text, text) IS
     'A regressor''s value: pgml.predict when it gives exactly one value per row.';
 COMMENT ON FUNCTION pgml.predict_value(text, float4[], text, text) IS
@@ -722,6 +775,11 @@ GRANT EXECUTE ON FUNCTION
     pgml.predict_class(text, bytea, text, text), pgml.predict_class(text, float4[], text, text),
     pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, float4[], text, text),
     pgml_internal.only_value(float4[], text),
+    pgml.predict(text, text, text, text), pgml.classify(text, text, text, text),
+    pgml.predict_class(text, text, text, text), pgml.predict_value(text, text, text, text),
+    pgml_internal.predict_text(text, text, text, text),
+    pgml_internal.classify_text(text, text, text, text),
+    pgml_internal.predict_class_text(text, text, text, text),
     pgml.predict_batch(text, bytea[], text, text), pgml.predict_batch(text, float4[], text, text),
     pgml.classify_batch(text, bytea[], text, text),
     pgml.classify_batch(text, float4[], text, text),

@@ -76,6 +76,36 @@ def test_text_input_is_fed_from_a_bytes_feature_not_the_whole_example(engine, te
     assert len(set(want.argmax(axis=1).tolist())) > 1 or np.ptp(want[:, 0]) > 0.01
 
 
+def test_a_text_column_feeds_a_text_model_directly(engine, text_model):
+    """pgml.predict/classify/predict_class(model, text): no tf.Example to build."""
+    want = _expected(text_model)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS reviews")
+        conn.exec_driver_sql("CREATE TABLE reviews (id int, body text)")
+        conn.execute(
+            sa.text("INSERT INTO reviews VALUES (:i, :t)"),
+            [{"i": i, "t": t} for i, t in enumerate(TEXTS)],
+        )
+    got = rows(
+        engine,
+        "SELECT pgml.predict('sentiment', body), pgml.predict_class('sentiment', body), "
+        "pgml.classify('sentiment', body) FROM reviews ORDER BY id",
+    )
+    scores = np.array([g[0] for g in got])
+    assert np.abs(scores - want).max() <= 1e-5
+    assert [g[1] for g in got] == want.argmax(axis=1).tolist()
+    assert [g[2] for g in got] == [str(c) for c in want.argmax(axis=1)]
+    assert rows(engine, "SELECT pgml.predict('sentiment', NULL::text)") == [(None,)]
+    code, message, _ = sql_error(engine, "SELECT pgml.predict_value('sentiment', 'good')")
+    assert code == "42809", message  # three scores: not a regressor
+
+
+def test_text_for_a_model_without_a_text_input_says_what_it_takes(engine, text_model):
+    code, message, hint = sql_error(engine, "SELECT pgml.predict('mlp', 'some words')")
+    assert code == "42809" and "has no signature that takes text" in message, message
+    assert "::bytea" in hint  # an unknown literal resolves to text: say how to pass bytes
+
+
 def test_numbers_for_a_text_input_are_a_clean_error(engine, text_model):
     example = examples.encode({"text": np.array([1.0, 2.0], dtype=np.float32)})
     code, message, _ = sql_error(

@@ -15,7 +15,7 @@ from pgml_ext.indb import bulk, cache, registration, registry, server
 from pgml_ext.indb.errors import reported, translate
 from pgml_ext.indb.signatures import tensor_from_packed
 
-Input = bytes | np.ndarray | None  # a tf.Example, or a float4[] from tensor()
+Input = bytes | str | np.ndarray | None  # a tf.Example, text, or a float4[] from tensor()
 
 
 def predict(

@@ -140,9 +140,9 @@ class LoadedModel:
         return out
 
     def score(
-        self, data: bytes | list | np.ndarray, signature: str | None, batch: bool = False
+        self, data: bytes | str | list | np.ndarray, signature: str | None, batch: bool = False
     ) -> tuple[Signature, dict[str, np.ndarray]]:
-        """Run one input (a serialized Example, or a float4[] as an array) or, with
+        """Run one input (a serialized Example, text, or a float4[] as an array) or, with
         ``batch``, a list of Examples / an array of rows, through the signature the
         input form calls for."""
         model = self.row.name
@@ -158,6 +158,9 @@ class LoadedModel:
             else:
                 data = data if type(data) is bytes else bytes(data)
                 feeds = signatures.feeds_for_example(sig, data, model, feature_map)
+        elif isinstance(data, str):
+            sig = self.choose("text", requested)
+            feeds = signatures.feeds_for_text(sig, data, model)
         else:
             sig = self.choose("tensor", requested)
             if batch:
@@ -291,6 +294,8 @@ class LoadedModel:
 
     def _fast_scores(self, data: bytes | np.ndarray, signature: str | None) -> np.ndarray | None:
         """One row's scores on the fast path, or None: then the general path scores it."""
+        if isinstance(data, str):
+            return None  # text: no fast path
         is_example = type(data) is bytes
         key = (is_example, signature)
         path = self._row_paths.get(key, _UNKNOWN)
@@ -353,7 +358,7 @@ class LoadedModel:
         return parsed_plan_for_c(sig) if self.parsed_by_plan(sig) else None
 
     def predict(
-        self, data: bytes | np.ndarray, output: str | None, signature: str | None
+        self, data: bytes | str | np.ndarray, output: str | None, signature: str | None
     ) -> list[float]:
         if output is None:
             scores = self._fast_scores(data, signature)
@@ -363,7 +368,7 @@ class LoadedModel:
         return self.scores(sig, out, output)[0].tolist()
 
     def top_class(
-        self, data: bytes | np.ndarray, signature: str | None, output: str | None = None
+        self, data: bytes | str | np.ndarray, signature: str | None, output: str | None = None
     ) -> tuple[int, str]:
         if output is None:
             scores = self._fast_scores(data, signature)

@@ -87,6 +87,15 @@ class Signature:
         )
 
     @property
+    def takes_text(self) -> bool:
+        """One string input that the graph does not parse as a tf.Example: text."""
+        return (
+            len(self.inputs) == 1
+            and next(iter(self.inputs.values()))["dtype"] == "string"
+            and not self.parses_examples
+        )
+
+    @property
     def takes_one_tensor(self) -> bool:
         return len(self.inputs) == 1 and not self.takes_examples
 
@@ -114,7 +123,8 @@ def _ordered(sigs: dict[str, Signature]) -> list[Signature]:
 
 
 def choose(sigs: dict[str, Signature], model: str, kind: str, requested: str | None) -> Signature:
-    """The signature for an input of ``kind`` ('example' for bytea, 'tensor' for float4[])."""
+    """The signature for an input of ``kind`` ('example' for bytea, 'tensor' for float4[],
+    'text' for text)."""
     if requested:
         if requested not in sigs:
             raise PgmlError(
@@ -128,6 +138,8 @@ def choose(sigs: dict[str, Signature], model: str, kind: str, requested: str | N
         candidates = [s for s in ordered if s.takes_examples] or [
             s for s in ordered if not s.takes_examples
         ]
+    elif kind == "text":
+        candidates = [s for s in ordered if s.takes_text]
     else:
         candidates = [
             s
@@ -135,14 +147,17 @@ def choose(sigs: dict[str, Signature], model: str, kind: str, requested: str | N
             if s.takes_one_tensor and next(iter(s.inputs.values()))["dtype"] in FLOAT_DTYPES
         ]
     if not candidates:
-        what = "a tf.Example (bytea)" if kind == "example" else "a float4[]"
+        what = {"example": "a tf.Example (bytea)", "text": "text"}.get(kind, "a float4[]")
         raise PgmlError(
             f"model '{model}' has no signature that takes {what}",
             WRONG_OBJECT_TYPE,
             detail="Its signatures: "
             + "; ".join(f"{s.name}({s.describe_inputs()})" for s in ordered)
             + ".",
-            hint="Pass the other input form, or export the model with a signature for it.",
+            hint="Pass a tf.Example as bytea (a literal needs a cast: '\\x0a…'::bytea) or a "
+            "float4[]."
+            if kind == "text"
+            else "Pass the other input form, or export the model with a signature for it.",
         )
     return candidates[0]
 
@@ -208,6 +223,12 @@ def tensor_from_packed(packed: bytes) -> np.ndarray:
         )
     values = np.frombuffer(packed, np.float32, offset=header)
     return values.reshape(dims) if ndim > 1 else values
+
+
+def feeds_for_text(sig: Signature, text: str, model: str) -> dict[str, np.ndarray]:
+    """A text argument, as UTF-8, for a signature that takes_text."""
+    name = next(iter(sig.inputs))
+    return {name: _fit(np.array([text.encode()], dtype=object), sig, name, model, "the text")}
 
 
 def feeds_for_tensor(sig: Signature, arr: np.ndarray, model: str) -> dict[str, np.ndarray]:
