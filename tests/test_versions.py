@@ -152,3 +152,19 @@ def test_prune_removes_the_files_of_deleted_versions_only(engine, mlp_dir):
     assert not {r[0] for r in live} & set(removed)
     assert not os.path.exists(gone) and os.path.exists(f"{kept}/model.json")
     assert scalar(engine, "SELECT pgml.predict_class('mlp', pixels) FROM inputs WHERE id = 4") == 4
+
+
+def test_labels_must_name_every_class(engine, mlp_dir):
+    """Three labels for ten classes used to be taken (classify then answered 'a', 'c',
+    '7'); now registration refuses them, and no version is made."""
+    with pytest.raises(sa.exc.DatabaseError) as info:
+        client.register_model(engine, "few_labels", mlp_dir, labels=["a", "b", "c"])
+    fields = info.value.orig.args[0]
+    assert fields["C"] == "22023"
+    assert "scores 10 classes, but 3 labels were given" in fields["M"]
+    assert "Give 10 labels" in fields.get("H", "")
+    with pytest.raises(sa.exc.DatabaseError) as info:
+        client.register_model(engine, "few_labels", mlp_dir, labels=["a"] * 10)
+    assert "labels must differ" in info.value.orig.args[0]["M"]
+    assert scalar(engine, "SELECT count(*) FROM pgml.models WHERE name = 'few_labels'") == 0
+    assert client.register_model(engine, "few_labels", mlp_dir, labels=labels("d")) >= 1

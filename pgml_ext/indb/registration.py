@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from pgml_ext.indb import archive, audit, registry, runtimes, server
+from pgml_ext.indb import archive, audit, registry, runtimes, server, signatures
 from pgml_ext.indb.errors import (
     INSUFFICIENT_PRIVILEGE,
     INVALID_PARAMETER,
@@ -29,7 +29,7 @@ from pgml_ext.indb.model import threads
 from pgml_ext.indb.signatures import Signature
 
 _ROW = (
-    "SELECT name, version, runtime, checksum, options::text AS options "
+    "SELECT name, version, runtime, checksum, labels, options::text AS options "
     "FROM pgml.model_versions WHERE id = $1 AND signatures IS NULL"
 )
 _DESCRIBE = (
@@ -78,6 +78,7 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
             path = str(archive.unpack(data, os.path.join(workdir, "savedmodel")))
             found = _audit(what, path, options)
             described, outcomes = _describe(what, path, row["runtime"], options, samples, workdir)
+            _check_labels(what, described, row["labels"], options)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     insert = registry.plan(_LITERT, ["int8", "text", "bytea", "text"])
@@ -98,6 +99,35 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
         ],
     )
     return row["version"]
+
+
+def _check_labels(what: str, described: dict, labels: list[str] | None, options: dict) -> None:
+    """Labels name the classes in score order: one per score of every signature that
+    would be scored (the registered one, else all). A wrong count used to be taken, and
+    classify then answered a mix of labels and indexes."""
+    if not labels:
+        return
+    if len(set(labels)) != len(labels):
+        raise PgmlError(f"{what}: labels must differ from each other", INVALID_PARAMETER)
+    wanted = options.get("signature")
+    for name, spec in sorted(described.items()):
+        if wanted and name != wanted:
+            continue
+        sig = Signature.from_json(name, spec)
+        try:
+            output = signatures.score_output(sig, what, None)
+        except PgmlError:
+            continue  # several outputs and no usual name: pgml.predict names one
+        shape = sig.outputs[output].get("shape") or []
+        width = shape[-1] if len(shape) == 2 else None
+        if width is not None and width != len(labels):
+            raise PgmlError(
+                f"{what} scores {width} classes, but {len(labels)} labels were given",
+                INVALID_PARAMETER,
+                detail=f"Signature '{name}' output '{output}' has shape {shape}.",
+                hint=f"Give {width} labels, in the order of the scores, or none"
+                + (" (a regressor has no classes)." if width == 1 else "."),
+            )
 
 
 def _audit(what: str, path: str, options: dict) -> dict:
