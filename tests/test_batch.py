@@ -97,6 +97,33 @@ def test_score_into_columns_from_a_query(engine):
     assert scalar(engine, "SELECT p_three > 0.5 FROM preds_cols WHERE key = 3")
 
 
+def test_score_into_twice_replaces_the_rows_of_its_keys(engine):
+    """A re-run used to append (40,000 rows for 20,000 keys); now it replaces by key."""
+    sql = (
+        "SELECT pgml.score_into('mlp', 'SELECT id, pixels FROM inputs WHERE id < {n}', "
+        "'preds_again', layout => '{layout}')"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS preds_again")
+        conn.exec_driver_sql(
+            "CREATE TABLE preds_nokey (key int, label text, class_index int, scores jsonb)"
+        )
+    assert committed(engine, sql.format(n=50, layout="json")) == 50
+    first = rows(engine, "SELECT key, label, scores FROM preds_again ORDER BY key")
+    assert committed(engine, sql.format(n=80, layout="json")) == 80
+    again = rows(engine, "SELECT key, label, scores FROM preds_again ORDER BY key")
+    assert len(again) == 80 and again[:50] == first
+    # float32's shortest text, not its float64 expansion
+    text = scalar(engine, "SELECT scores::text FROM preds_again WHERE key = 0")
+    values = [v.split(",")[0].strip(" }") for v in text.split(":")[1:]]
+    significant = [v.replace(".", "").lstrip("0") for v in values]
+    assert all(len(d) <= 9 for d in significant), text  # was 0.00000006113010186936663
+    code, message, hint = sql_error(
+        engine, "SELECT pgml.score_into('mlp', 'inputs', 'preds_nokey', input => 'pixels')"
+    )
+    assert code == "22023" and "no unique column 'key'" in message and "PRIMARY KEY" in hint
+
+
 def test_score_into_errors(engine):
     code, message, _ = sql_error(
         engine, "SELECT pgml.score_into('mlp', 'inputs', 'x', layout => 'csv')"

@@ -190,7 +190,8 @@ def score_into(
 
 
 class _Writer:
-    """Creates TARGET if needed and appends (key, label, class_index, scores)."""
+    """Creates TARGET if needed (key its primary key) and writes (key, label,
+    class_index, scores), replacing the rows of keys already there."""
 
     def __init__(self, plpy, loaded: LoadedModel, target: str, key_type: str, layout: str) -> None:
         self.plpy, self.layout = plpy, layout
@@ -203,27 +204,49 @@ class _Writer:
     def _create(self, width: int, names: list[str] | None) -> None:
         q = self.plpy.quote_ident
         if self.layout == "json":
+            self.columns = ["scores"]
             score_cols = "scores jsonb"
         else:
             self.columns = [f"p_{n}" for n in self._names(width, names)]
             score_cols = ", ".join(f"{q(c)} float4" for c in self.columns)
         self.plpy.execute(
             f"CREATE TABLE IF NOT EXISTS {self.name} "
-            f"(key {self.key_type}, label text, class_index int, {score_cols})"
+            f"(key {self.key_type} PRIMARY KEY, label text, class_index int, {score_cols})"
         )
+        self._check_unique_key()
+        written = [q(c) for c in ["label", "class_index", *self.columns]]
+        targets = ", ".join(written)
         if self.layout == "json":
-            self.insert = self.plpy.prepare(
-                f"INSERT INTO {self.name} (key, label, class_index, scores) "
-                f"SELECT * FROM unnest($1::{self.key_type}[], $2::text[], $3::int[], $4::jsonb[])",
-                [f"{self.key_type}[]", "text[]", "int[]", "jsonb[]"],
-            )
+            arrays, types = "$4::jsonb[]", ["jsonb[]"]
         else:
-            targets = ", ".join(q(c) for c in self.columns)
             arrays = ", ".join(f"${i + 4}::float4[]" for i in range(width))
-            self.insert = self.plpy.prepare(
-                f"INSERT INTO {self.name} (key, label, class_index, {targets}) "
-                f"SELECT * FROM unnest($1::{self.key_type}[], $2::text[], $3::int[], {arrays})",
-                [f"{self.key_type}[]", "text[]", "int[]"] + ["float4[]"] * width,
+            types = ["float4[]"] * width
+        # a second run replaces the rows of the keys it scores (it used to append them)
+        self.insert = self.plpy.prepare(
+            f"INSERT INTO {self.name} (key, {targets}) "
+            f"SELECT * FROM unnest($1::{self.key_type}[], $2::text[], $3::int[], {arrays}) "
+            f"ON CONFLICT (key) DO UPDATE SET ({targets}) = "
+            f"ROW({', '.join(f'EXCLUDED.{c}' for c in written)})",
+            [f"{self.key_type}[]", "text[]", "int[]", *types],
+        )
+
+    def _check_unique_key(self) -> None:
+        """A target that was already there must have a unique key column: its rows are
+        replaced by key."""
+        found = self.plpy.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            f"WHERE i.indrelid = {self.plpy.quote_literal(self.name)}::regclass "
+            "AND i.indisunique AND i.indnatts = 1 AND i.indpred IS NULL "
+            "AND a.attname = 'key') AS ok"
+        )[0]["ok"]
+        if not found:
+            raise PgmlError(
+                f"target {self.name} has no unique column 'key'",
+                INVALID_PARAMETER,
+                detail="pgml.score_into replaces the rows of the keys it scores.",
+                hint=f"Add a primary key: ALTER TABLE {self.name} ADD PRIMARY KEY (key); "
+                "or write to a new table.",
             )
 
     def _names(self, width: int, names: list[str] | None) -> list[str]:
@@ -244,7 +267,11 @@ class _Writer:
         indices = [i for i, _ in classes]
         if self.layout == "json":
             names = self._names(scores.shape[1], names)
-            docs = [json.dumps(dict(zip(names, map(float, row), strict=True))) for row in scores]
+            # float32's shortest text (6.113e-08), not its float64 expansion
+            docs = [
+                json.dumps(dict(zip(names, (float(str(v)) for v in row), strict=True)))
+                for row in scores.astype(np.float32)
+            ]
             self.plpy.execute(self.insert, [keys, labels, indices, docs])
         else:
             self.plpy.execute(self.insert, [keys, labels, indices, *scores.T.tolist()])
