@@ -165,8 +165,9 @@ def _pin(args: argparse.Namespace) -> int:
     if args.command == "rollback":
         print(f"{args.name} pinned to version {rollback_model(_url(args), args.name)}")
     elif args.command == "unpin":
-        pin_model(_url(args), args.name, None)
-        print(f"{args.name} unpinned: the newest version serves")
+        was_pinned = pin_model(_url(args), args.name, None)
+        what = "unpinned" if was_pinned else "was not pinned"
+        print(f"{args.name} {what}: the newest version serves")
     else:
         pin_model(_url(args), args.name, args.version)
         print(f"{args.name} pinned to version {args.version}")

@@ -177,13 +177,16 @@ def delete_model(target: EngineOrUrl, name: str, version: int | None = None) -> 
         ).scalar_one()
 
 
-def pin_model(target: EngineOrUrl, name: str, version: int | None) -> None:
-    """Pin NAME to VERSION; None unpins (the newest version serves again)."""
+def pin_model(target: EngineOrUrl, name: str, version: int | None) -> bool:
+    """Pin NAME to VERSION; None unpins (the newest version serves again). True unless
+    unpinning a model that was not pinned."""
     with _begin(target) as conn:
         if version is None:
-            conn.execute(sa.text("SELECT pgml.unpin_model(:n)"), {"n": name})
-        else:
-            conn.execute(sa.text("SELECT pgml.pin_model(:n, :v)"), {"n": name, "v": version})
+            return bool(
+                conn.execute(sa.text("SELECT pgml.unpin_model(:n)"), {"n": name}).scalar_one()
+            )
+        conn.execute(sa.text("SELECT pgml.pin_model(:n, :v)"), {"n": name, "v": version})
+        return True
 
 
 def rollback_model(target: EngineOrUrl, name: str) -> int:

@@ -229,9 +229,10 @@ class pin_model(_PgmlFunction):
 
 
 class unpin_model(_PgmlFunction):
-    """Serve the newest version again: ``SELECT pgml.unpin_model(:unpin_model_1)``."""
+    """Serve the newest version again: ``SELECT pgml.unpin_model(:unpin_model_1)``;
+    true if it was pinned."""
 
-    type = sa.types.NullType()
+    type = sa.types.Boolean()
     package = "pgml"
     inherit_cache = True
 

@@ -301,18 +301,27 @@ COMMENT ON FUNCTION pgml.load_model(text, text, text, text[], text) IS
 -- Deletes one version (or all); a pin on a deleted version goes too, so the model
 -- falls back to its newest remaining version. Returns the number of versions deleted.
 CREATE FUNCTION pgml.delete_model(name text, version int DEFAULT NULL)
-RETURNS int LANGUAGE sql SECURITY DEFINER
+RETURNS int LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgml, pg_temp AS $$
-    WITH gone AS (
-        DELETE FROM pgml.model_versions m
-         WHERE m.name = delete_model.name
-           AND (delete_model.version IS NULL OR m.version = delete_model.version)
-        RETURNING m.version),
-    unpinned AS (
-        DELETE FROM pgml.pins p
-         WHERE p.name = delete_model.name AND p.version IN (SELECT g.version FROM gone g))
-    SELECT count(*)::int FROM gone
-$$;
+DECLARE
+    deleted int;
+    pinned int;
+BEGIN
+    DELETE FROM pgml.pins p
+     WHERE p.name = delete_model.name
+       AND (delete_model.version IS NULL OR p.version = delete_model.version)
+    RETURNING p.version INTO pinned;
+    DELETE FROM pgml.model_versions m
+     WHERE m.name = delete_model.name
+       AND (delete_model.version IS NULL OR m.version = delete_model.version);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    IF pinned IS NOT NULL AND delete_model.version IS NOT NULL AND deleted > 0 THEN
+        RAISE NOTICE 'pgml: model ''%'' was pinned to version %, which is deleted: it is unpinned',
+            name, pinned
+            USING HINT = 'The newest version serves now; pgml.pin_model pins another.';
+    END IF;
+    RETURN deleted;
+END $$;
 
 CREATE FUNCTION pgml.pin_model(name text, version int)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
@@ -327,11 +336,18 @@ BEGIN
         ON CONFLICT ON CONSTRAINT pins_pkey DO UPDATE SET version = EXCLUDED.version;
 END $$;
 
+-- True if NAME was pinned. An unknown model is an ERROR (a typo would otherwise pass).
 CREATE FUNCTION pgml.unpin_model(name text)
-RETURNS void LANGUAGE sql SECURITY DEFINER
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgml, pg_temp AS $$
-    DELETE FROM pgml.pins p WHERE p.name = unpin_model.name
-$$;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgml.model_versions m WHERE m.name = unpin_model.name) THEN
+        RAISE EXCEPTION 'pgml: model ''%'' is not registered', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    DELETE FROM pgml.pins p WHERE p.name = unpin_model.name;
+    RETURN FOUND;
+END $$;
 
 -- Scoring -------------------------------------------------------------------------------
 -- Each public function is a SQL wrapper that the planner inlines into the calling query:
@@ -690,6 +706,13 @@ BEGIN
         RAISE EXCEPTION 'pgml: unknown kind ''%''', kind
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use classify, predict or predict_class.';
+    END IF;
+    -- a model that is not registered (yet) would make functions that fail on every row
+    IF NOT EXISTS (SELECT 1 FROM pgml.models m
+                    WHERE m.name = split_part(create_function.model, '@', 1)) THEN
+        RAISE EXCEPTION 'pgml: model ''%'' is not registered', model
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Register it first (pgml-ext register, or pgml.load_model).';
     END IF;
     IF current_schema() IS NULL THEN
         RAISE EXCEPTION 'pgml: no current schema to create % in', fn_name

@@ -7,7 +7,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from conftest import committed, model_files, new_engine, rows, scalar
+from conftest import committed, model_files, new_engine, rows, scalar, sql_error
 from pgml_ext import client
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
@@ -168,3 +168,25 @@ def test_labels_must_name_every_class(engine, mlp_dir):
     assert "labels must differ" in info.value.orig.args[0]["M"]
     assert scalar(engine, "SELECT count(*) FROM pgml.models WHERE name = 'few_labels'") == 0
     assert client.register_model(engine, "few_labels", mlp_dir, labels=labels("d")) >= 1
+
+
+def test_model_management_says_what_it_did(engine, mlp_dir):
+    """unpin of a model that was not pinned, or is not registered, and deleting the
+    pinned version used to pass in silence; create_function took any model name."""
+    client.register_model(engine, "managed", mlp_dir)
+    client.register_model(engine, "managed", mlp_dir)
+    assert client.pin_model(engine, "managed", None) is False  # was not pinned
+    code, message, _ = sql_error(engine, "SELECT pgml.unpin_model('no_such_model')")
+    assert code == "42704" and "not registered" in message
+    client.pin_model(engine, "managed", 1)
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT pgml.delete_model('managed', 1)")).scalar() == 1
+        notices = list(conn.connection.dbapi_connection.notices)
+    assert any("was pinned to version 1, which is deleted" in str(n) for n in notices), notices
+    assert rows(
+        engine, "SELECT version, current, pinned FROM pgml.models WHERE name = 'managed'"
+    ) == [(2, True, False)]
+    code, message, hint = sql_error(engine, "SELECT pgml.create_function('f_typo', 'managd')")
+    assert code == "42704" and "'managd' is not registered" in message and "Register" in hint
+    committed(engine, "SELECT pgml.create_function('f_managed', 'managed@2')")
+    assert scalar(engine, "SELECT f_managed(pixels) FROM inputs WHERE id = 4") == "4"
