@@ -239,15 +239,21 @@ scores_array(NativeModel *m)
 				i,
 				j;
 	Datum	   *values = palloc(sizeof(Datum) * n);
-	bool	   *taken = palloc0(sizeof(bool) * m->n_scores);
+	bool	   *taken;
 
+	if (m->top_k == 0)
+	{
+		for (i = 0; i < n; i++)
+			values[i] = Float4GetDatum(scores[i]);
+		return construct_array(values, n, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT);
+	}
+	/* selection: K passes over a handful of probabilities (all_written refused NaN) */
+	taken = palloc0(sizeof(bool) * m->n_scores);
 	for (i = 0; i < n; i++)
 	{
 		int			best = -1;
 
-		if (m->top_k == 0)
-			best = i;
-		for (j = 0; m->top_k > 0 && j < m->n_scores; j++)
+		for (j = 0; j < m->n_scores; j++)
 			if (!taken[j] && (best < 0 || scores[j] > scores[best]))
 				best = j;
 		taken[best] = true;

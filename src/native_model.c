@@ -254,6 +254,7 @@ prepare_input(NativeModel *m, LiteRtHandle signature, char **items)
 	LiteRtIndex index = find_name(signature, true, items[0], m->n_inputs);
 	LiteRtHandle tensor = NULL;
 	NativeInput *in;
+	int32		element;
 
 	if (index == (LiteRtIndex) m->n_inputs || m->inputs[index].feature != NULL)
 		return false;
@@ -261,13 +262,13 @@ prepare_input(NativeModel *m, LiteRtHandle signature, char **items)
 	in->feature = MemoryContextStrdup(m->context, items[1]);
 	in->kind = strcmp(items[2], "float32") == 0 ? PGML_FLOATS
 		: strcmp(items[2], "int64") == 0 ? PGML_INT64S : 0;
+	element = in->kind == PGML_FLOATS ? LITERT_FLOAT32 : LITERT_INT64;
+	in->width = element_width(element);
 	in->count = pg_strtoint32(items[3]);
-	in->width = in->kind == PGML_FLOATS ? sizeof(float) : sizeof(int64);
 	if (in->kind == 0 || in->count < 1
 		|| lrt.GetSignatureInputTensorByIndex(signature, index, &tensor) != 0
 		|| lrt.GetRankedTensorType(tensor, &in->type) != 0
-		|| in->type.element_type != (in->kind == PGML_FLOATS ? LITERT_FLOAT32 : LITERT_INT64)
-		|| tensor_shape(&in->type) != in->count)
+		|| in->type.element_type != element || tensor_shape(&in->type) != in->count)
 		return false;
 	if (items[4][0] != '\0')
 	{

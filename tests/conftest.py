@@ -232,6 +232,17 @@ def model_files(engine: sa.Engine, model: str) -> str:
     return f"{data_dir}/pgsql_tmp_pgml_ext/{db}/{ref}"
 
 
+def numbered_table(engine: sa.Engine, table: str, column: str, values: list) -> None:
+    """TABLE (id int, COLUMN) made afresh, a row per value, id its position from 0."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        conn.exec_driver_sql(f"CREATE TABLE {table} (id int, {column})")
+        conn.execute(
+            sa.text(f"INSERT INTO {table} VALUES (:i, :v)"),
+            [{"i": i, "v": v} for i, v in enumerate(values)],
+        )
+
+
 def committed(engine: sa.Engine, sql: str, **params):
     """Run SQL in its own committed transaction; return the first column of the first row."""
     with engine.begin() as conn:

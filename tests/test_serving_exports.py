@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from test_fuzz import inputs as fuzz_inputs
 from test_native import SERVER_EXAMPLES, outcome
 
-from conftest import built_model, new_engine, rows, sql_error
+from conftest import built_model, new_engine, numbered_table, rows, sql_error
 from pgml_ext import client
 from pgml_ext.indb import examples
 
@@ -118,13 +118,7 @@ def customers(engine) -> list[bytes]:
         if i % 5 == 0:
             del features["income"]  # the graph's default, 0.5, stands in
         batch.append(examples.encode(features))
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS customers")
-        conn.exec_driver_sql("CREATE TABLE customers (id int, example bytea)")
-        conn.execute(
-            sa.text("INSERT INTO customers VALUES (:i, :e)"),
-            [{"i": i, "e": e} for i, e in enumerate(batch)],
-        )
+    numbered_table(engine, "customers", "example bytea", batch)
     return batch
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from conftest import built_model, rows, sql_error
+from conftest import built_model, numbered_table, rows, sql_error
 from pgml_ext import client
 from pgml_ext.indb import examples
 
@@ -79,13 +79,7 @@ def test_text_input_is_fed_from_a_bytes_feature_not_the_whole_example(engine, te
 def test_a_text_column_feeds_a_text_model_directly(engine, text_model):
     """pgml.predict/classify/predict_class(model, text): no tf.Example to build."""
     want = _expected(text_model)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS reviews")
-        conn.exec_driver_sql("CREATE TABLE reviews (id int, body text)")
-        conn.execute(
-            sa.text("INSERT INTO reviews VALUES (:i, :t)"),
-            [{"i": i, "t": t} for i, t in enumerate(TEXTS)],
-        )
+    numbered_table(engine, "reviews", "body text", TEXTS)
     got = rows(
         engine,
         "SELECT pgml.predict('sentiment', body), pgml.predict_class('sentiment', body), "

@@ -45,7 +45,7 @@ def sample_inputs(sig: Signature, user: np.ndarray | None) -> list[dict[str, np.
     rng = np.random.default_rng(0)
     random_batch, zeros = {}, {}
     for name, spec in sig.inputs.items():
-        inner = [d if d is not None else 1 for d in (spec["shape"] or [None, 1])[1:]]
+        inner = _sample_shape(spec)
         dtype = NUMPY_DTYPES[spec["dtype"]]
         random_batch[name] = rng.random([RANDOM_SAMPLES, *inner]).astype(dtype)
         zeros[name] = np.zeros([1, *inner], dtype=dtype)
@@ -55,6 +55,11 @@ def sample_inputs(sig: Signature, user: np.ndarray | None) -> list[dict[str, np.
         shape = [d if d is not None else -1 for d in (spec["shape"] or [None, -1])[1:]]
         batches.append({name: user.astype(NUMPY_DTYPES[spec["dtype"]]).reshape(-1, *shape)})
     return batches
+
+
+def _sample_shape(spec: dict[str, Any]) -> list[int]:
+    """An input's shape without its batch dimension, unknown dimensions as 1."""
+    return [d if d is not None else 1 for d in (spec["shape"] or [None, 1])[1:]]
 
 
 def convertible(sig: Signature) -> bool:
@@ -251,13 +256,12 @@ def lookup_samples(sig: Signature, lookups: list[dict[str, Any]]) -> list[dict[s
         batch = dict(batch)
         for lookup in lookups:
             spec = sig.inputs[lookup["input"]]
-            inner = [d if d is not None else 1 for d in (spec["shape"] or [None, 1])[1:]]
             if spec["dtype"] == "string":
                 choices = [k.encode() for k in lookup["keys"]] + [b"pgml-unknown"]
                 values = np.array(choices, dtype=object)
             else:
                 values = np.array(lookup["keys"] + [max(lookup["keys"], default=0) + 1000])
-            batch[lookup["input"]] = rng.choice(values, [rows, *inner])
+            batch[lookup["input"]] = rng.choice(values, [rows, *_sample_shape(spec)])
         batches.append(batch)
     return batches
 

@@ -128,9 +128,7 @@ def cut_after_parse(tf, fn, name: str, workdir: str) -> Cut:
         if fn.structured_outputs[output].dtype != tf.string:
             fetches[output] = ref
             continue
-        node = by_name[_tensor(ref)[0]]
-        while node.op == "Identity":
-            node = by_name[_tensor(node.input[0])[0]]
+        node, _ = _source(by_name, ref, ("Identity",))
         if node.op == _LOOKUP:
             fetches[output] = node.input[1]  # the keys it looks up
             keyed.append(output)
@@ -155,18 +153,8 @@ def cut_lookups(tf, fn, name: str, workdir: str) -> Cut:
     an input of their own ("lookup_0", ...) and its table goes to the plan, for pgml to
     apply. Raise NotCut."""
     from tensorflow.core.framework import node_def_pb2
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
 
-    try:
-        frozen = convert_variables_to_constants_v2(fn)
-    except Exception as e:  # many kinds; any of them means "no"
-        raise NotCut(f"its graph could not be frozen ({type(e).__name__})") from None
-    graph_def = frozen.graph.as_graph_def()
-    outputs = dict(
-        zip(sorted(fn.structured_outputs), [t.name for t in frozen.outputs], strict=True)
-    )
+    graph_def, outputs = _frozen(tf, fn)
     # the tables stay placeholders of the frozen graph, named as the signature's captures
     captured = {_tensor(inner.name)[0]: outer for outer, inner in fn.graph.captures}
     args = fn.structured_input_signature[1]

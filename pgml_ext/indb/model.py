@@ -319,10 +319,10 @@ class LoadedModel:
             sig, output = found
             plan = RowPath.plan_for_c(sig, output, self._feature_map)
         else:
-            plan = self._parsed_plan_for_c(is_example, signature)
+            sig = self._parsed_signature(is_example, signature)
+            plan = parsed_plan_for_c(sig) if sig is not None else None
             if plan is None:
                 return None
-            sig = self.signatures[plan[0]]
         classes = self._classes_for_c(sig, bool(plan[2]))
         if classes is None:
             return None
@@ -348,14 +348,15 @@ class LoadedModel:
             return None
         return [item for index, label in pairs for item in (str(index), label)]
 
-    def _parsed_plan_for_c(self, is_example: bool, signature: str | None) -> list[str] | None:
+    def _parsed_signature(self, is_example: bool, signature: str | None) -> Signature | None:
+        """The signature Examples of this request go to, if pgml parses them by its plan."""
         if not is_example:
             return None
         try:
             sig = self.choose("example", signature or self._default_signature)
         except PgmlError:
             return None
-        return parsed_plan_for_c(sig) if self.parsed_by_plan(sig) else None
+        return sig if self.parsed_by_plan(sig) else None
 
     def predict(
         self, data: bytes | str | np.ndarray, output: str | None, signature: str | None

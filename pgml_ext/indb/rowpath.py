@@ -129,8 +129,6 @@ def parsed_plan_for_c(sig: Signature) -> list[str] | None:
     plan's "parse", see cutting.py): every input from its feature by exact name, with
     its default, and the classes output C reads keys from (one of the plan's
     vocabularies); None if C cannot feed or answer it (bytes features)."""
-    if sig.plan is None:
-        return None
     try:
         output = signatures.score_output(sig, sig.name, None)
     except PgmlError:
