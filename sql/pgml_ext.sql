@@ -26,6 +26,7 @@ CREATE TABLE pgml.model_versions (
     audit       jsonb,             -- the op audit of the SavedModel's graph (registration)
     size        bigint NOT NULL,
     checksum    text NOT NULL,     -- sha256 of the stored SavedModel archive
+    native_plans jsonb,            -- how C scores each input form and signature (registration)
     created     timestamptz NOT NULL DEFAULT now(),
     created_by  name NOT NULL DEFAULT current_user,
     UNIQUE (name, version)
@@ -444,9 +445,27 @@ RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_tensor_native'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
 
 -- Whether and how a model version, input form and signature can be scored natively:
--- [libLiteRt.so, flatbuffer, signature, output, only feature, inputs, (input, feature,
--- dtype, values, default) per input, labels...] (src/native_model.c), or NULL. Called once per backend and key by the functions above (through fmgr: no
--- role may call it from SQL).
+-- [libLiteRt.so, flatbuffer file, signature, output, classes output, top k, only
+-- feature, inputs, (input, feature, dtype, values, default) per input, lookup tables,
+-- classes...] (src/native_model.c), or NULL. Registration stores them all in
+-- pgml.model_versions.native_plans, which C reads through stored_plan with no Python;
+-- native_plan works them out for versions registered before (called once per backend
+-- and key by the functions above, through fmgr: no role may call it from SQL).
+CREATE FUNCTION pgml_internal.stored_plan(version_id bigint, identity text, is_example bool,
+                                          signature text)
+RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+    -- NULL: no plans stored for the row as it is now (its identity, the SHA-256 of
+    -- model.json, is the one they were made for), so ask native_plan; {}: no C path
+    SELECT (SELECT CASE WHEN p IS NULL THEN NULL
+                        WHEN jsonb_typeof(p) = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(p))
+                        ELSE '{}' END
+              FROM (SELECT v.native_plans -> CASE WHEN is_example THEN 'example' ELSE 'tensor' END
+                                          -> coalesce(signature, '') AS p
+                      FROM pgml.model_versions v
+                     WHERE v.id = version_id AND v.native_plans ->> 'identity' = identity) s)
+$$;
+
 CREATE FUNCTION pgml_internal.native_plan(ref text, is_example bool, signature text)
 RETURNS text[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
@@ -455,6 +474,12 @@ $$;
 
 CREATE FUNCTION pgml_internal.clear_native_cache()
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_clear_native_cache'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+-- The models src/native_model.c made ready in this backend, per input form and
+-- signature: (ref, whether rows take C, ms to read the plan and compile the flatbuffer).
+CREATE FUNCTION pgml_internal.native_models(OUT ref text, OUT usable bool, OUT load_ms float8)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'pgml_native_models'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
 CREATE FUNCTION pgml_internal.native_status()
@@ -813,6 +838,7 @@ GRANT EXECUTE ON FUNCTION
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
     pgml_internal.model_ref(text), pgml_internal.tensor(float4[], text),
     pgml_internal.native_status(), pgml_internal.clear_native_cache(),
+    pgml_internal.native_models(),
     pgml_internal.predict_native(text, bytea, text, text),
     pgml_internal.predict_tensor_native(text, bytea, text, text),
     pgml_internal.classify_native(text, bytea, text, text),

@@ -1,8 +1,9 @@
 /*
- * example.c: the float and int64 features of a serialized tf.train.Example, read once.
+ * example.c: the features of a serialized tf.train.Example, read once.
  *
  * The native scorer needs the features that feed a model's inputs: float_lists copied,
- * int64_lists decoded, each straight into the runtime's input row. This walks the wire
+ * int64_lists decoded, each straight into the runtime's input row, bytes_lists pointed
+ * at (for the lookups that turn them into ids). This walks the wire
  * format once, allocates nothing (memory O(1), whatever the input) and answers only
  * for Examples written the one plain way every writer uses: known fields with their
  * own wire types, each message field at most once, minimal varints, UTF-8 keys, packed
@@ -148,6 +149,8 @@ check_list(Reader body, int kind, Reader *values)
 	bool		seen = false;
 
 	values->p = values->end = NULL;
+	if (kind == PGML_BYTES)
+		*values = body;			/* bytes: any, repeated; copy_values walks them again */
 	while (body.p < body.end)
 	{
 		Reader		value;
@@ -156,7 +159,7 @@ check_list(Reader body, int kind, Reader *values)
 			|| !read_len(&body, &value))
 			return false;
 		if (kind == PGML_BYTES)
-			continue;			/* bytes: any, repeated */
+			continue;
 		if (seen)
 			return false;		/* packed lists: one run */
 		seen = true;
@@ -242,6 +245,22 @@ copy_values(PgmlFeature *f, Reader values)
 {
 	size_t		n = 0;
 
+	if (f->kind == PGML_BYTES)
+	{
+		/* checked by check_list: every entry is field 1, length-delimited, in bounds */
+		while (values.p != NULL && values.p < values.end)
+		{
+			uint32_t	field;
+			int			wire;
+			Reader		value;
+
+			if (n == f->count || !read_tag(&values, &field, &wire) || !read_len(&values, &value))
+				return false;
+			((PgmlBytes *) f->values)[n].data = value.p;
+			((PgmlBytes *) f->values)[n++].len = (size_t) (value.end - value.p);
+		}
+		return n == f->count;
+	}
 	if (f->kind == PGML_FLOATS)
 	{
 		if (values.p == NULL || (size_t) (values.end - values.p) != f->count * sizeof(float))

@@ -31,6 +31,7 @@
 #include "nodes/pg_list.h"
 #include "parser/parse_func.h"
 #include "utils/array.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -62,9 +63,20 @@ finite_floats(const void *values, Size n)
 	return (special & 0x80000000) == 0;
 }
 
+/* IN's COUNT keys (PgmlBytes or int64s) read from a row, as the ids the model reads. */
+static void
+look_up(NativeInput *in, const void *keys, int64 *ids)
+{
+	int			j;
+
+	for (j = 0; j < in->count; j++)
+		ids[j] = native_lookup(in, in->kind == PGML_BYTES ? (const void *) &in->scratch[j]
+							   : (const void *) &((const int64 *) keys)[j]);
+}
+
 /*
  * A serialized tf.Example into row R of M's inputs, each from its feature (else its
- * default), as pgml_ext.indb.signatures reads them; false when example.c declines
+ * default; a looked-up feature as its ids), as pgml_ext.indb.signatures reads them; false when example.c declines
  * (upb in PL/Python decides those), a feature without a default is absent, or a float
  * is not finite.
  */
@@ -81,7 +93,8 @@ example_row(NativeModel *m, int r, bytea *data)
 		features[i].name = in->feature;
 		features[i].kind = in->kind;
 		features[i].count = in->count;
-		features[i].values = in->data + (Size) r * in->count * in->width;
+		features[i].values = in->kind == PGML_BYTES ? (void *) in->scratch
+			: in->data + (Size) r * in->count * in->width;
 	}
 	if (!pgml_example_read((const uint8_t *) VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
 						   features, m->n_inputs, m->only_feature))
@@ -98,6 +111,9 @@ example_row(NativeModel *m, int r, bytea *data)
 		}
 		else if (in->kind == PGML_FLOATS && !finite_floats(features[i].values, in->count))
 			return false;
+		if (in->n_keys > 0)
+			look_up(in, features[i].values,
+					(int64 *) (in->data + (Size) r * in->count * in->width));
 	}
 	return true;
 }
@@ -326,7 +342,10 @@ typedef enum
 	CLASS_LABEL					/* text: pgml.classify */
 } Answer;
 
-/* One call site's PL/Python twin (same arguments), looked up once per statement. */
+/*
+ * One call site's PL/Python twin (same arguments), looked up once per statement and
+ * only when a row needs it: a backend whose rows all take C never loads PL/Python.
+ */
 static FmgrInfo *
 general_function(FunctionCallInfo fcinfo, const char *name)
 {
@@ -348,10 +367,11 @@ general_function(FunctionCallInfo fcinfo, const char *name)
 	return fcinfo->flinfo->fn_extra;
 }
 
-/* The row(s) of this call go to the PL/Python twin, counted as its ROWS rows. */
+/* The row(s) of this call go to the PL/Python twin NAME, counted as its ROWS rows. */
 static Datum
-call_general(FunctionCallInfo fcinfo, FmgrInfo *general, int rows)
+call_general(FunctionCallInfo fcinfo, const char *name, int rows)
 {
+	FmgrInfo   *general = general_function(fcinfo, name);
 	LOCAL_FCINFO(fc, 4);
 	Datum		result;
 	int			i;
@@ -393,7 +413,6 @@ call_model(FunctionCallInfo fcinfo, bool packed, bool batch)
 static Datum
 score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
 {
-	FmgrInfo   *general = general_function(fcinfo, general_name);
 	/* the output argument (2): only the default output is scored here */
 	bool		named_output = !PG_ARGISNULL(2);
 	NativeModel *m;
@@ -404,12 +423,12 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 		PG_RETURN_NULL();
 	check_ref(fcinfo);
 	if (!pgml_native_scoring || named_output)
-		return call_general(fcinfo, general, 1);
+		return call_general(fcinfo, general_name, 1);
 	m = call_model(fcinfo, packed, false);
 	/* one value per row has no top class: PL/Python says so */
 	if (!m->usable || (answer != SCORES && answer_width(m) < 2)
 		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run_rows(m, 1))
-		return call_general(fcinfo, general, 1);
+		return call_general(fcinfo, general_name, 1);
 
 	if (answer == SCORES)
 	{
@@ -417,7 +436,7 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 		PG_RETURN_ARRAYTYPE_P(scores_array(m));
 	}
 	if (!top_class(m, 0, &index, &label))
-		return call_general(fcinfo, general, 1);
+		return call_general(fcinfo, general_name, 1);
 	native_rows++;
 	if (answer == CLASS_INDEX)
 		PG_RETURN_INT32(index);
@@ -448,7 +467,6 @@ next_chunk(int chunk, double elapsed_ms)
 static Datum
 score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
 {
-	FmgrInfo   *general = general_function(fcinfo, general_name);
 	NativeModel *m;
 	Datum	   *inputs = NULL,
 			   *out;
@@ -467,10 +485,10 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	check_ref(fcinfo);
 	/* a named output (argument 2): PL/Python scores that head */
 	if (!pgml_native_scoring || !PG_ARGISNULL(2))
-		return call_general(fcinfo, general, 0);
+		return call_general(fcinfo, general_name, 0);
 	m = call_model(fcinfo, packed, true);
 	if (!m->usable || answer_width(m) < 2)
-		return call_general(fcinfo, general, 0);
+		return call_general(fcinfo, general_name, 0);
 	if (packed)
 		packed_data = packed_input(m, PG_GETARG_BYTEA_PP(1), true, &n);
 	else
@@ -478,11 +496,11 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 		ArrayType  *array = PG_GETARG_ARRAYTYPE_P(1);
 
 		if (ARR_NDIM(array) != 1)
-			return call_general(fcinfo, general, 0);
+			return call_general(fcinfo, general_name, 0);
 		deconstruct_array(array, BYTEAOID, -1, false, TYPALIGN_INT, &inputs, &missing, &n);
 	}
 	if ((packed && packed_data == NULL) || n < 1)
-		return call_general(fcinfo, general, 0);
+		return call_general(fcinfo, general_name, 0);
 	present = n;
 	for (int i = 0; missing != NULL && i < n; i++)
 		present -= missing[i];
@@ -508,17 +526,17 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 			break;
 		CHECK_FOR_INTERRUPTS();
 		if (!native_resize(m, rows))
-			return call_general(fcinfo, general, present);
+			return call_general(fcinfo, general_name, present);
 		/* a float4[] batch has no NULLs: its chunk's rows are one run of floats */
 		if (packed && !copy_rows(m, 0, packed_data + sizeof(float) * (Size) m->inputs[0].count * index[0],
 								 rows))
-			return call_general(fcinfo, general, present);
+			return call_general(fcinfo, general_name, present);
 		for (r = 0; !packed && r < rows; r++)
 			if (!fill_row(m, r, (bytea *) PG_DETOAST_DATUM_PACKED(inputs[index[r]])))
-				return call_general(fcinfo, general, present);
+				return call_general(fcinfo, general_name, present);
 		INSTR_TIME_SET_CURRENT(started);
 		if (!run_rows(m, rows))
-			return call_general(fcinfo, general, present);
+			return call_general(fcinfo, general_name, present);
 		INSTR_TIME_SET_CURRENT(elapsed);
 		INSTR_TIME_SUBTRACT(elapsed, started);
 		chunk = next_chunk(chunk, INSTR_TIME_GET_MILLISEC(elapsed));
@@ -528,7 +546,7 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 			const char *label;
 
 			if (!top_class(m, r, &top, &label))
-				return call_general(fcinfo, general, present);
+				return call_general(fcinfo, general_name, present);
 			out[index[r]] = answer == CLASS_INDEX ? Int32GetDatum(top) : label_datum(label, top);
 		}
 	}
@@ -580,4 +598,29 @@ pgml_native_status(PG_FUNCTION_ARGS)
 											  ", \"litert_c_loaded\": %s}",
 											  native_usable(), native_rows, general_rows,
 											  lrt_library ? "true" : "false")));
+}
+
+PG_FUNCTION_INFO_V1(pgml_native_models);
+
+/* pgml_internal.native_models(): (ref, usable, load_ms) per model made ready here. */
+Datum
+pgml_native_models(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	NativeModel *models[PGML_MAX_CACHED_MODELS];
+	int			n = native_list(models),
+				i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = PointerGetDatum(models[i]->ref);
+		values[1] = BoolGetDatum(models[i]->usable);
+		values[2] = Float8GetDatum(models[i]->load_ms);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

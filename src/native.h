@@ -7,7 +7,16 @@
 
 #include "postgres.h"
 
+#include "example.h"
 #include "litert.h"
+
+/* One key of a lookup table: bytes (a string key) or an int64, and the id it maps to. */
+typedef struct LookupEntry
+{
+	PgmlBytes	bytes;
+	int64		key;
+	int64		id;
+} LookupEntry;
 
 /* One input of the LiteRT signature: where its values come from and where they go. */
 typedef struct NativeInput
@@ -17,6 +26,12 @@ typedef struct NativeInput
 	int			count;			/* values per row */
 	Size		width;			/* bytes per value */
 	void	   *fallback;		/* COUNT values for an Example without the feature, or NULL */
+	/* a lookup (StringLookup/IntegerLookup, cut off by cutting.py): the feature's values
+	 * are keys (KIND bytes or int64), the model reads their ids */
+	int			n_keys;			/* 0: no lookup */
+	LookupEntry *keys;			/* sorted by key */
+	int64		missing;		/* the id of any other value */
+	PgmlBytes  *scratch;		/* COUNT values of a row's bytes feature */
 	TensorType	type;
 	LiteRtHandle buffer;
 	char	   *data;			/* rows of COUNT values, LiteRT reads them */
@@ -39,6 +54,7 @@ typedef struct NativeModel
 	char	   *signature;		/* NULL: the model's default */
 	bool		batch;			/* for the batch forms: resized to their chunks */
 	uint64		used;			/* for recycling the least recently used */
+	double		load_ms;		/* reading its plan and compiling it */
 
 	bool		usable;			/* false: every row takes the PL/Python path */
 	LiteRtHandle model;
@@ -66,6 +82,9 @@ typedef struct NativeModel
 /* The model for this key, made ready on first use (asking PL/Python for its plan). */
 extern NativeModel *native_model(text *ref, bool packed, const char *signature, bool batch);
 
+/* The id IN's lookup table gives V (a PgmlBytes or an int64, by IN's kind). */
+extern int64 native_lookup(NativeInput *in, const void *v);
+
 /* Buffers for ROWS rows; false (and M unusable) if LiteRT refuses. */
 extern bool native_resize(NativeModel *m, int rows);
 extern bool native_run(NativeModel *m);
@@ -73,6 +92,8 @@ extern bool native_run(NativeModel *m);
 extern int	native_clear(void);
 /* Models ready here that take rows in C. */
 extern int	native_usable(void);
+/* The models made ready here (usable or not), into OUT (room for PGML_MAX_CACHED_MODELS). */
+extern int	native_list(NativeModel **out);
 
 /* M's scores for row R. */
 static inline float *

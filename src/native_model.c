@@ -1,9 +1,13 @@
 /*
  * native_model.c: model versions made ready for the C scorer, per backend.
  *
- * Python decides once per backend, model version, input form and signature whether
- * rows may take the C path, and how: PL/Python's pgml_internal.native_plan answers
- *   [libLiteRt.so, flatbuffer, signature, output, classes output, top k, only feature, inputs,
+ * Registration decides once per model version, input form and signature whether rows
+ * may take the C path, and how, and stores the plan with the version
+ * (pgml.model_versions.native_plans, read through pgml_internal.stored_plan): a backend
+ * or parallel worker loads it with no Python at all. Versions registered before plans
+ * were stored ask PL/Python's pgml_internal.native_plan, which works the same plan out.
+ * A plan is
+ *   [libLiteRt.so, flatbuffer file, signature, output, classes output, top k, only feature, inputs,
  *    (input, feature, dtype, values, default) per input, (class index, label) ...]
  * from the plan stored at registration. The classes: per position of the top score,
  * or, with a classes output (keys of a vocabulary), per key. Top k > 0: the output
@@ -19,12 +23,15 @@
 #include <math.h>
 
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "portability/instr_time.h"
 #include "utils/memutils.h"
 
 #include "example.h"
@@ -245,38 +252,135 @@ parse_default(const char *text, int kind, int count, void *values)
 }
 
 /*
- * IN from its plan items [input, feature, kind, values, default], placed in the
- * signature's order; false if they do not fit the model.
+ * The input its plan items [input, feature, dtype, values, default] describe, placed in
+ * the signature's order; NULL if they do not fit the model. Dtype "lookup:bytes" or
+ * "lookup:int64": the feature's values are keys of a table (prepare_table), the model
+ * reads their int64 ids.
  */
-static bool
+static NativeInput *
 prepare_input(NativeModel *m, LiteRtHandle signature, char **items)
 {
 	LiteRtIndex index = find_name(signature, true, items[0], m->n_inputs);
 	LiteRtHandle tensor = NULL;
 	NativeInput *in;
-	int32		element;
+	int32		element = LITERT_INT64;
 
 	if (index == (LiteRtIndex) m->n_inputs || m->inputs[index].feature != NULL)
-		return false;
+		return NULL;
 	in = &m->inputs[index];
 	in->feature = MemoryContextStrdup(m->context, items[1]);
-	in->kind = strcmp(items[2], "float32") == 0 ? PGML_FLOATS
-		: strcmp(items[2], "int64") == 0 ? PGML_INT64S : 0;
-	element = in->kind == PGML_FLOATS ? LITERT_FLOAT32 : LITERT_INT64;
+	if (strcmp(items[2], "float32") == 0)
+	{
+		in->kind = PGML_FLOATS;
+		element = LITERT_FLOAT32;
+	}
+	else if (strcmp(items[2], "int64") == 0 || strcmp(items[2], "lookup:int64") == 0)
+		in->kind = PGML_INT64S;
+	else if (strcmp(items[2], "lookup:bytes") == 0)
+		in->kind = PGML_BYTES;
+	in->n_keys = strncmp(items[2], "lookup:", 7) == 0 ? -1 : 0;	/* -1: its table follows */
 	in->width = element_width(element);
 	in->count = pg_strtoint32(items[3]);
 	if (in->kind == 0 || in->count < 1
 		|| lrt.GetSignatureInputTensorByIndex(signature, index, &tensor) != 0
 		|| lrt.GetRankedTensorType(tensor, &in->type) != 0
 		|| in->type.element_type != element || tensor_shape(&in->type) != in->count)
-		return false;
+		return NULL;
+	if (in->kind == PGML_BYTES)
+		in->scratch = MemoryContextAlloc(m->context, sizeof(PgmlBytes) * in->count);
 	if (items[4][0] != '\0')
 	{
 		in->fallback = MemoryContextAlloc(m->context, in->width * in->count);
-		if (!parse_default(items[4], in->kind, in->count, in->fallback))
+		if (in->n_keys != 0 || !parse_default(items[4], in->kind, in->count, in->fallback))
+			return NULL;
+	}
+	return in;
+}
+
+static int
+compare_keys(const void *a, const void *b)
+{
+	const LookupEntry *x = a,
+			   *y = b;
+
+	if (x->bytes.data != NULL)
+	{
+		int			c = memcmp(x->bytes.data, y->bytes.data, Min(x->bytes.len, y->bytes.len));
+
+		return c != 0 ? c : (x->bytes.len > y->bytes.len) - (x->bytes.len < y->bytes.len);
+	}
+	return (x->key > y->key) - (x->key < y->key);
+}
+
+/*
+ * IN's lookup table from the plan items at *POS: [keys N, id of any other value, N keys,
+ * their N ids]; *POS moves past them. False if they do not fit (or a key repeats).
+ */
+static bool
+prepare_table(NativeModel *m, NativeInput *in, char **plan, int *pos, int n_plan)
+{
+	char	  **items = &plan[*pos];
+	int			n,
+				i;
+
+	if (n_plan - *pos < 2)
+		return false;
+	n = pg_strtoint32(items[0]);
+	if (n < 1 || n > (n_plan - *pos - 2) / 2
+		|| !parse_default(items[1], PGML_INT64S, 1, &in->missing))
+		return false;
+	in->keys = MemoryContextAllocZero(m->context, sizeof(LookupEntry) * n);
+	for (i = 0; i < n; i++)
+	{
+		LookupEntry *e = &in->keys[i];
+
+		if (in->kind == PGML_BYTES)
+		{
+			e->bytes.data = (const uint8_t *) MemoryContextStrdup(m->context, items[2 + i]);
+			e->bytes.len = strlen(items[2 + i]);
+		}
+		else if (!parse_default(items[2 + i], PGML_INT64S, 1, &e->key))
+			return false;
+		if (!parse_default(items[2 + n + i], PGML_INT64S, 1, &e->id))
 			return false;
 	}
+	qsort(in->keys, n, sizeof(LookupEntry), compare_keys);
+	for (i = 1; i < n; i++)
+		if (compare_keys(&in->keys[i - 1], &in->keys[i]) == 0)
+			return false;
+	in->n_keys = n;
+	*pos += 2 + 2 * n;
 	return true;
+}
+
+int64
+native_lookup(NativeInput *in, const void *v)
+{
+	LookupEntry probe = {{NULL, 0}, 0, 0};
+	int			lo = 0,
+				hi = in->n_keys;
+
+	if (in->kind == PGML_BYTES)
+	{
+		probe.bytes = *(const PgmlBytes *) v;
+		if (probe.bytes.data == NULL)
+			probe.bytes.data = (const uint8_t *) "";	/* an empty value: memcmp of 0 bytes */
+	}
+	else
+		memcpy(&probe.key, v, sizeof(int64));
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		int			c = compare_keys(&probe, &in->keys[mid]);
+
+		if (c == 0)
+			return in->keys[mid].id;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return in->missing;
 }
 
 /* The classes table from N plan pairs (index, label); false if an index is not a number. */
@@ -353,21 +457,22 @@ prepare(NativeModel *m, char **plan, int n_plan)
 	LiteRtIndex n_inputs = 0,
 				n_outputs = 0;
 	int			i,
+				pos,
 				planned;
 
 	if (n_plan < PLAN_HEAD)
 		return false;
 	planned = pg_strtoint32(plan[7]);
-	if (planned < 1 || planned > PGML_MAX_FEATURES
-		|| n_plan < PLAN_HEAD + PLAN_INPUT * planned
-		|| (n_plan - PLAN_HEAD - PLAN_INPUT * planned) % 2 != 0)
+	if (planned < 1 || planned > PGML_MAX_FEATURES || n_plan < PLAN_HEAD + PLAN_INPUT * planned)
 		return false;
 	m->only_feature = strcmp(plan[6], "1") == 0 && planned == 1;
 	m->top_k = pg_strtoint32(plan[5]);
-	if (!prepare_classes(m, &plan[PLAN_HEAD + PLAN_INPUT * planned],
-						 (n_plan - PLAN_HEAD - PLAN_INPUT * planned) / 2))
-		return false;
-	if (!open_litert(plan[0]) || !compile(m, plan[1], plan[2], &signature))
+	/* the flatbuffer: a file of the version's directory, never a path */
+	if (strchr(plan[1], '/') != NULL || plan[1][0] == '.' || plan[1][0] == '\0'
+		|| !open_litert(plan[0])
+		|| !compile(m, psprintf("%s/%s/%s", pgml_models_root(), text_to_cstring(m->ref),
+								plan[1]),
+					plan[2], &signature))
 		return false;
 
 	/* Every input of the signature fed by the plan, once; outputs of known sizes. */
@@ -379,9 +484,17 @@ prepare(NativeModel *m, char **plan, int n_plan)
 	m->n_inputs = planned;
 	m->inputs = MemoryContextAllocZero(m->context, sizeof(NativeInput) * planned);
 	m->input_buffers = MemoryContextAllocZero(m->context, sizeof(LiteRtHandle) * planned);
+	/* then the lookups' tables, in the inputs' order, then the classes */
+	pos = PLAN_HEAD + PLAN_INPUT * planned;
 	for (i = 0; i < planned; i++)
-		if (!prepare_input(m, signature, &plan[PLAN_HEAD + PLAN_INPUT * i]))
+	{
+		NativeInput *in = prepare_input(m, signature, &plan[PLAN_HEAD + PLAN_INPUT * i]);
+
+		if (in == NULL || (in->n_keys < 0 && !prepare_table(m, in, plan, &pos, n_plan)))
 			return false;
+	}
+	if ((n_plan - pos) % 2 != 0 || !prepare_classes(m, &plan[pos], (n_plan - pos) / 2))
+		return false;
 	if (m->packed && (planned != 1 || m->inputs[0].kind != PGML_FLOATS))
 		return false;
 
@@ -436,14 +549,66 @@ same_key(NativeModel *m, text *ref, bool packed, const char *signature, bool bat
 			: signature != NULL && strcmp(m->signature, signature) == 0);
 }
 
+static Oid
+plan_function(void)
+{
+	static const Oid argtypes[] = {TEXTOID, BOOLOID, TEXTOID};
+
+	return LookupFuncName(list_make2(makeString("pgml_internal"), makeString("native_plan")),
+						  3, argtypes, false);
+}
+
+/*
+ * The plan registration stored for this model version, input form and signature
+ * (read as the extension's owner, as pgml_internal.model_ref reads the model tables);
+ * an empty array if it has none (its rows go to PL/Python), NULL if the version has no
+ * stored plans for its row as it is now (registered before plans were stored, or
+ * changed since: its identity is not the one they were made for).
+ */
+static ArrayType *
+stored_plan(text *ref, bool packed, const char *signature)
+{
+	Oid			argtypes[4] = {INT8OID, TEXTOID, BOOLOID, TEXTOID};
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', signature ? ' ' : 'n'};
+	char	   *id = text_to_cstring(ref);
+	char	   *identity = strchr(id, '-');
+	Oid			saved_user;
+	int			saved_context;
+	bool		isnull = true;
+	Datum		plan = (Datum) 0;
+
+	/* a ref is "<version id>-<identity>" (pgml_internal.model_ref) */
+	if (identity == NULL || strspn(id, "0123456789") != (size_t) (identity - id))
+		return NULL;
+	*identity++ = '\0';
+	args[0] = DirectFunctionCall1(int8in, CStringGetDatum(id));
+	args[1] = CStringGetTextDatum(identity);
+	args[2] = BoolGetDatum(!packed);
+	args[3] = signature ? CStringGetTextDatum(signature) : (Datum) 0;
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(pgml_function_owner(plan_function()),
+						   saved_context | SECURITY_LOCAL_USERID_CHANGE
+						   | SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pgml: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT pgml_internal.stored_plan($1, $2, $3, $4)",
+							  4, argtypes, args, nulls, true, 1) != SPI_OK_SELECT
+		|| SPI_processed != 1)
+		elog(ERROR, "pgml: stored plan lookup returned no row");
+	plan = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		plan = SPI_datumTransfer(plan, false, -1);
+	SPI_finish();
+	SetUserIdAndSecContext(saved_user, saved_context);
+	return isnull ? NULL : DatumGetArrayTypeP(plan);
+}
+
 /* Asks PL/Python how this model version, input form and signature may be scored here. */
 static ArrayType *
 native_plan(text *ref, bool packed, const char *signature)
 {
-	static const Oid argtypes[] = {TEXTOID, BOOLOID, TEXTOID};
-	Oid			plan_fn = LookupFuncName(list_make2(makeString("pgml_internal"),
-												   makeString("native_plan")),
-										 3, argtypes, false);
+	Oid			plan_fn = plan_function();
 	LOCAL_FCINFO(fc, 3);
 	FmgrInfo	flinfo;
 	Datum		result;
@@ -498,6 +663,8 @@ native_model(text *ref, bool packed, const char *signature, bool batch)
 				held = 0,
 				slot = -1;
 	MemoryContext context;
+	instr_time	started,
+				elapsed;
 
 	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
 		if ((m = native_models[i]) != NULL)
@@ -510,7 +677,11 @@ native_model(text *ref, bool packed, const char *signature, bool batch)
 			held++;
 		}
 
-	plan = native_plan(ref, packed, signature);
+	INSTR_TIME_SET_CURRENT(started);
+	/* C runs one thread: other settings of pgml.threads take PL/Python's LiteRT */
+	plan = NULL;
+	if (pgml_threads == 1 && (plan = stored_plan(ref, packed, signature)) == NULL)
+		plan = native_plan(ref, packed, signature);
 	/* Room for one more: recycle the least recently used beyond the limit. */
 	for (; held >= cache_limit(); held--)
 	{
@@ -539,6 +710,9 @@ native_model(text *ref, bool packed, const char *signature, bool batch)
 	native_models[slot] = m;
 	if (plan != NULL && (items = plan_items(plan, &n)) != NULL)
 		m->usable = prepare(m, items, n);
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, started);
+	m->load_ms = INSTR_TIME_GET_MILLISEC(elapsed);
 	return m;
 }
 
@@ -567,4 +741,16 @@ native_usable(void)
 		if (native_models[i] != NULL && native_models[i]->usable)
 			usable++;
 	return usable;
+}
+
+int
+native_list(NativeModel **out)
+{
+	int			i,
+				n = 0;
+
+	for (i = 0; i < NATIVE_CACHE_SIZE; i++)
+		if (native_models[i] != NULL)
+			out[n++] = native_models[i];
+	return n;
 }

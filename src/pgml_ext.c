@@ -430,9 +430,9 @@ pgml_check_ref(const char *ref, Size len)
 						 "pgml_internal functions are internal.")));
 }
 
-/* The owner of the function being called: the extension's owner, who reads its tables. */
-static Oid
-function_owner(Oid fn)
+/* The owner of function FN (of this extension): the extension's owner, who reads its tables. */
+Oid
+pgml_function_owner(Oid fn)
 {
 	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
 	Oid			owner;
@@ -457,7 +457,7 @@ pgml_model_ref(PG_FUNCTION_ARGS)
 	if (cache == NULL)
 	{
 		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RefCache));
-		cache->owner = function_owner(fcinfo->flinfo->fn_oid);
+		cache->owner = pgml_function_owner(fcinfo->flinfo->fn_oid);
 		fcinfo->flinfo->fn_extra = cache;
 	}
 	/*

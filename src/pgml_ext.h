@@ -27,6 +27,7 @@ extern int	pgml_model_cache_size;
  */
 extern PGDLLEXPORT bool pgml_ref_issued(const char *ref, Size len);
 extern void pgml_check_ref(const char *ref, Size len);
+extern Oid	pgml_function_owner(Oid fn);
 
 /*
  * Where this database's model files live: <data directory>/pgsql_tmp_pgml_ext/<db oid>.

@@ -39,7 +39,25 @@ class Feature(ctypes.Structure):
     ]
 
 
-KINDS = {"float_list": (2, "<f4"), "int64_list": (3, "<i8")}
+KINDS = {"float_list": (2, "<f4"), "int64_list": (3, "<i8"), "bytes_list": (1, None)}
+
+
+class Bytes(ctypes.Structure):
+    """src/example.h's PgmlBytes: a value where it lies in the Example."""
+
+    _fields_ = [("data", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+def _values(out, kind: str, count: int, buf: int, size: int):
+    """What C wrote for a feature: the bytes of its numbers, or its bytes values (each
+    checked to lie inside the input: buf .. buf + size)."""
+    if kind != "bytes_list":
+        return out.raw[: count * np.dtype(KINDS[kind][1]).itemsize]
+    got = []
+    for b in (Bytes * count).from_buffer(out):
+        assert b.len == 0 or buf <= b.data and b.data + b.len <= buf + size
+        got.append(ctypes.string_at(b.data, b.len) if b.len else b"")
+    return tuple(got)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +87,7 @@ def read(tmp_path_factory):
     libc.free.argtypes = [ctypes.c_void_p]
 
     def c_read(data: bytes, wanted: list[tuple[str, str, int]], only: bool = False):
-        outs = [ctypes.create_string_buffer(8 * count) for _, _, count in wanted]
+        outs = [ctypes.create_string_buffer(16 * count) for _, _, count in wanted]
         features = (Feature * len(wanted))(
             *(
                 Feature(name.encode(), KINDS[kind][0], count, ctypes.addressof(out), -1)
@@ -82,12 +100,12 @@ def read(tmp_path_factory):
             ctypes.memmove(buf, data, len(data))
             if not fn(buf, len(data), features, len(wanted), int(only)):
                 return None
+            return [
+                _values(out, kind, count, buf, len(data)) if f.found else None
+                for f, out, (_, kind, count) in zip(features, outs, wanted, strict=True)
+            ]
         finally:
             libc.free(buf)
-        return [
-            out.raw[: count * np.dtype(KINDS[kind][1]).itemsize] if f.found else None
-            for f, out, (_, kind, count) in zip(features, outs, wanted, strict=True)
-        ]
 
     return c_read
 
@@ -152,7 +170,10 @@ def generated(rng: np.random.Generator, count: int) -> bytes:
         elif kind == 2:
             f.int64_list.value.extend(rng.integers(-(2**62), 2**62, n).tolist())
         else:
-            f.bytes_list.value.extend([bytes(rng.integers(0, 256, 3, dtype=np.uint8))] * n)
+            lengths = rng.integers(0, 5, n)
+            f.bytes_list.value.extend(
+                [bytes(rng.integers(0, 256, int(k), dtype=np.uint8)) for k in lengths]
+            )
     return ex.SerializeToString(deterministic=True)  # reproducible from the seed
 
 
@@ -255,20 +276,26 @@ def upb_read(data: bytes, wanted: list[tuple[str, str, int]]) -> list | None:
         values = getattr(f, kind).value
         if f.WhichOneof("kind") != kind or len(values) != count:
             return None
-        got.append(np.array(values, dtype=KINDS[kind][1]).tobytes())
+        if kind == "bytes_list":
+            got.append(tuple(values))
+        else:
+            got.append(np.array(values, dtype=KINDS[kind][1]).tobytes())
     return got
 
 
 def _two_features(question: np.ndarray, count: int) -> list[tuple[str, str, int]]:
-    """A float and an int64 feature (in either order) of two different names."""
+    """Two features of two different names and kinds (any two of float, int64, bytes)."""
     first = int(question[1] * len(WANTED))
     second = (first + 1 + int(question[2] * (len(WANTED) - 1))) % len(WANTED)
-    kinds = ["float_list", "int64_list"][:: 1 if question[3] < 0.5 else -1]
+    pair = int(question[3] * 6)
+    kinds = list(KINDS)
+    kinds = [kinds[pair % 3], kinds[(pair % 3 + 1 + pair // 3) % 3]]
     return [(WANTED[first], kinds[0], count), (WANTED[second], kinds[1], count)]
 
 
 def test_c_reader_of_several_features_answers_only_as_upb_does(read):
-    """The multi-input form: a float and an int64 feature by exact name, either absent."""
+    """The multi-input form: two features of float, int64 or bytes by exact name, either
+    absent."""
     answered = _differential(
         1,
         INPUTS // 2,
@@ -289,3 +316,17 @@ def test_c_reader_of_int64s_edge_cases(read):
     assert read(data, [("n", "float_list", 4)]) is None  # the wrong kind
     assert read(data, [("m", "int64_list", 4)]) == [None]  # absent: the caller's default
     assert read(data, [("m", "int64_list", 4)], only=True) == [ints.tobytes()]  # the only one
+
+
+def test_c_reader_of_bytes_edge_cases(read):
+    good = examples.example_class()()
+    values = [b"north", b"", b"\xff\x00", b"x" * 300]
+    good.features.feature["r"].bytes_list.value.extend(values)
+    data = good.SerializeToString()
+    assert read(data, [("r", "bytes_list", 4)]) == [tuple(values)]
+    assert read(data, [("r", "bytes_list", 3)]) is None
+    assert read(data, [("r", "bytes_list", 5)]) is None
+    assert read(data, [("r", "int64_list", 4)]) is None  # the wrong kind
+    empty = examples.example_class()()
+    empty.features.feature["r"].bytes_list.SetInParent()
+    assert read(empty.SerializeToString(), [("r", "bytes_list", 1)]) is None  # no values

@@ -5,6 +5,7 @@ errors, and the rows it cannot take go to PL/Python."""
 import os
 import struct
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from test_fuzz import inputs as fuzz_inputs
 
 from conftest import new_engine
 from pgml_ext import reference
+from pgml_ext.indb import examples
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -32,6 +34,37 @@ def conn(db_url):
 
 def status(conn) -> dict:
     return conn.execute(sa.text("SELECT pgml.backend_status()")).scalar()
+
+
+def examples_around(names: list[str], keys: list[bytes]) -> st.SearchStrategy[bytes]:
+    """Examples around a model's features (NAMES, and others): each present or not, of
+    each kind and of odd lengths, odd values, bytes values from KEYS or any; sometimes
+    mutated bytes."""
+
+    @st.composite
+    def build(draw) -> bytes:
+        ex = examples.example_class()()
+        for name in draw(st.lists(st.sampled_from([*names, "other"]), max_size=len(names) + 1)):
+            feature = ex.features.feature[name]
+            kind = draw(st.sampled_from(["float_list", "int64_list", "bytes_list"]))
+            size = draw(st.sampled_from([1, 1, 1, 0, 2]))
+            if kind == "float_list":
+                values = st.floats(width=32)
+            elif kind == "int64_list":
+                values = st.integers(-(2**63), 2**63 - 1) | st.integers(0, 4)
+            else:
+                values = st.sampled_from(keys) | st.binary(max_size=6)
+            getattr(feature, kind).value.extend(
+                draw(st.lists(values, min_size=size, max_size=size))
+            )
+        data = ex.SerializeToString()
+        if draw(st.booleans()):
+            return data
+        if draw(st.booleans()):
+            return draw(fuzz_inputs) + data
+        return data[: draw(st.integers(0, len(data)))]
+
+    return build()
 
 
 def outcome(conn, sql: str, native: bool, **params):
@@ -180,6 +213,76 @@ def test_named_outputs_and_signatures(conn):
     native = outcome(conn, sql, native=True)
     assert native == outcome(conn, sql, native=False)
     assert native[0] == "error" and native[1] == "42704"  # the unknown signature
+
+
+def _python_loaded(conn) -> bool:
+    """Whether this session's backend has loaded PL/Python (its maps, read as root)."""
+    pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    return "plpython3" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.parametrize("column", ["example", "pixels"])
+def test_a_new_backend_scores_by_the_stored_plan_without_python(db_url, column):
+    """Registration stores each form's plan with the version: a new backend loads it
+    and the flatbuffer in C, with no PL/Python (hence no numpy, no LiteRT Python).
+    (The first use of a version on a server writes its files, whose flatbuffers
+    LiteRT's verifier checks in PL/Python: once per server, not per backend.)"""
+    sql = (
+        f"SELECT pgml.predict('mlp', {column}), pgml.classify('mlp', {column}) "
+        "FROM inputs WHERE id < 50 ORDER BY id"
+    )
+    engine = new_engine(db_url)
+    try:
+        with engine.connect() as c:
+            c.execute(sa.text("SELECT pgml.predict('mlp', pixels) FROM inputs LIMIT 1")).all()
+        with engine.connect() as c:
+            native = c.execute(sa.text(sql)).all()
+            assert not _python_loaded(c)
+        with engine.connect() as c:
+            c.execute(sa.text("SET pgml.native_scoring = off"))
+            assert native == c.execute(sa.text(sql)).all()
+            assert _python_loaded(c)  # the check can tell
+    finally:
+        engine.dispose()
+
+
+def test_a_version_without_stored_plans_asks_pl_python_for_one(engine, db_url, mlp_dir):
+    """Versions registered before plans were stored: C asks PL/Python for the plan,
+    then scores in C all the same."""
+    from pgml_ext import client
+
+    client.register_model(engine, "mlp_unplanned", mlp_dir)
+    with engine.begin() as c:
+        c.execute(
+            sa.text(
+                "UPDATE pgml.model_versions SET native_plans = NULL WHERE name = 'mlp_unplanned'"
+            )
+        )
+    session = new_engine(db_url)
+    try:
+        with session.connect() as c:
+            got = (
+                c.execute(
+                    sa.text(
+                        "SELECT pgml.predict_class('mlp_unplanned', example) "
+                        "FROM inputs WHERE id < 20"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert _python_loaded(c)
+            assert status(c)["native_rows"] == 20
+            want = (
+                c.execute(
+                    sa.text("SELECT pgml.predict_class('mlp', example) FROM inputs WHERE id < 20")
+                )
+                .scalars()
+                .all()
+            )
+            assert got == want
+    finally:
+        session.dispose()
 
 
 def test_threads_setting_keeps_rows_on_pl_python(db_url):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from recipes import REAL_MODELS, RealModel, regressor, two_heads, with_default
 from sqlalchemy import select
 
-from conftest import built_model, rows, scalar, sql_error
+from conftest import built_model, numbered_table, rows, scalar, sql_error
 from pgml_ext import client
 from pgml_ext.indb import examples
 from pgml_ext.sqlalchemy import predict_value
@@ -21,39 +22,8 @@ from pgml_ext.sqlalchemy import predict_value
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
 
-def _with_default(path: str) -> None:
-    import tensorflow as tf
-
-    class Parsing(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def serve(self, serialized):
-            spec = {
-                "a": tf.io.FixedLenFeature([1], tf.float32),
-                "b": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.5]),
-            }
-            f = tf.io.parse_example(serialized, spec)
-            return {"scores": tf.concat([f["a"] * 2.0 + f["b"], -f["a"]], axis=1)}
-
-    module = Parsing()
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-
-
-def _regressor(path: str) -> None:
-    import tensorflow as tf
-
-    w = tf.constant(np.linspace(-1, 1, 784, dtype=np.float32).reshape(784, 1))
-
-    class Regressor(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32)])
-        def serve(self, x):
-            return {"outputs": tf.matmul(x, w) + 0.25}
-
-    module = Regressor()
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-
-
 def test_a_missing_feature_with_a_default_is_scored_as_tensorflow_does(engine):
-    client.register_model(engine, "with_default", built_model("real-with-default", _with_default))
+    client.register_model(engine, "with_default", built_model("real-with-default", with_default))
     spec = scalar(engine, "SELECT signature FROM pgml.models WHERE name = 'with_default'")
     features = spec["serving_default"]["features"]
     assert features["b"]["default"] == [0.5] and features["a"]["default"] is None
@@ -68,7 +38,7 @@ def test_a_missing_feature_with_a_default_is_scored_as_tensorflow_does(engine):
 
 
 def test_a_regressor_has_a_value_not_a_class(engine, digits):
-    client.register_model(engine, "regressor", built_model("real-regressor", _regressor))
+    client.register_model(engine, "regressor", built_model("real-regressor", regressor))
     x = digits[0][:5]
     want = x @ np.linspace(-1, 1, 784, dtype=np.float32) + 0.25
     got = rows(
@@ -111,24 +81,8 @@ def test_a_regressor_has_a_value_not_a_class(engine, digits):
     assert all(r[0] is None and r[1] is None for r in written)
 
 
-def _two_heads(path: str) -> None:
-    import tensorflow as tf
-
-    rng = np.random.default_rng(2)
-    w_digit = tf.constant(rng.standard_normal((784, 10)).astype(np.float32))
-    w_shape = tf.constant(rng.standard_normal((784, 3)).astype(np.float32))
-
-    class Heads(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32)])
-        def serve(self, x):
-            return {"digit": tf.nn.softmax(x @ w_digit), "shape": tf.nn.softmax(x @ w_shape)}
-
-    module = Heads()
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-
-
 def test_classify_a_named_head_of_a_multi_head_model(engine):
-    client.register_model(engine, "two_heads", built_model("real-two-heads", _two_heads))
+    client.register_model(engine, "two_heads", built_model("real-two-heads", two_heads))
     for native in ("on", "off"):
         for column in ("pixels", "example"):
             with engine.connect() as conn:
@@ -190,3 +144,27 @@ def users_bob(engine, db_url):
         if not conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = 'meta'").scalar():
             conn.exec_driver_sql("CREATE ROLE meta LOGIN")
     return new_engine(db_url.replace("postgres@", "meta@"))
+
+
+@pytest.mark.parametrize("recipe", REAL_MODELS, ids=lambda r: r.name)
+def test_every_real_model_gives_tensorflows_answers(engine, recipe: RealModel):
+    """The benchmark's real models (benchmarks/real_models.py), each scored from bytea
+    Examples through the server on the runtime registration chose: TensorFlow's
+    answers within 1e-5, the same arg-max; LiteRT for every one whose ops it has."""
+    path = built_model(recipe.fixture, recipe.build)
+    client.register_model(engine, f"real_{recipe.name}", path)
+    batch = recipe.rows(np.random.default_rng(11), 40)
+    want = recipe.tensorflow(path, batch)
+    table = f"real_rows_{recipe.name}"
+    numbered_table(engine, table, "example bytea", [examples.encode(r) for r in batch])
+    score = recipe.score.format(model=f"real_{recipe.name}")
+    got = np.array([r[0] for r in rows(engine, f"SELECT {score} FROM {table} ORDER BY id")])
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5
+    assert (got.argmax(axis=1) == want.argmax(axis=1)).all()
+    runtime = scalar(
+        engine,
+        "SELECT runtime FROM pgml.describe(:m) WHERE current AND signature = :s",
+        m=f"real_{recipe.name}",
+        s=recipe.signature,
+    )
+    assert runtime == ("tensorflow" if recipe.name == "keras_text" else "litert"), runtime

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from recipes import keras_lookups, keras_text
+from test_native import SERVER_EXAMPLES, examples_around, outcome, status
 
-from conftest import built_model, numbered_table, rows, sql_error
+from conftest import built_model, new_engine, numbered_table, rows, sql_error
 from pgml_ext import client
 from pgml_ext.indb import examples
 
@@ -25,25 +29,9 @@ pytestmark = pytest.mark.usefixtures("models")
 TEXTS = ["good movie", "awful acting", "great film", "bad movie", "film", ""]
 
 
-def _build(path: str) -> None:
-    import keras
-
-    keras.utils.set_random_seed(0)
-    vec = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=6)
-    vec.adapt(["good movie", "bad movie", "great film", "awful film", "good film", "acting"])
-    inp = keras.Input(shape=(1,), dtype="string", name="text")
-    x = vec(inp)
-    x = keras.layers.Embedding(
-        51, 4, embeddings_initializer=keras.initializers.RandomUniform(-3, 3)
-    )(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    out = keras.layers.Dense(3, activation="softmax")(x)
-    keras.Model(inp, out).export(path)
-
-
 @pytest.fixture(scope="module")
 def text_model(engine) -> Path:
-    out = built_model("text-model", _build)
+    out = built_model("text-model", keras_text)
     client.register_model(engine, "sentiment", out)
     return out
 
@@ -127,30 +115,6 @@ def test_tensorflow_errors_keep_their_cause():
     assert where is None or where.startswith("In TensorFlow op ")
 
 
-def _build_lookups(path: str) -> None:
-    """Keras 3 model.export with Normalization, StringLookup and IntegerLookup on dict
-    inputs: string and int64 features by name."""
-    import keras
-
-    keras.utils.set_random_seed(2)
-    age = keras.Input((1,), name="age")
-    region = keras.Input((1,), name="region", dtype="string")
-    plan = keras.Input((1,), name="plan", dtype="int64")
-    norm = keras.layers.Normalization()
-    norm.adapt(np.array([[20.0], [40.0], [60.0]]))
-    regions = keras.layers.StringLookup(
-        vocabulary=["north", "south", "east"], output_mode="one_hot"
-    )
-    plans = keras.layers.IntegerLookup(vocabulary=[1, 2, 3], output_mode="one_hot")
-    x = keras.layers.Concatenate()(
-        [norm(age), keras.layers.Flatten()(regions(region)), keras.layers.Flatten()(plans(plan))]
-    )
-    x = keras.layers.Dense(8, activation="relu")(x)
-    keras.Model(
-        {"age": age, "region": region, "plan": plan}, keras.layers.Dense(3, "softmax")(x)
-    ).export(path)
-
-
 def test_string_and_integer_lookups_run_on_litert_with_pgml_applying_the_tables(engine, db_url):
     """They used to fail: "has feature 'region' as bytes, the model reads numbers".
     LiteRT's converter has no hash tables: registration cuts the lookups off, pgml maps
@@ -158,7 +122,7 @@ def test_string_and_integer_lookups_run_on_litert_with_pgml_applying_the_tables(
     TensorFlow's, unknown strings and ids included (the lookups' OOV bucket)."""
     import tensorflow as tf
 
-    path = built_model("keras-lookups", _build_lookups)
+    path = built_model("keras-lookups", keras_lookups)
     client.register_model(engine, "lookups", path)
     ((runtime, why, plan),) = rows(
         engine,
@@ -175,7 +139,14 @@ def test_string_and_integer_lookups_run_on_litert_with_pgml_applying_the_tables(
         check=True,
     ).stdout
     assert "looks up input region in 3 keys" in described, described
-    cases = [(33.0, b"south", 2), (61.5, b"north", 1), (20.0, b"nowhere", 9), (45.0, b"", 3)]
+    cases = [
+        (33.0, b"south", 2),
+        (61.5, b"north", 1),
+        (20.0, b"nowhere", 9),
+        (45.0, b"", 3),
+        (50.0, b"\xff\xfe", -(2**63)),  # bytes that are no UTF-8: unknown, as in TensorFlow
+        (52.0, b"east", 2**63 - 1),
+    ]
     fn = tf.saved_model.load(str(path)).signatures["serving_default"]
     want = fn(
         age=tf.constant([[a] for a, _, _ in cases]),
@@ -183,6 +154,7 @@ def test_string_and_integer_lookups_run_on_litert_with_pgml_applying_the_tables(
         plan=tf.constant([[p] for _, _, p in cases], tf.int64),
     )["output_0"].numpy()
     with engine.connect() as conn:
+        before = status(conn)["native_rows"]
         for (age, region, plan), expected in zip(cases, want, strict=True):
             data = examples.encode(
                 {"age": np.array([age], np.float32), "region": [region], "plan": np.array([plan])}
@@ -191,9 +163,35 @@ def test_string_and_integer_lookups_run_on_litert_with_pgml_applying_the_tables(
                 sa.text("SELECT pgml.predict('lookups', CAST(:e AS bytea))"), {"e": data}
             ).scalar()
             assert np.abs(np.array(got) - expected).max() <= 1e-5
+        # the tables applied in C: no PL/Python per row
+        assert status(conn)["native_rows"] - before == len(cases)
     code, message, _ = sql_error(
         engine,
         "SELECT pgml.predict('lookups', CAST(:e AS bytea))",
         e=examples.encode({"age": [1.0], "region": [1.0], "plan": [1]}),
     )
     assert code == "22023" and "'region'" in message, message
+
+
+@pytest.fixture(scope="module")
+def lookups_conn(engine, db_url):
+    client.register_model(engine, "lookups_fuzz", built_model("keras-lookups", keras_lookups))
+    conn_engine = new_engine(db_url)
+    with conn_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        yield c
+    conn_engine.dispose()
+
+
+@settings(
+    max_examples=SERVER_EXAMPLES,
+    deadline=timedelta(seconds=5),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=examples_around(["age", "region", "plan"], [b"north", b"south", b"east", b"", b"\xff"]))
+def test_c_and_pl_python_look_up_any_example_alike(lookups_conn, data):
+    """C's lookups (bytes and int64 keys by the plan's tables) against PL/Python's: the
+    same scores and class, or the same ERROR, and never a crash."""
+    sql = "SELECT pgml.predict('lookups_fuzz', :d), pgml.predict_class('lookups_fuzz', :d)"
+    assert outcome(lookups_conn, sql, native=True, d=data) == outcome(
+        lookups_conn, sql, native=False, d=data
+    )

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pgml_ext.indb import bulk, cache, registration, registry, server
-from pgml_ext.indb.errors import reported, translate
+from pgml_ext.indb.errors import PgmlError, reported, translate
 from pgml_ext.indb.signatures import tensor_from_packed
 
 Input = bytes | str | np.ndarray | None  # a tf.Example, text, or a float4[] from tensor()
@@ -137,7 +137,28 @@ def load_model(
 
 
 def cached_models() -> list[dict[str, Any]]:
-    return [m.info() for m in cache.loaded()]
+    """The versions this backend loaded: in PL/Python (cache.py) or, with no Python,
+    in C (src/native_model.c), one row per version."""
+    models = {m.row.directory: m.info() for m in cache.loaded()}
+    native: dict[str, float] = {}
+    for r in server.plpy().execute("SELECT ref, load_ms FROM pgml_internal.native_models()"):
+        native[r["ref"]] = native.get(r["ref"], 0.0) + r["load_ms"]
+    for ref, load_ms in native.items():
+        path = registry.directory(ref)
+        if path in models:
+            models[path]["load_ms"] = round(models[path]["load_ms"] + load_ms, 1)
+            continue
+        try:
+            row = registry.read(ref)
+        except PgmlError:
+            continue  # its files were pruned since: nothing to show
+        models[path] = {
+            "name": row.name,
+            "version": row.version,
+            "runtime": "litert",
+            "load_ms": round(load_ms, 1),
+        }
+    return list(models.values())
 
 
 def backend_status() -> str:

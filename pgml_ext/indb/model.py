@@ -18,7 +18,7 @@ import numpy as np
 from pgml_ext.indb import archive, registry, server, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, WRONG_OBJECT_TYPE, PgmlError
 from pgml_ext.indb.registry import ModelRow
-from pgml_ext.indb.rowpath import RowPath, parsed_plan_for_c
+from pgml_ext.indb.rowpath import RowPath, named_plan_for_c, parsed_plan_for_c
 from pgml_ext.indb.runtimes import Runtime
 from pgml_ext.indb.signatures import Signature
 
@@ -306,28 +306,42 @@ class LoadedModel:
         return path.example(data) if is_example else path.tensor(data)
 
     def native_plan(self, is_example: bool, signature: str | None) -> list[str] | None:
-        """How src/native_model.c may score rows of this form in C (pgml_internal.native_plan):
-        [libLiteRt.so, flatbuffer, signature, output, classes output, top k, only
-        feature, inputs, (input, feature, dtype, values, default) per input, (class index,
-        label) per position or key...], or None when C cannot take them or cannot
-        honour pgml.threads (it runs one thread)."""
+        """How src/native_model.c may score rows of this form in C: [libLiteRt.so,
+        flatbuffer file (in the version's directory), signature, output, classes output,
+        top k, only feature, inputs, (input, feature, dtype, values, default) per input,
+        (keys N, id of others, keys, ids) per lookup, (class index, label) per position
+        or key...], or None when C cannot take them. Worked out at registration and
+        stored (native_plans); asked for by C only for versions registered before."""
         library = litert_library()
-        if library is None or threads() != 1:
+        if library is None:
             return None
         found = self._row_signature(is_example, signature)
         if found is not None:
             sig, output = found
             plan = RowPath.plan_for_c(sig, output, self._feature_map)
         else:
-            sig = self._parsed_signature(is_example, signature)
-            plan = parsed_plan_for_c(sig) if sig is not None else None
+            sig = self._example_signature(is_example, signature)
+            if sig is None:
+                return None
+            if self.parsed_by_plan(sig):
+                plan = parsed_plan_for_c(sig)
+            else:
+                plan = named_plan_for_c(sig, self._feature_map)
             if plan is None:
                 return None
         classes = self._classes_for_c(sig, bool(plan[2]))
         if classes is None:
             return None
-        flatbuffer = registry.litert_files(self.row)[sig.name]
-        return [library, flatbuffer, *plan, *classes]
+        return [library, self.row.litert[sig.name]["file"], *plan, *classes]
+
+    def native_plans(self) -> dict[str, dict[str, list[str] | None]]:
+        """Every plan C may ask for, stored at registration: {"example" | "tensor":
+        {signature, or "" for the default: plan or None}}."""
+        names = ["", *self.signatures]
+        return {
+            form: {name: self.native_plan(form == "example", name or None) for name in names}
+            for form in ("example", "tensor")
+        }
 
     def _classes_for_c(self, sig: Signature, by_key: bool) -> list[str] | None:
         """(class index, label) pairs, flat, as top_classes answers for the top score's
@@ -348,15 +362,18 @@ class LoadedModel:
             return None
         return [item for index, label in pairs for item in (str(index), label)]
 
-    def _parsed_signature(self, is_example: bool, signature: str | None) -> Signature | None:
-        """The signature Examples of this request go to, if pgml parses them by its plan."""
+    def _example_signature(self, is_example: bool, signature: str | None) -> Signature | None:
+        """The signature Examples of this request go to, if it runs on LiteRT: pgml then
+        parses them (by its plan) or reads its inputs' features by name."""
         if not is_example:
             return None
         try:
             sig = self.choose("example", signature or self._default_signature)
         except PgmlError:
             return None
-        return sig if self.parsed_by_plan(sig) else None
+        if self.row.runtime_of(sig.name) != "litert":
+            return None
+        return sig if self.parsed_by_plan(sig) or not sig.takes_examples else None
 
     def predict(
         self, data: bytes | str | np.ndarray, output: str | None, signature: str | None

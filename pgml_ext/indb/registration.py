@@ -36,6 +36,11 @@ _DESCRIBE = (
     "UPDATE pgml.model_versions SET signatures = $2::jsonb, runtime = $3, runtimes = $4::jsonb, "
     "audit = $5::jsonb WHERE id = $1"
 )
+_PLANS = "UPDATE pgml.model_versions SET native_plans = $2::jsonb WHERE id = $1"
+_DOCUMENT = (
+    "SELECT pgml_internal.model_document($1) AS document, "
+    "pgml_internal.model_identity($1) AS identity"
+)
 _LITERT = (
     "INSERT INTO pgml.model_litert (model_id, signature, data, checksum) VALUES ($1, $2, $3, $4)"
 )
@@ -98,7 +103,22 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
             json.dumps(found),
         ],
     )
+    _store_native_plans(model_id)
     return row["version"]
+
+
+def _store_native_plans(model_id: int) -> None:
+    """The plans src/native_model.c scores this version by, worked out once here from
+    the row as scoring reads it (model.json), so that no backend needs Python to load
+    them."""
+    from pgml_ext.indb.model import LoadedModel
+
+    plpy = server.plpy()
+    found = plpy.execute(registry.plan(_DOCUMENT, ["int8"]), [model_id])[0]
+    loaded = LoadedModel(registry.row_from_document(json.loads(found["document"]), ""))
+    # made for this row: any later change to it (labels, options) changes its identity
+    plans = {"identity": found["identity"], **loaded.native_plans()}
+    plpy.execute(registry.plan(_PLANS, ["int8", "text"]), [model_id, json.dumps(plans)])
 
 
 def _check_labels(what: str, described: dict, labels: list[str] | None, options: dict) -> None:

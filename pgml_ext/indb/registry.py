@@ -108,6 +108,11 @@ def read(ref: str) -> ModelRow:
             UNDEFINED_FILE,
             hint="Run the statement again: its files are written afresh.",
         ) from None
+    return row_from_document(r, path)
+
+
+def row_from_document(r: dict[str, Any], path: str) -> ModelRow:
+    """The row in model.json (pgml_internal.model_document), its files in PATH."""
     return ModelRow(
         id=r["id"],
         name=r["name"],

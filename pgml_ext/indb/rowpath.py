@@ -127,12 +127,7 @@ def _input_and_feature(sig: Signature, feature_map: dict[str, str] | None) -> tu
 def parsed_plan_for_c(sig: Signature) -> list[str] | None:
     """What src/native_model.c needs for a signature whose Examples pgml parses (the
     plan's "parse", see cutting.py): every input from its feature by exact name, with
-    its default, and the classes output C reads keys from (one of the plan's
-    vocabularies); None if C cannot feed or answer it (bytes features)."""
-    try:
-        output = signatures.score_output(sig, sig.name, None)
-    except PgmlError:
-        return None
+    its default; None if C cannot feed or answer it (bytes features)."""
     inputs: list[str] = []
     for spec in sig.plan["parse"]:
         count = int(np.prod(spec["shape"]))
@@ -145,17 +140,60 @@ def parsed_plan_for_c(sig: Signature) -> list[str] | None:
                 return None
             default = " ".join(repr(v.item()) for v in values)
         inputs += [spec["name"], spec["feature"], spec["dtype"], str(count), default]
+    return _outputs_for_c(sig, inputs, [], only=False)
+
+
+def named_plan_for_c(sig: Signature, feature_map: dict[str, str] | None) -> list[str] | None:
+    """What src/native_model.c needs for a signature of named tensor inputs (Keras dict
+    inputs), each fed by the feature of its name as signatures.feeds_for_example feeds
+    it, the plan's lookups (cutting.cut_lookups) applied by C; None if C cannot (an
+    input of unknown size, or of a type it does not copy)."""
+    lookups = {t["input"]: t for t in (sig.plan or {}).get("lookups", [])}
+    inputs: list[str] = []
+    tables: list[str] = []
+    for name, spec in sig.inputs.items():
+        count = sig.plans[name].expected
+        feature = (feature_map or {}).get(name, name)
+        dtype = "bytes" if spec["dtype"] == "string" else spec["dtype"]
+        table = lookups.get(name)
+        if not count:
+            return None
+        if table is not None and dtype in ("bytes", "int64"):
+            keys = [str(k) for k in table["keys"]]
+            if any("\x00" in k for k in keys):
+                return None  # SQL text holds no NUL: such a table stays in PL/Python
+            inputs += [table["name"], feature, f"lookup:{dtype}", str(count), ""]
+            tables += [str(len(keys)), str(table["default"]), *keys]
+            tables += [str(v) for v in table["values"]]
+        elif table is None and dtype in C_DTYPES:
+            inputs += [name, feature, dtype, str(count), ""]
+        else:
+            return None
+    return _outputs_for_c(sig, inputs, tables, only=len(sig.inputs) == 1)
+
+
+def _outputs_for_c(
+    sig: Signature, inputs: list[str], tables: list[str], only: bool
+) -> list[str] | None:
+    """[signature, output, classes output, top k, only feature, inputs, INPUTS...,
+    TABLES...]: the output C scores, and the classes output it reads keys from (one of
+    the plan's vocabularies), or the top k it takes of the probabilities."""
+    try:
+        output = signatures.score_output(sig, sig.name, None)
+    except PgmlError:
+        return None
+    plan = sig.plan or {}
     classes = signatures.class_output(sig)
-    keys = classes if classes in sig.plan.get("vocabularies", {}) else ""
+    keys = classes if classes in plan.get("vocabularies", {}) else ""
     k = "0"
-    top = sig.plan.get("top_k")
+    top = plan.get("top_k")
     if top is not None:
         # C takes the top k of the probabilities; the top class is then the key itself
         if output not in top["values"] or (classes and classes not in top["indices"]):
             return None
         output, keys, k = top["of"], "", str(top["k"])
-    n = str(len(sig.plan["parse"]))
-    return [sig.name, output, keys, k, "0", n, *inputs]
+    n = str(len(inputs) // 5)
+    return [sig.name, output, keys, k, "1" if only else "0", n, *inputs, *tables]
 
 
 # The input types src/native_model.c copies into LiteRT, and how their defaults are written.
