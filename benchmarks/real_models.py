@@ -8,15 +8,17 @@ parses Examples; a TF2 serving function over three typed features; TF1 classify 
 regress heads; Keras lookups on dict inputs; a Keras text model; a two-head model),
 each on the runtime registration chooses; TF Serving's MNIST also on 'tensorflow'
 (what every backend ran before plans), and with ``--tensorflow`` every recipe too.
-For each, in a new backend: the first call's time, rows/s over N tf.Example rows
-(median of 3, side by side in one run), the share of rows scored in C, the backend's
-RSS afterwards, and the largest difference from TensorFlow's own answers on the first
-200 rows (with whether the arg-max agrees everywhere).
+For each, in a new backend (the version's files already on the server): the first
+call's time, rows/s over N tf.Example rows (median of 3, side by side in one run), the
+share of rows scored in C, the backend's RSS afterwards (from /proc), and the largest
+difference from TensorFlow's own answers on the first 200 rows (with whether the
+arg-max agrees everywhere).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -27,6 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from pgml_ext import client, reference
+from pgml_ext.bench import backend_rss_mb
 from pgml_ext.demo import embedded_database
 from pgml_ext.indb import examples
 
@@ -37,8 +40,11 @@ CHECKED = 200  # rows compared with TensorFlow
 DISTINCT = 500  # distinct rows per table, cycled to --rows
 
 
-def measure(engine, score: str, table: str, rows: int) -> dict:
-    """First call, rows/s and the scores of the first CHECKED rows, in a new backend."""
+def measure(engine, model: str, score: str, table: str, rows: int) -> dict:
+    """First call, rows/s and the scores of the first CHECKED rows, in a new backend
+    (the version's files already written on this server, as after any first use)."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pgml_internal.model_ref(:m)"), {"m": model})
     with engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
         started = time.perf_counter()
@@ -49,14 +55,15 @@ def measure(engine, score: str, table: str, rows: int) -> dict:
             started = time.perf_counter()
             conn.execute(sa.text(f"SELECT count({score}) FROM {table}")).scalar()
             rates.append(rows / (time.perf_counter() - started))
-        status = conn.execute(sa.text("SELECT pgml.backend_status()")).scalar()
+        memory = backend_rss_mb(conn)
+        status = json.loads(conn.execute(sa.text("SELECT pgml_internal.native_status()")).scalar())
         scores = conn.execute(
             sa.text(f"SELECT {score} FROM {table} WHERE id < {CHECKED} ORDER BY id")
         ).all()
     return {
         "first_ms": first_ms,
         "rows_s": statistics.median(rates),
-        "rss_mb": status["rss_mb"],
+        "rss_mb": memory,
         "c_share": status["native_rows"] / (3 * rows + 1 + CHECKED),
         "scores": np.array([s[0] for s in scores], dtype=np.float32),
     }
@@ -114,7 +121,7 @@ def main() -> None:
             fill(engine, table, batch, args.rows)
             want = recipe.tensorflow(path, batch[:CHECKED])
             on_tf = args.tensorflow or recipe.name == "tf_serving_mnist"
-            for suffix, runtime in [("", None)] + [("_tf", "tensorflow")] * on_tf:
+            for suffix, runtime in [("", "auto")] + [("_tf", "tensorflow")] * on_tf:
                 model = recipe.name + suffix
                 client.register_model(engine, model, path, runtime=runtime)
                 runs.append(
@@ -123,7 +130,7 @@ def main() -> None:
 
     results = {}
     for model, signature, score, table, want in runs:
-        r = measure(engine, score, table, args.rows)
+        r = measure(engine, model, score, table, args.rows)
         r["runtime"] = runtime_of(engine, model, signature)
         if want is not None:
             r["diff"] = float(np.abs(r["scores"] - want).max())

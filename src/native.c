@@ -410,6 +410,13 @@ call_model(FunctionCallInfo fcinfo, bool packed, bool batch)
 						batch);
 }
 
+/* The output a call names (argument 2, not NULL). */
+static const char *
+output_name(FunctionCallInfo fcinfo)
+{
+	return text_to_cstring(PG_GETARG_TEXT_PP(2));
+}
+
 static Datum
 score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
 {
@@ -422,11 +429,12 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	check_ref(fcinfo);
-	if (!pgml_native_scoring || named_output)
+	if (!pgml_native_scoring)
 		return call_general(fcinfo, general_name, 1);
 	m = call_model(fcinfo, packed, false);
 	/* one value per row has no top class: PL/Python says so */
-	if (!m->usable || (answer != SCORES && answer_width(m) < 2)
+	if (!m->usable || !native_select(m, named_output ? output_name(fcinfo) : NULL)
+		|| (answer != SCORES && answer_width(m) < 2)
 		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run_rows(m, 1))
 		return call_general(fcinfo, general_name, 1);
 
@@ -483,11 +491,11 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	check_ref(fcinfo);
-	/* a named output (argument 2): PL/Python scores that head */
-	if (!pgml_native_scoring || !PG_ARGISNULL(2))
+	if (!pgml_native_scoring)
 		return call_general(fcinfo, general_name, 0);
 	m = call_model(fcinfo, packed, true);
-	if (!m->usable || answer_width(m) < 2)
+	if (!m->usable || !native_select(m, PG_ARGISNULL(2) ? NULL : output_name(fcinfo))
+		|| answer_width(m) < 2)
 		return call_general(fcinfo, general_name, 0);
 	if (packed)
 		packed_data = packed_input(m, PG_GETARG_BYTEA_PP(1), true, &n);

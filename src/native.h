@@ -39,6 +39,7 @@ typedef struct NativeInput
 
 typedef struct NativeOutput
 {
+	char	   *head;			/* its name, if a call may name it (a float32 head) */
 	TensorType	type;
 	int			count;			/* values per row */
 	Size		width;			/* bytes per value */
@@ -68,6 +69,11 @@ typedef struct NativeModel
 	int			n_outputs;
 	NativeOutput *outputs;
 	LiteRtHandle *output_buffers;
+	/* the default answer: scores, top k, classes output (see below) */
+	int			default_output;
+	int			default_top_k;
+	int			default_classes;
+	/* this call's answer (native_select): the default, or a head a call names */
 	int			scores_output;	/* the output scored: float32 */
 	int			n_scores;		/* its values per row */
 	int			top_k;			/* > 0: pgml.predict answers its K highest, sorted */
@@ -84,6 +90,12 @@ extern NativeModel *native_model(text *ref, bool packed, const char *signature, 
 
 /* The id IN's lookup table gives V (a PgmlBytes or an int64, by IN's kind). */
 extern int64 native_lookup(NativeInput *in, const void *v);
+
+/*
+ * The answer this call scores: the default (OUTPUT NULL) or the head OUTPUT names;
+ * false if C does not score that output (PL/Python does, or says what is wrong).
+ */
+extern bool native_select(NativeModel *m, const char *output);
 
 /* Buffers for ROWS rows; false (and M unusable) if LiteRT refuses. */
 extern bool native_resize(NativeModel *m, int rows);

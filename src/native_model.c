@@ -40,7 +40,8 @@
 
 #define NATIVE_CACHE_SIZE PGML_MAX_CACHED_MODELS
 #define BUFFER_ALIGN 64
-#define PLAN_HEAD 8				/* plan items before the inputs */
+#define PLAN_FORMAT "pgml-plan-2"	/* plan[0]: the layout below; others are not read */
+#define PLAN_HEAD 10			/* plan items before the inputs */
 #define PLAN_INPUT 5			/* plan items per input */
 #define LITERT_INT32 2
 #define LITERT_INT64 4
@@ -458,21 +459,24 @@ prepare(NativeModel *m, char **plan, int n_plan)
 				n_outputs = 0;
 	int			i,
 				pos,
-				planned;
+				planned,
+				heads;
 
-	if (n_plan < PLAN_HEAD)
+	if (n_plan < PLAN_HEAD || strcmp(plan[0], PLAN_FORMAT) != 0)
 		return false;
-	planned = pg_strtoint32(plan[7]);
-	if (planned < 1 || planned > PGML_MAX_FEATURES || n_plan < PLAN_HEAD + PLAN_INPUT * planned)
+	planned = pg_strtoint32(plan[8]);
+	heads = pg_strtoint32(plan[9]);
+	if (planned < 1 || planned > PGML_MAX_FEATURES || heads < 0 || heads > 64
+		|| n_plan < PLAN_HEAD + PLAN_INPUT * planned + heads)
 		return false;
-	m->only_feature = strcmp(plan[6], "1") == 0 && planned == 1;
-	m->top_k = pg_strtoint32(plan[5]);
+	m->only_feature = strcmp(plan[7], "1") == 0 && planned == 1;
+	m->default_top_k = pg_strtoint32(plan[6]);
 	/* the flatbuffer: a file of the version's directory, never a path */
-	if (strchr(plan[1], '/') != NULL || plan[1][0] == '.' || plan[1][0] == '\0'
-		|| !open_litert(plan[0])
+	if (strchr(plan[2], '/') != NULL || plan[2][0] == '.' || plan[2][0] == '\0'
+		|| !open_litert(plan[1])
 		|| !compile(m, psprintf("%s/%s/%s", pgml_models_root(), text_to_cstring(m->ref),
-								plan[1]),
-					plan[2], &signature))
+								plan[2]),
+					plan[3], &signature))
 		return false;
 
 	/* Every input of the signature fed by the plan, once; outputs of known sizes. */
@@ -484,8 +488,8 @@ prepare(NativeModel *m, char **plan, int n_plan)
 	m->n_inputs = planned;
 	m->inputs = MemoryContextAllocZero(m->context, sizeof(NativeInput) * planned);
 	m->input_buffers = MemoryContextAllocZero(m->context, sizeof(LiteRtHandle) * planned);
-	/* then the lookups' tables, in the inputs' order, then the classes */
-	pos = PLAN_HEAD + PLAN_INPUT * planned;
+	/* then the heads, the lookups' tables in the inputs' order, then the classes */
+	pos = PLAN_HEAD + PLAN_INPUT * planned + heads;
 	for (i = 0; i < planned; i++)
 	{
 		NativeInput *in = prepare_input(m, signature, &plan[PLAN_HEAD + PLAN_INPUT * i]);
@@ -498,8 +502,9 @@ prepare(NativeModel *m, char **plan, int n_plan)
 	if (m->packed && (planned != 1 || m->inputs[0].kind != PGML_FLOATS))
 		return false;
 
-	m->scores_output = find_name(signature, false, plan[3], n_outputs);
-	if (m->scores_output == (int) n_outputs)
+	/* no default output (several heads, each call names one): -1 */
+	m->default_output = plan[4][0] == '\0' ? -1 : find_name(signature, false, plan[4], n_outputs);
+	if (m->default_output == (int) n_outputs)
 		return false;
 	m->n_outputs = n_outputs;
 	m->outputs = MemoryContextAllocZero(m->context, sizeof(NativeOutput) * n_outputs);
@@ -507,26 +512,36 @@ prepare(NativeModel *m, char **plan, int n_plan)
 	for (i = 0; i < m->n_outputs; i++)
 	{
 		NativeOutput *out = &m->outputs[i];
+		const char *name = NULL;
 
 		if (lrt.GetSignatureOutputTensorByIndex(signature, i, &tensor) != 0
 			|| lrt.GetRankedTensorType(tensor, &out->type) != 0
 			|| (out->width = element_width(out->type.element_type)) == 0
 			|| (out->count = tensor_shape(&out->type)) < 1)
 			return false;
+		/* a head the plan names, if it is float32 */
+		if (lrt.GetSignatureOutputName(signature, i, &name) == 0 && name != NULL
+			&& out->type.element_type == LITERT_FLOAT32)
+			for (int h = 0; h < heads; h++)
+				if (strcmp(name, plan[PLAN_HEAD + PLAN_INPUT * planned + h]) == 0)
+					out->head = MemoryContextStrdup(m->context, name);
 	}
-	if (m->outputs[m->scores_output].type.element_type != LITERT_FLOAT32)
+	if (m->default_output >= 0
+		&& m->outputs[m->default_output].type.element_type != LITERT_FLOAT32)
 		return false;
-	m->classes_output = -1;
-	if (plan[4][0] != '\0')
+	m->default_classes = -1;
+	if (m->default_output < 0 && (m->default_top_k != 0 || plan[5][0] != '\0'))
+		return false;
+	if (plan[5][0] != '\0')
 	{
 		/* keys: one per score, integers */
-		m->classes_output = find_name(signature, false, plan[4], n_outputs);
-		if (m->classes_output == (int) n_outputs
-			|| m->outputs[m->classes_output].type.element_type == LITERT_FLOAT32
-			|| m->outputs[m->classes_output].count != m->outputs[m->scores_output].count)
+		m->default_classes = find_name(signature, false, plan[5], n_outputs);
+		if (m->default_classes == (int) n_outputs
+			|| m->outputs[m->default_classes].type.element_type == LITERT_FLOAT32
+			|| m->outputs[m->default_classes].count != m->outputs[m->default_output].count)
 			return false;
 	}
-	m->n_scores = m->outputs[m->scores_output].count;
+	native_select(m, NULL);
 	if (m->top_k < 0 || m->top_k > m->n_scores)
 		return false;
 	return make_buffers(m, 1);
@@ -753,4 +768,28 @@ native_list(NativeModel **out)
 		if (native_models[i] != NULL)
 			out[n++] = native_models[i];
 	return n;
+}
+
+bool
+native_select(NativeModel *m, const char *output)
+{
+	int			i;
+
+	m->scores_output = m->default_output;
+	m->top_k = m->default_top_k;
+	m->classes_output = m->default_classes;
+	for (i = 0; output != NULL && i < m->n_outputs; i++)
+		if (m->outputs[i].head != NULL && strcmp(m->outputs[i].head, output) == 0)
+			break;
+	if (output != NULL && i < m->n_outputs)
+	{
+		/* a head: its own scores, classes by position (as PL/Python's _indexed) */
+		m->scores_output = i;
+		m->top_k = 0;
+		m->classes_output = -1;
+	}
+	else if (output != NULL)
+		m->scores_output = -1;	/* not a head C scores: PL/Python */
+	m->n_scores = m->scores_output < 0 ? 0 : m->outputs[m->scores_output].count;
+	return m->scores_output >= 0;
 }

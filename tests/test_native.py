@@ -215,6 +215,43 @@ def test_named_outputs_and_signatures(conn):
     assert native[0] == "error" and native[1] == "42704"  # the unknown signature
 
 
+@pytest.mark.parametrize("column", ["example", "pixels"])
+def test_named_heads_are_scored_in_c(conn, engine, column):
+    """A multi-head model (no default output) and a named default output: C scores the
+    head a call names, classes by position (registered labels), as PL/Python does.
+    TF Serving's 'scores' (a top k pgml takes) stays with PL/Python, same answers."""
+    from recipes import two_heads
+
+    from conftest import LABELS, built_model
+    from pgml_ext import client
+
+    client.register_model(engine, "heads_c", built_model("real-two-heads", two_heads))
+    sql = (
+        f"SELECT pgml.predict('heads_c', {column}, output => 'digit'), "
+        f"pgml.classify('heads_c', {column}, output => 'shape'), "
+        f"pgml.predict_class('heads_c', {column}, output => 'digit'), "
+        f"pgml.classify('mlp_labels', {column}, output => 'output_0') "
+        "FROM inputs WHERE id < 300 ORDER BY id"
+    )
+    batches = (
+        f"SELECT pgml.classify_batch('heads_c', array_agg({column} ORDER BY id), "
+        "output => 'shape') FROM inputs WHERE id < 300"
+    )
+    before = status(conn)
+    native = outcome(conn, sql, native=True)
+    native_batches = outcome(conn, batches, native=True)
+    after = status(conn)
+    assert native[0] == "ok" and native == outcome(conn, sql, native=False)
+    assert native_batches == outcome(conn, batches, native=False)
+    assert after["native_rows"] - before["native_rows"] == 4 * 300 + 300
+    assert after["general_rows"] == before["general_rows"]
+    assert {r[3] for r in native[1]} <= set(LABELS)  # registered labels
+    unnamed = outcome(conn, f"SELECT pgml.predict('heads_c', {column}) FROM inputs", True)
+    assert unnamed[0] == "error"  # no default output: PL/Python says to name one
+    sql = f"SELECT pgml.predict('mnist', {column}, output => 'scores') FROM inputs WHERE id < 5"
+    assert outcome(conn, sql, native=True) == outcome(conn, sql, native=False)
+
+
 def _python_loaded(conn) -> bool:
     """Whether this session's backend has loaded PL/Python (its maps, read as root)."""
     pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()

@@ -29,6 +29,9 @@ def threads() -> int:
     return max(1, int(server.setting("pgml.threads", "1")))
 
 
+# The layout of the plans above (src/native_model.c reads only this one).
+PLAN_FORMAT = "pgml-plan-2"
+
 # The ai-edge-litert versions whose C API src/native.c was written and tested against.
 NATIVE_LITERT = "2.3."
 
@@ -306,33 +309,29 @@ class LoadedModel:
         return path.example(data) if is_example else path.tensor(data)
 
     def native_plan(self, is_example: bool, signature: str | None) -> list[str] | None:
-        """How src/native_model.c may score rows of this form in C: [libLiteRt.so,
-        flatbuffer file (in the version's directory), signature, output, classes output,
-        top k, only feature, inputs, (input, feature, dtype, values, default) per input,
-        (keys N, id of others, keys, ids) per lookup, (class index, label) per position
-        or key...], or None when C cannot take them. Worked out at registration and
+        """How src/native_model.c may score rows of this form in C: [PLAN_FORMAT,
+        libLiteRt.so, flatbuffer file (in the version's directory), signature, output,
+        classes output, top k, only feature, inputs, heads, (input, feature, dtype,
+        values, default) per input, heads, (keys N, id of others, keys, ids) per
+        lookup, (class index, label) per position or key...], or None when C cannot
+        take them. Worked out at registration and
         stored (native_plans); asked for by C only for versions registered before."""
         library = litert_library()
         if library is None:
             return None
-        found = self._row_signature(is_example, signature)
-        if found is not None:
-            sig, output = found
-            plan = RowPath.plan_for_c(sig, output, self._feature_map)
+        sig = self._litert_signature(is_example, signature)
+        if sig is None:
+            return None
+        if self.parsed_by_plan(sig):
+            plan = parsed_plan_for_c(sig)
         else:
-            sig = self._example_signature(is_example, signature)
-            if sig is None:
-                return None
-            if self.parsed_by_plan(sig):
-                plan = parsed_plan_for_c(sig)
-            else:
-                plan = named_plan_for_c(sig, self._feature_map)
-            if plan is None:
-                return None
+            plan = named_plan_for_c(sig, self._feature_map)
+        if plan is None:
+            return None
         classes = self._classes_for_c(sig, bool(plan[2]))
         if classes is None:
             return None
-        return [library, self.row.litert[sig.name]["file"], *plan, *classes]
+        return [PLAN_FORMAT, library, self.row.litert[sig.name]["file"], *plan, *classes]
 
     def native_plans(self) -> dict[str, dict[str, list[str] | None]]:
         """Every plan C may ask for, stored at registration: {"example" | "tensor":
@@ -362,13 +361,14 @@ class LoadedModel:
             return None
         return [item for index, label in pairs for item in (str(index), label)]
 
-    def _example_signature(self, is_example: bool, signature: str | None) -> Signature | None:
-        """The signature Examples of this request go to, if it runs on LiteRT: pgml then
-        parses them (by its plan) or reads its inputs' features by name."""
-        if not is_example:
-            return None
+    def _litert_signature(self, is_example: bool, signature: str | None) -> Signature | None:
+        """The signature inputs of this form and request go to, if it runs on LiteRT:
+        pgml then parses Examples (by its plan) or reads its inputs' features by name,
+        or takes a float4[] as its one input."""
         try:
-            sig = self.choose("example", signature or self._default_signature)
+            sig = self.choose(
+                "example" if is_example else "tensor", signature or self._default_signature
+            )
         except PgmlError:
             return None
         if self.row.runtime_of(sig.name) != "litert":

@@ -90,16 +90,6 @@ class RowPath:
             return None
         return output if sig.outputs[output]["dtype"] == "float32" else None
 
-    @staticmethod
-    def plan_for_c(sig: Signature, output: str, feature_map: dict[str, str] | None) -> list[str]:
-        """What src/native_model.c needs to take this path in C (OUTPUT from output_for):
-        [signature, output, classes output, top k, only feature, inputs, (input,
-        feature, dtype, values, default)] for the one input, which an Example's only
-        feature feeds too."""
-        name, feature = _input_and_feature(sig, feature_map)
-        count = str(sig.plans[name].expected)
-        return [sig.name, output, "", "0", "1", "1", name, feature, "float32", count, ""]
-
     def example(self, data: bytes) -> np.ndarray | None:
         values = self._read(data)
         return None if values is None else self._run(values)
@@ -175,13 +165,15 @@ def named_plan_for_c(sig: Signature, feature_map: dict[str, str] | None) -> list
 def _outputs_for_c(
     sig: Signature, inputs: list[str], tables: list[str], only: bool
 ) -> list[str] | None:
-    """[signature, output, classes output, top k, only feature, inputs, INPUTS...,
-    TABLES...]: the output C scores, and the classes output it reads keys from (one of
-    the plan's vocabularies), or the top k it takes of the probabilities."""
+    """[signature, output, classes output, top k, only feature, inputs, heads,
+    INPUTS..., heads..., TABLES...]: the output C scores, and the classes output it
+    reads keys from (one of the plan's vocabularies), or the top k it takes of the
+    probabilities; the heads: the float32 outputs a call may name, when classes are
+    by position (then a named output's are too, as LoadedModel.top_classes)."""
     try:
         output = signatures.score_output(sig, sig.name, None)
     except PgmlError:
-        return None
+        output = ""  # no default (several heads): each call names one
     plan = sig.plan or {}
     classes = signatures.class_output(sig)
     keys = classes if classes in plan.get("vocabularies", {}) else ""
@@ -189,11 +181,15 @@ def _outputs_for_c(
     top = plan.get("top_k")
     if top is not None:
         # C takes the top k of the probabilities; the top class is then the key itself
-        if output not in top["values"] or (classes and classes not in top["indices"]):
+        if not output or output not in top["values"] or (classes and classes not in top["indices"]):
             return None
         output, keys, k = top["of"], "", str(top["k"])
+    heads = []
+    if classes is None and top is None:
+        heads = [h for h, o in sig.outputs.items() if o["dtype"] == "float32"]
     n = str(len(inputs) // 5)
-    return [sig.name, output, keys, k, "1" if only else "0", n, *inputs, *tables]
+    only_feature = "1" if only else "0"
+    return [sig.name, output, keys, k, only_feature, n, str(len(heads)), *inputs, *heads, *tables]
 
 
 # The input types src/native_model.c copies into LiteRT, and how their defaults are written.
