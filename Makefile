@@ -9,7 +9,7 @@ SCRIPT := extension/pgml_ext--$(EXTVERSION).sql
 DATA_built = $(CONTROL) $(SCRIPT)
 MODULEDIR = extension
 MODULE_big = pgml_ext
-OBJS = src/settings.o src/pgml_ext.o src/native.o src/native_model.o src/example.o src/litert.o
+OBJS = src/settings.o src/pgml_ext.o src/native.o src/native_model.o src/block_scan.o src/example.o src/litert.o
 # -fvect-cost-model=dynamic: -O2's "very cheap" model skips loops of unknown length,
 # like native.c's check of every input value.
 PG_CFLAGS = -Wall -Werror -fvect-cost-model=dynamic
@@ -55,11 +55,13 @@ bench: setup  ## in-database scoring vs the alternatives (results in benchmarks/
 	$(VENV)/bin/pgml-ext bench $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/real_models.py
 
-fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1,000,000); C vs PL/Python scorer (6,250)
+fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1,000,000); C vs PL/Python scorer, blocks vs rows (6,250 each)
 	PGML_FUZZ_EXAMPLES=25000 PGML_FUZZ_PARSER=1000000 $(VENV)/bin/python -m pytest -q -s \
 	  tests/test_fuzz.py tests/test_example_parser.py \
 	  tests/test_native.py::test_native_and_pl_python_agree_on_any_bytes \
-	  tests/test_serving_exports.py::test_c_and_pl_python_parse_any_customer_example_alike
+	  tests/test_serving_exports.py::test_c_and_pl_python_parse_any_customer_example_alike \
+	  tests/test_text_models.py::test_c_and_pl_python_look_up_any_example_alike \
+	  tests/test_blocks.py::test_blocks_and_rows_alike_on_any_table
 
 # The C code under the sanitizers. The Example reader is built on its own with ASan and
 # UBSan and fuzzed (200,000 inputs, each in a buffer of exactly its size). The extension
@@ -70,7 +72,8 @@ fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1
 SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 UBSAN_FLAGS = -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 ASAN_RUNTIME = $(shell gcc -print-file-name=libasan.so)
-SANITIZE_TESTS ?= tests/test_native.py tests/test_trust.py tests/test_batch.py tests/test_errors.py
+SANITIZE_TESTS ?= tests/test_native.py tests/test_blocks.py tests/test_trust.py tests/test_batch.py \
+  tests/test_errors.py tests/test_text_models.py tests/test_serving_exports.py
 sanitize: setup  ## the C Example reader under ASan+UBSan (fuzz); the C-path tests under UBSan
 	PGML_SANITIZE_FLAGS="-O1 $(SANITIZE_FLAGS)" LD_PRELOAD=$(ASAN_RUNTIME) \
 	  ASAN_OPTIONS=detect_leaks=0 PGML_FUZZ_PARSER=200000 \

@@ -195,6 +195,13 @@ top_index(const float *scores, int n)
 
 /* -- The SQL functions ------------------------------------------------------------ */
 
+PGDLLEXPORT Datum pgml_predict_native(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum pgml_predict_class_native(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum pgml_classify_native(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum pgml_predict_tensor_native(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum pgml_predict_class_tensor_native(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum pgml_classify_tensor_native(PG_FUNCTION_ARGS);
+
 /*
  * The class of row R's top score, as pgml_ext.indb.model.LoadedModel.top_classes finds
  * it: P, the position of the highest score, names it by the classes table, either by P
@@ -243,14 +250,14 @@ answer_width(NativeModel *m)
 }
 
 /*
- * The first row's scores as float4[]; with a top k, its K highest, sorted down (the
+ * Row R's scores as float4[]; with a top k, its K highest, sorted down (the
  * lower position first among equal ones, as tf.math.top_k and
  * pgml_ext.indb.signatures.top_k_outputs).
  */
 static ArrayType *
-scores_array(NativeModel *m)
+scores_array(NativeModel *m, int r)
 {
-	const float *scores = native_scores(m, 0);
+	const float *scores = native_scores(m, r);
 	int			n = answer_width(m),
 				i,
 				j;
@@ -335,12 +342,6 @@ run_rows(NativeModel *m, int rows)
 	return native_run(m) && all_written(m, rows);
 }
 
-typedef enum
-{
-	SCORES,						/* float4[]: pgml.predict */
-	CLASS_INDEX,				/* int: pgml.predict_class */
-	CLASS_LABEL					/* text: pgml.classify */
-} Answer;
 
 /*
  * One call site's PL/Python twin (same arguments), looked up once per statement and
@@ -441,7 +442,7 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	if (answer == SCORES)
 	{
 		native_rows++;
-		PG_RETURN_ARRAYTYPE_P(scores_array(m));
+		PG_RETURN_ARRAYTYPE_P(scores_array(m, 0));
 	}
 	if (!top_class(m, 0, &index, &label))
 		return call_general(fcinfo, general_name, 1);
@@ -565,6 +566,74 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, out_null, 1, &n, &lower, TEXTOID, -1, false,
 											 TYPALIGN_INT));
 }
+
+/*
+ * One call of a per-row function over a block of N rows (block_scan.c): REF, OUTPUT
+ * and SIGNATURE as the call's arguments (the same for every row of the block), INPUTS
+ * the rows' inputs (NULL: SQL NULL). Rows answered here get DONE[r] and their answer in
+ * OUT[r] / OUT_NULL[r], from one LiteRT run; the others are left to the function
+ * itself, row by row at their turn (PL/Python answers or raises their ERROR).
+ */
+void
+native_score_block(Answer answer, bool packed, text *ref, text *output, text *signature,
+				   bytea **inputs, int n, Datum *out, bool *out_null, bool *done)
+{
+	NativeModel *m;
+	int		   *index;
+	int			rows = 0,
+				i;
+
+	memset(done, 0, sizeof(bool) * n);
+	if (!pgml_native_scoring || ref == NULL
+		|| !pgml_ref_issued(VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref)))
+		return;
+	m = native_model(ref, packed, signature ? text_to_cstring(signature) : NULL, true);
+	if (!m->usable || !native_select(m, output ? text_to_cstring(output) : NULL)
+		|| (answer != SCORES && answer_width(m) < 2) || !native_resize(m, n))
+		return;
+	index = palloc(sizeof(int) * n);
+	for (i = 0; i < n; i++)
+	{
+		if (inputs[i] == NULL)
+		{
+			out_null[i] = done[i] = true;	/* NULL in, NULL out */
+			out[i] = (Datum) 0;
+		}
+		else if (fill_row(m, rows, inputs[i]))
+			index[rows++] = i;
+	}
+	if (rows == 0 || !run_rows(m, rows))
+		return;
+	for (i = 0; i < rows; i++)
+	{
+		int			r = index[i],
+					class_index;
+		const char *label;
+
+		out_null[r] = false;
+		if (answer == SCORES)
+			out[r] = PointerGetDatum(scores_array(m, i));
+		else if (!top_class(m, i, &class_index, &label))
+			continue;
+		else if (answer == CLASS_INDEX)
+			out[r] = Int32GetDatum(class_index);
+		else
+			out[r] = label_datum(label, class_index);
+		done[r] = true;
+		native_rows++;
+	}
+}
+
+/* The per-row functions block_scan.c may run over blocks: their answer and form. */
+const NativeEntry native_entries[] = {
+	{pgml_predict_native, SCORES, false},
+	{pgml_predict_class_native, CLASS_INDEX, false},
+	{pgml_classify_native, CLASS_LABEL, false},
+	{pgml_predict_tensor_native, SCORES, true},
+	{pgml_predict_class_tensor_native, CLASS_INDEX, true},
+	{pgml_classify_tensor_native, CLASS_LABEL, true},
+	{NULL, SCORES, false}
+};
 
 /* Each SQL function: its entry (score or score_batch), answer, input form and twin. */
 #define NATIVE_FUNCTION(c_name, entry, answer, packed, general) \

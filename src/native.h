@@ -7,8 +7,29 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
+
 #include "example.h"
 #include "litert.h"
+
+/* What a scoring function answers. */
+typedef enum
+{
+	SCORES,						/* float4[]: pgml.predict */
+	CLASS_INDEX,				/* int: pgml.predict_class */
+	CLASS_LABEL					/* text: pgml.classify */
+} Answer;
+
+/* A per-row scoring function (native.c): its C entry, answer and input form. */
+typedef struct NativeEntry
+{
+	PGFunction	fn;
+	Answer		answer;
+	bool		packed;			/* a float4[] packed by pgml_internal.tensor */
+} NativeEntry;
+
+/* The per-row functions, ended by a NULL fn. */
+extern const NativeEntry native_entries[];
 
 /* One key of a lookup table: bytes (a string key) or an int64, and the id it maps to. */
 typedef struct LookupEntry
@@ -90,6 +111,11 @@ extern NativeModel *native_model(text *ref, bool packed, const char *signature, 
 
 /* The id IN's lookup table gives V (a PgmlBytes or an int64, by IN's kind). */
 extern int64 native_lookup(NativeInput *in, const void *v);
+
+/* One call over a block of rows (block_scan.c); see native.c. */
+extern void native_score_block(Answer answer, bool packed, text *ref, text *output,
+							   text *signature, bytea **inputs, int n, Datum *out,
+							   bool *out_null, bool *done);
 
 /*
  * The answer this call scores: the default (OUTPUT NULL) or the head OUTPUT names;

@@ -11,6 +11,10 @@ extern bool pgml_native_scoring;
 extern int	pgml_threads;
 extern int	pgml_batch_chunk_rows;
 extern int	pgml_model_cache_size;
+extern int	pgml_block_rows;
+
+/* block_scan.c: per-row SQL over blocks of rows (a CustomScan added after planning). */
+extern void block_scan_init(void);
 
 /* Most models kept loaded per backend (pgml.model_cache_size's upper bound). */
 #define PGML_MAX_CACHED_MODELS 16

@@ -20,6 +20,7 @@ bool		pgml_native_scoring = true;
 int			pgml_threads = 1;
 int			pgml_batch_chunk_rows = 1024;
 int			pgml_model_cache_size = 4;
+int			pgml_block_rows = 64;
 
 void		_PG_init(void);
 
@@ -45,6 +46,15 @@ _PG_init(void)
 							"Models kept loaded per backend.",
 							NULL, &pgml_model_cache_size, 4, 1, PGML_MAX_CACHED_MODELS,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgml.block_rows",
+							"Most rows per runtime call when per-row SQL is run over "
+							"blocks of rows.",
+							"SELECT pgml.classify(m, x) FROM t scores blocks of 1, 2, 4, ... "
+							"up to this many rows in one LiteRT call each, with per-row "
+							"answers and errors; 1 scores row by row. Read when a "
+							"statement is planned and started.",
+							&pgml_block_rows, 64, 1, 8192, PGC_USERSET, 0, NULL, NULL, NULL);
+	block_scan_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pgml");
 #else

@@ -183,6 +183,8 @@ def test_settings_refuse_bad_values_and_show(scorer):
         "SET pgml.batch_chunk_rows = 'abc'",
         "SET pgml.model_cache_size = 1000",
         "SET pgml.native_scoring = 'maybe'",
+        "SET pgml.block_rows = 0",
+        "SET pgml.block_rows = 100000",
     ):
         assert sql_error(scorer, sql)[0] in ("22023", "42501"), sql
     assert sql_error(scorer, "SET pgml.threads = 2")[0] == "42501"  # superusers decide
@@ -194,11 +196,13 @@ def test_settings_refuse_bad_values_and_show(scorer):
     )
     assert [r[0] for r in got] == [
         "pgml.batch_chunk_rows",
+        "pgml.block_rows",
         "pgml.model_cache_size",
         "pgml.native_scoring",
         "pgml.threads",
     ]
     assert ("pgml.threads", "1", "1", "16", "superuser") in got
+    assert ("pgml.block_rows", "64", "1", "8192", "user") in got
     assert scalar(scorer, "SHOW pgml.batch_chunk_rows") == "1024"
 
 

@@ -1,0 +1,473 @@
+/*
+ * block_scan.c: per-row scoring SQL executed over blocks of rows.
+ *
+ * SELECT pgml.classify(m, x) FROM t calls a C scoring function (native.c) once per row,
+ * and each call runs LiteRT on one row. After planning, a scan whose target list calls
+ * those functions directly (SELECT, CREATE TABLE AS, INSERT ... SELECT, the workers'
+ * share of a parallel plan) gets a CustomScan "PgmlBlockScan" on top of it: the scan
+ * computes the calls' arguments instead of the calls, PgmlBlockScan reads a block of
+ * its rows, scores each call's block in one LiteRT run (native_score_block) and returns
+ * the rows one by one with the answers in place, in the scan's order and layout.
+ *
+ * Per-row semantics stay: a row C cannot answer (an odd input, a NULL argument, a
+ * model not on the C path) is handed, at its turn, to the scoring function itself,
+ * which sends it to PL/Python, which answers or raises the row's ERROR. Blocks start
+ * at one row and double up to pgml.block_rows, so LIMIT 1 or a cursor's first FETCH
+ * scores one row, and a cancel lands within a block. SCROLL cursors keep the per-row
+ * plan (a block scan reads forward only); pgml.block_rows = 1 turns blocks off.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "nodes/execnodes.h"
+#include "nodes/extensible.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/plannodes.h"
+#include "optimizer/planner.h"
+#include "utils/datum.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "native.h"
+#include "pgml_ext.h"
+
+#define CALL_ARGS 4				/* ref, input, output, signature */
+#define CALL_ITEMS 4			/* custom_private per call: column, answer, packed, funcid */
+
+/* One call of the target list: where its answer goes and its arguments come from. */
+typedef struct BlockCall
+{
+	int			column;			/* its column in the scan's output (0-based) */
+	Answer		answer;
+	bool		packed;
+	FmgrInfo	function;		/* the per-row function, for rows C leaves */
+	int			args[CALL_ARGS];	/* their columns in the child's output (0-based) */
+	Datum	   *out;			/* per block row */
+	bool	   *out_null;
+	bool	   *done;
+} BlockCall;
+
+typedef struct BlockScanState
+{
+	CustomScanState css;
+	int			n_calls;
+	BlockCall  *calls;
+	int			n_columns;		/* the scan's output columns */
+	int			capacity;		/* pgml.block_rows when the scan started */
+	int			target;			/* rows of the next block: 1, 2, 4, ... capacity */
+	TupleTableSlot **rows;		/* the block: copies of the child's rows */
+	int			n_rows;
+	int			next;			/* the next row to return */
+	bool		exhausted;		/* the child returned its last row */
+	MemoryContext block_context;	/* the answers of the block */
+} BlockScanState;
+
+static planner_hook_type previous_planner = NULL;
+static CustomScanMethods block_scan_methods;
+static CustomExecMethods block_exec_methods;
+
+/* -- Planning ------------------------------------------------------------------------ */
+
+/* The per-row scoring function FUNCID is, if it is one (a C function of ours). */
+static const NativeEntry *
+native_entry(Oid funcid)
+{
+	FmgrInfo	info;
+	const NativeEntry *e;
+	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	bool		in_c;
+
+	if (!HeapTupleIsValid(proc))
+		return NULL;
+	in_c = ((Form_pg_proc) GETSTRUCT(proc))->prolang == ClanguageId;
+	ReleaseSysCache(proc);
+	if (!in_c)
+		return NULL;
+	fmgr_info(funcid, &info);
+	for (e = native_entries; e->fn != NULL; e++)
+		if (e->fn == info.fn_addr)
+			return e;
+	return NULL;
+}
+
+/*
+ * SCAN with PgmlBlockScan on top, if its target list calls a per-row scoring function;
+ * else SCAN. The scan then outputs its other columns as they were, each call's input
+ * in the call's column, and the calls' other arguments after them.
+ */
+static Plan *
+with_block_scan(Plan *scan)
+{
+	List	   *child_tlist = NIL,
+			   *private = NIL,
+			   *extra = NIL;
+	CustomScan *cscan;
+	ListCell   *lc;
+	int			n_calls = 0;
+
+	foreach(lc, scan->targetlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		FuncExpr   *call = IsA(tle->expr, FuncExpr) ? (FuncExpr *) tle->expr : NULL;
+		const NativeEntry *entry = NULL;
+		TargetEntry *child_tle = flatCopyTargetEntry(tle);
+
+		if (call != NULL && list_length(call->args) == CALL_ARGS)
+			entry = native_entry(call->funcid);
+		if (entry != NULL)
+		{
+			int			i;
+
+			/* column, answer, packed, funcid; then the child columns of its arguments */
+			private = lappend(private, list_make4(makeInteger(tle->resno - 1),
+												  makeInteger(entry->answer),
+												  makeInteger(entry->packed),
+												  makeInteger((int) call->funcid)));
+			for (i = 0; i < CALL_ARGS; i++)
+			{
+				Expr	   *arg = list_nth(call->args, i);
+
+				if (i == 1)
+					child_tle->expr = arg;	/* the input, in the call's column */
+				else
+					extra = lappend(extra, arg);
+			}
+			n_calls++;
+		}
+		child_tlist = lappend(child_tlist, child_tle);
+	}
+	if (n_calls == 0)
+		return scan;
+	foreach(lc, extra)
+		child_tlist = lappend(child_tlist,
+							  makeTargetEntry(lfirst(lc), list_length(child_tlist) + 1,
+											  NULL, true));
+
+	cscan = makeNode(CustomScan);
+	cscan->methods = &block_scan_methods;
+	cscan->custom_plans = list_make1(scan);
+	cscan->custom_private = private;
+	cscan->scan.scanrelid = 0;
+	cscan->scan.plan.startup_cost = scan->startup_cost;
+	cscan->scan.plan.total_cost = scan->total_cost;
+	cscan->scan.plan.plan_rows = scan->plan_rows;
+	cscan->scan.plan.plan_width = scan->plan_width;
+	cscan->scan.plan.parallel_safe = scan->parallel_safe;
+	cscan->scan.plan.parallel_aware = false;
+	/* the parameters the scan depends on: a rescan for new values reaches it */
+	cscan->scan.plan.extParam = bms_copy(scan->extParam);
+	cscan->scan.plan.allParam = bms_copy(scan->allParam);
+	/* the scan tuple: the child's columns as they were, the calls in their places */
+	cscan->custom_scan_tlist = NIL;
+	foreach(lc, scan->targetlist)
+	{
+		TargetEntry *tle = flatCopyTargetEntry(lfirst_node(TargetEntry, lc));
+
+		tle->resjunk = false;
+		cscan->custom_scan_tlist = lappend(cscan->custom_scan_tlist, tle);
+	}
+	/* its output: the scan tuple's first columns, by reference */
+	cscan->scan.plan.targetlist = NIL;
+	foreach(lc, scan->targetlist)
+	{
+		TargetEntry *tle = flatCopyTargetEntry(lfirst_node(TargetEntry, lc));
+
+		tle->expr = (Expr *) makeVar(INDEX_VAR, tle->resno, exprType((Node *) tle->expr),
+									 exprTypmod((Node *) tle->expr),
+									 exprCollation((Node *) tle->expr), 0);
+		cscan->scan.plan.targetlist = lappend(cscan->scan.plan.targetlist, tle);
+	}
+	/* the arguments after the scan's columns; the scan keeps its quals */
+	foreach(lc, extra)
+		cscan->custom_scan_tlist = lappend(cscan->custom_scan_tlist,
+										   makeTargetEntry(lfirst(lc),
+														   list_length(cscan->custom_scan_tlist) + 1,
+														   NULL, false));
+	scan->targetlist = child_tlist;
+	return (Plan *) cscan;
+}
+
+static bool
+is_heap_scan(Plan *plan)
+{
+	return IsA(plan, SeqScan) || IsA(plan, IndexScan) || IsA(plan, BitmapHeapScan)
+		|| IsA(plan, TidScan) || IsA(plan, SampleScan);
+}
+
+/* PLAN and the plans below it, with block scans where they fit. */
+static Plan *
+with_block_scans(Plan *plan)
+{
+	ListCell   *lc;
+
+	if (plan == NULL)
+		return NULL;
+	plan->lefttree = with_block_scans(plan->lefttree);
+	plan->righttree = with_block_scans(plan->righttree);
+	if (IsA(plan, Append))
+		foreach(lc, ((Append *) plan)->appendplans)
+			lfirst(lc) = with_block_scans(lfirst(lc));
+	else if (IsA(plan, MergeAppend))
+		foreach(lc, ((MergeAppend *) plan)->mergeplans)
+			lfirst(lc) = with_block_scans(lfirst(lc));
+	else if (IsA(plan, SubqueryScan))
+		((SubqueryScan *) plan)->subplan = with_block_scans(((SubqueryScan *) plan)->subplan);
+	return is_heap_scan(plan) ? with_block_scan(plan) : plan;
+}
+
+static PlannedStmt *
+block_planner(Query *parse, const char *query_string, int cursor_options,
+			  ParamListInfo bound_params)
+{
+	PlannedStmt *stmt = previous_planner
+		? previous_planner(parse, query_string, cursor_options, bound_params)
+		: standard_planner(parse, query_string, cursor_options, bound_params);
+	ListCell   *lc;
+
+	if (pgml_block_rows <= 1 || (cursor_options & CURSOR_OPT_SCROLL))
+		return stmt;
+	stmt->planTree = with_block_scans(stmt->planTree);
+	foreach(lc, stmt->subplans)
+		lfirst(lc) = with_block_scans(lfirst(lc));
+	return stmt;
+}
+
+/* -- Execution ----------------------------------------------------------------------- */
+
+static Node *
+create_block_scan_state(CustomScan *cscan)
+{
+	BlockScanState *state = (BlockScanState *) newNode(sizeof(BlockScanState),
+													   T_CustomScanState);
+
+	state->css.methods = &block_exec_methods;
+	return (Node *) state;
+}
+
+static void
+begin_block_scan(CustomScanState *node, EState *estate, int eflags)
+{
+	BlockScanState *state = (BlockScanState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	Plan	   *child = linitial(cscan->custom_plans);
+	int			n_extra = 0,
+				i;
+	ListCell   *lc;
+
+	node->custom_ps = list_make1(ExecInitNode(child, estate, eflags));
+	state->n_columns = list_length(cscan->scan.plan.targetlist);
+	state->n_calls = list_length(cscan->custom_private);
+	state->calls = palloc0(sizeof(BlockCall) * state->n_calls);
+	state->capacity = Max(1, pgml_block_rows);
+	state->target = 1;
+	state->rows = palloc0(sizeof(TupleTableSlot *) * state->capacity);
+	for (i = 0; i < state->capacity; i++)
+		state->rows[i] = MakeSingleTupleTableSlot(ExecGetResultType(linitial(node->custom_ps)),
+												  &TTSOpsMinimalTuple);
+	state->block_context = AllocSetContextCreate(estate->es_query_cxt, "pgml block",
+												 ALLOCSET_DEFAULT_SIZES);
+	i = 0;
+	foreach(lc, cscan->custom_private)
+	{
+		List	   *items = lfirst(lc);
+		BlockCall  *call = &state->calls[i++];
+
+		call->column = intVal(list_nth(items, 0));
+		call->answer = (Answer) intVal(list_nth(items, 1));
+		call->packed = intVal(list_nth(items, 2)) != 0;
+		fmgr_info((Oid) intVal(list_nth(items, 3)), &call->function);
+		call->args[1] = call->column;
+		call->args[0] = state->n_columns + n_extra++;
+		call->args[2] = state->n_columns + n_extra++;
+		call->args[3] = state->n_columns + n_extra++;
+		call->out = palloc(sizeof(Datum) * state->capacity);
+		call->out_null = palloc(sizeof(bool) * state->capacity);
+		call->done = palloc(sizeof(bool) * state->capacity);
+	}
+}
+
+/* A text or bytea argument of row R, or NULL. */
+static void *
+argument(TupleTableSlot *row, int column)
+{
+	bool		isnull;
+	Datum		value = slot_getattr(row, column + 1, &isnull);
+
+	return isnull ? NULL : DatumGetPointer(PG_DETOAST_DATUM_PACKED(value));
+}
+
+/* The next block of the child's rows, each call scored over it where C can. */
+static void
+read_block(BlockScanState *state)
+{
+	PlanState  *child = linitial(state->css.custom_ps);
+	MemoryContext old;
+	int			c,
+				r;
+
+	MemoryContextReset(state->block_context);
+	state->n_rows = state->next = 0;
+	while (state->n_rows < state->target && !state->exhausted)
+	{
+		TupleTableSlot *slot = ExecProcNode(child);
+
+		if (TupIsNull(slot))
+			state->exhausted = true;
+		else
+			ExecCopySlot(state->rows[state->n_rows++], slot);
+	}
+	state->target = Min(state->target * 2, state->capacity);
+	if (state->n_rows == 0)
+		return;
+	old = MemoryContextSwitchTo(state->block_context);
+	for (c = 0; c < state->n_calls; c++)
+	{
+		BlockCall  *call = &state->calls[c];
+		TupleTableSlot *first = state->rows[0];
+		bytea	  **inputs = palloc(sizeof(bytea *) * state->n_rows);
+		bool		same = true;
+
+		/* one model, output and signature for the block (model_ref: one per statement) */
+		for (r = 1; r < state->n_rows && same; r++)
+			for (int a = 0; a < CALL_ARGS; a++)
+			{
+				bool		null1,
+							null2;
+				Datum		v1,
+							v2;
+
+				if (a == 1)
+					continue;
+				v1 = slot_getattr(first, call->args[a] + 1, &null1);
+				v2 = slot_getattr(state->rows[r], call->args[a] + 1, &null2);
+				if (null1 != null2 || (!null1 && !datumIsEqual(v1, v2, false, -1)))
+					same = false;
+			}
+		if (!same)
+		{
+			memset(call->done, 0, sizeof(bool) * state->n_rows);
+			continue;
+		}
+		for (r = 0; r < state->n_rows; r++)
+			inputs[r] = argument(state->rows[r], call->args[1]);
+		native_score_block(call->answer, call->packed, argument(first, call->args[0]),
+						   argument(first, call->args[2]), argument(first, call->args[3]),
+						   inputs, state->n_rows, call->out, call->out_null, call->done);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* CALL for row R by the per-row function itself (C, else PL/Python). */
+static Datum
+call_per_row(BlockCall *call, TupleTableSlot *row, bool *isnull)
+{
+	LOCAL_FCINFO(fc, CALL_ARGS);
+	Datum		result;
+	int			a;
+
+	InitFunctionCallInfoData(*fc, &call->function, CALL_ARGS, InvalidOid, NULL, NULL);
+	for (a = 0; a < CALL_ARGS; a++)
+		fc->args[a].value = slot_getattr(row, call->args[a] + 1, &fc->args[a].isnull);
+	result = FunctionCallInvoke(fc);
+	*isnull = fc->isnull;
+	return result;
+}
+
+static TupleTableSlot *
+next_row(ScanState *node)
+{
+	BlockScanState *state = (BlockScanState *) node;
+	TupleTableSlot *out = node->ss_ScanTupleSlot;
+	TupleTableSlot *row;
+	MemoryContext old;
+	int			c,
+				r;
+
+	if (state->next >= state->n_rows)
+	{
+		read_block(state);
+		if (state->n_rows == 0)
+			return ExecClearTuple(out);
+	}
+	r = state->next++;
+	row = state->rows[r];
+	ExecClearTuple(out);
+	slot_getallattrs(row);
+	memcpy(out->tts_values, row->tts_values, sizeof(Datum) * out->tts_tupleDescriptor->natts);
+	memcpy(out->tts_isnull, row->tts_isnull, sizeof(bool) * out->tts_tupleDescriptor->natts);
+	for (c = 0; c < state->n_calls; c++)
+	{
+		BlockCall  *call = &state->calls[c];
+
+		if (call->done[r])
+		{
+			out->tts_values[call->column] = call->out[r];
+			out->tts_isnull[call->column] = call->out_null[r];
+		}
+		else
+		{
+			/* in the row's memory, reset by ExecScan before the next row */
+			old = MemoryContextSwitchTo(node->ps.ps_ExprContext->ecxt_per_tuple_memory);
+			out->tts_values[call->column] = call_per_row(call, row,
+														 &out->tts_isnull[call->column]);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	return ExecStoreVirtualTuple(out);
+}
+
+static bool
+recheck_row(ScanState *node, TupleTableSlot *slot)
+{
+	return true;
+}
+
+static TupleTableSlot *
+exec_block_scan(CustomScanState *node)
+{
+	return ExecScan(&node->ss, next_row, recheck_row);
+}
+
+static void
+end_block_scan(CustomScanState *node)
+{
+	BlockScanState *state = (BlockScanState *) node;
+	int			i;
+
+	for (i = 0; i < state->capacity; i++)
+		ExecDropSingleTupleTableSlot(state->rows[i]);
+	ExecEndNode(linitial(node->custom_ps));
+}
+
+static void
+rescan_block_scan(CustomScanState *node)
+{
+	BlockScanState *state = (BlockScanState *) node;
+
+	state->n_rows = state->next = 0;
+	state->exhausted = false;
+	state->target = 1;
+	ExecReScan(linitial(node->custom_ps));
+}
+
+void
+block_scan_init(void)
+{
+	block_scan_methods.CustomName = "PgmlBlockScan";
+	block_scan_methods.CreateCustomScanState = create_block_scan_state;
+	RegisterCustomScanMethods(&block_scan_methods);
+
+	block_exec_methods.CustomName = "PgmlBlockScan";
+	block_exec_methods.BeginCustomScan = begin_block_scan;
+	block_exec_methods.ExecCustomScan = exec_block_scan;
+	block_exec_methods.EndCustomScan = end_block_scan;
+	block_exec_methods.ReScanCustomScan = rescan_block_scan;
+
+	previous_planner = planner_hook;
+	planner_hook = block_planner;
+}

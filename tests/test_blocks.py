@@ -1,0 +1,177 @@
+"""Per-row SQL run over blocks of rows (src/block_scan.c): a scan whose target list
+calls a scoring function gets a PgmlBlockScan that scores blocks of 1, 2, 4, ...
+pgml.block_rows rows in one LiteRT run each. The answers and errors are the per-row
+path's, row by row and in order; LIMIT and cursors score no further than a block."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_native import SERVER_EXAMPLES, examples_around, outcome, status
+
+from conftest import new_engine, numbered_table
+from pgml_ext.indb import examples
+
+pytestmark = pytest.mark.usefixtures("models", "inputs")
+
+
+@pytest.fixture(scope="module")
+def conn(db_url):
+    engine = new_engine(db_url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text("SELECT pgml.predict('mlp', pixels) FROM inputs LIMIT 1")).all()
+        yield c  # the library is loaded: its planner hook plans the statements below
+    engine.dispose()
+
+
+def _plan(conn, sql: str) -> str:
+    return "\n".join(conn.execute(sa.text(f"EXPLAIN VERBOSE {sql}")).scalars())
+
+
+def _per_row(conn, sql: str):
+    conn.execute(sa.text("SET pgml.block_rows = 1"))
+    try:
+        assert "PgmlBlockScan" not in _plan(conn, sql)
+        return outcome(conn, sql, native=True)
+    finally:
+        conn.execute(sa.text("RESET pgml.block_rows"))
+
+
+@pytest.mark.parametrize("column", ["example", "pixels"])
+def test_blocks_answer_every_row_as_the_per_row_path(conn, column):
+    sql = (
+        f"SELECT id, pgml.predict('mlp', {column}), pgml.classify('mlp_labels', {column}), "
+        f"pgml.predict_class('mnist', {column}) FROM inputs"
+    )
+    assert "PgmlBlockScan" in _plan(conn, sql)
+    before = status(conn)
+    blocks = outcome(conn, sql, native=True)
+    after = status(conn)
+    assert blocks[0] == "ok" and len(blocks[1]) == 1797
+    assert blocks == _per_row(conn, sql)
+    assert blocks == outcome(conn, sql, native=False)  # and PL/Python's
+    assert after["native_rows"] - before["native_rows"] == 3 * 1797
+
+
+def test_odd_rows_in_a_block_get_their_own_answer_or_error_at_their_turn(conn, engine, digits):
+    """NULLs, Examples C does not take and bad inputs among good ones: each row as the
+    per-row path answers it, and a bad row's ERROR comes when its turn comes (a cursor
+    fetches the rows before it)."""
+    good = [examples.encode({"x": digits[0][i]}) for i in range(40)]
+    odd = list(good)
+    odd[3] = None
+    odd[7] = examples.encode({"x": digits[0][7].astype(np.float64)})[:-3] + b"\x00"  # bad
+    odd[11] = examples.encode({"x": np.zeros(10, np.float32)})  # the wrong length
+    odd[13] = examples.encode({"other": digits[0][13]})  # the only feature: taken
+    numbered_table(engine, "odd_block", "example bytea", odd)
+    every = "SELECT id, pgml.predict_class('mlp', example) FROM odd_block"
+    assert "PgmlBlockScan" in _plan(conn, every)
+    failed = outcome(conn, every, native=True)
+    assert failed == _per_row(conn, every) and failed[0] == "error"
+    ok = f"{every} WHERE id NOT IN (7, 11)"
+    got = outcome(conn, ok, native=True)
+    assert got == _per_row(conn, ok) and got[0] == "ok"
+    assert [r[1] is None for r in got[1]][:4] == [False, False, False, True]
+    with engine.connect() as c:  # a cursor: the rows before the bad one arrive
+        c.execute(
+            sa.text(
+                "DECLARE odd CURSOR FOR SELECT pgml.predict_class('mlp', example) FROM odd_block"
+            )
+        )
+        assert len(c.execute(sa.text("FETCH 7 FROM odd")).all()) == 7
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            c.execute(sa.text("FETCH 1 FROM odd")).all()
+        assert info.value.orig.args[0]["C"] == "22P03"  # row 7: not a protobuf
+
+
+def test_limit_and_cursors_score_no_further_than_a_block(conn):
+    before = status(conn)["native_rows"]
+    assert (
+        len(conn.execute(sa.text("SELECT pgml.predict('mlp', pixels) FROM inputs LIMIT 1")).all())
+        == 1
+    )
+    assert status(conn)["native_rows"] - before == 1  # the first block is one row
+    conn.execute(sa.text("BEGIN"))
+    conn.execute(sa.text("DECLARE c CURSOR FOR SELECT pgml.classify('mlp', pixels) FROM inputs"))
+    before = status(conn)["native_rows"]
+    conn.execute(sa.text("FETCH 10 FROM c")).all()
+    assert status(conn)["native_rows"] - before <= 15  # blocks of 1, 2, 4, 8
+    conn.execute(sa.text("COMMIT"))
+
+
+def test_parallel_plans_score_blocks_in_their_workers(conn):
+    sql = "SELECT id, pgml.classify('mlp', example) FROM inputs"
+    for setting in (
+        "max_parallel_workers_per_gather = 2",
+        "parallel_setup_cost = 0",
+        "parallel_tuple_cost = 0",
+        "min_parallel_table_scan_size = 0",
+    ):
+        conn.execute(sa.text(f"SET {setting}"))
+    try:
+        plan = _plan(conn, sql)
+        assert "Gather" in plan and "PgmlBlockScan" in plan
+        got = outcome(conn, sql, native=True)
+    finally:
+        conn.execute(sa.text("RESET ALL"))
+    want = outcome(conn, sql, native=True)
+    assert got[0] == "ok" and sorted(got[1]) == sorted(want[1])
+
+
+def test_create_table_as_and_insert_select_use_blocks(conn):
+    conn.execute(sa.text("DROP TABLE IF EXISTS scored"))
+    sql = "SELECT id, pgml.classify('mlp_labels', pixels) AS label FROM inputs"
+    assert "PgmlBlockScan" in _plan(conn, f"CREATE TABLE scored AS {sql}")
+    conn.execute(sa.text(f"CREATE TABLE scored AS {sql}"))
+    conn.execute(sa.text(f"INSERT INTO scored {sql} WHERE id < 10"))
+    got = conn.execute(sa.text("SELECT count(*), count(DISTINCT label) FROM scored")).one()
+    assert tuple(got) == (1807, 10)
+
+
+@st.composite
+def _lookup_rows(draw) -> list[bytes | None]:
+    """Rows for the lookups model: most fit it (known and unknown keys), some are odd
+    (examples_around), some NULL."""
+    fitting = st.builds(
+        lambda age, region, plan: examples.encode(
+            {"age": np.array([age], np.float32), "region": [region], "plan": np.array([plan])}
+        ),
+        st.floats(-1e6, 1e6, width=32),
+        st.sampled_from([b"north", b"south", b"east", b"", b"west"]),
+        st.integers(-3, 6),
+    )
+    odd = examples_around(["age", "region", "plan"], [b"north", b"east"])
+    row = st.one_of(fitting, fitting, fitting, odd, st.none())
+    return draw(st.lists(row, min_size=1, max_size=24))
+
+
+@pytest.fixture(scope="module")
+def lookups(engine):
+    from recipes import keras_lookups
+
+    from conftest import built_model
+    from pgml_ext import client
+
+    client.register_model(engine, "lookups_blocks", built_model("keras-lookups", keras_lookups))
+
+
+@settings(
+    max_examples=SERVER_EXAMPLES,
+    deadline=timedelta(seconds=10),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(rows=_lookup_rows())
+def test_blocks_and_rows_alike_on_any_table(conn, engine, lookups, rows):
+    """A table of fitting, odd and NULL rows scored in blocks and row by row: the same
+    answers in the same order, or the same ERROR, and never a crash."""
+    numbered_table(engine, "fuzz_block", "example bytea", rows)
+    sql = (
+        "SELECT pgml.predict('lookups_blocks', example), "
+        "pgml.predict_class('lookups_blocks', example) FROM fuzz_block"
+    )
+    assert outcome(conn, sql, native=True) == _per_row(conn, sql)
