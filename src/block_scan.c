@@ -28,6 +28,7 @@
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
+#include "optimizer/optimizer.h"
 #include "optimizer/planner.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
@@ -192,6 +193,80 @@ with_block_scan(Plan *scan)
 	return (Plan *) cscan;
 }
 
+static Node *replace_outer_var(Node *node, Plan *scan);
+
+/* The calls in an aggregate's arguments, moved into the scan below it (its OUTER plan). */
+typedef struct Pushing
+{
+	Plan	   *scan;
+	bool		in_aggref;
+} Pushing;
+
+/*
+ * NODE with every call of a per-row scorer in an aggregate's arguments (evaluated for
+ * every input row: no FILTER, no conditional expression around it) replaced by a new
+ * column of the scan below, which computes the call instead, so that the scan's block
+ * scan scores it: SELECT count(pgml.classify(m, x)) FROM t, avg((... = label)::int).
+ */
+static Node *
+push_calls(Node *node, Pushing *ctx)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Aggref))
+	{
+		Aggref	   *aggref = (Aggref *) node;
+		Pushing		inner = {ctx->scan, true};
+
+		if (aggref->aggfilter != NULL)
+			return node;
+		aggref = (Aggref *) copyObject(aggref);
+		aggref->args = (List *) push_calls((Node *) aggref->args, &inner);
+		return (Node *) aggref;
+	}
+	if (ctx->in_aggref && IsA(node, FuncExpr)
+		&& list_length(((FuncExpr *) node)->args) == CALL_ARGS
+		&& native_entry(((FuncExpr *) node)->funcid) != NULL)
+	{
+		FuncExpr   *call = (FuncExpr *) copyObject(node);
+		List	   *vars = pull_var_clause((Node *) call->args, 0);
+		ListCell   *lc;
+		TargetEntry *tle;
+
+		/* the scan's own expressions for the Agg's references to its columns */
+		foreach(lc, vars)
+			if (((Var *) lfirst(lc))->varno != OUTER_VAR)
+				return node;
+		call->args = (List *) replace_outer_var((Node *) call->args, ctx->scan);
+		tle = NULL;
+		foreach(lc, ctx->scan->targetlist)	/* the same call twice: computed once */
+			if (equal(lfirst_node(TargetEntry, lc)->expr, call))
+				tle = lfirst(lc);
+		if (tle == NULL)
+		{
+			tle = makeTargetEntry((Expr *) call, list_length(ctx->scan->targetlist) + 1,
+								  NULL, false);
+			ctx->scan->targetlist = lappend(ctx->scan->targetlist, tle);
+		}
+		return (Node *) makeVar(OUTER_VAR, tle->resno, exprType(node), exprTypmod(node),
+								exprCollation(node), 0);
+	}
+	/* only where every argument is evaluated for every row */
+	if (IsA(node, List) || IsA(node, TargetEntry) || IsA(node, FuncExpr) || IsA(node, OpExpr)
+		|| IsA(node, RelabelType) || IsA(node, CoerceViaIO))
+		return expression_tree_mutator(node, push_calls, ctx);
+	return node;
+}
+
+static Node *
+replace_outer_var(Node *node, Plan *scan)
+{
+	if (node != NULL && IsA(node, Var) && ((Var *) node)->varno == OUTER_VAR)
+		return copyObject((Node *) list_nth_node(TargetEntry, scan->targetlist,
+												 ((Var *) node)->varattno - 1)->expr);
+	return expression_tree_mutator(node, replace_outer_var, scan);
+}
+
 static bool
 is_heap_scan(Plan *plan)
 {
@@ -217,6 +292,14 @@ with_block_scans(Plan *plan)
 			lfirst(lc) = with_block_scans(lfirst(lc));
 	else if (IsA(plan, SubqueryScan))
 		((SubqueryScan *) plan)->subplan = with_block_scans(((SubqueryScan *) plan)->subplan);
+	else if (IsA(plan, Agg) && plan->lefttree != NULL && is_heap_scan(plan->lefttree))
+	{
+		Pushing		ctx = {plan->lefttree, false};
+
+		plan->targetlist = (List *) push_calls((Node *) plan->targetlist, &ctx);
+		plan->qual = (List *) push_calls((Node *) plan->qual, &ctx);
+		plan->lefttree = with_block_scan(plan->lefttree);
+	}
 	return is_heap_scan(plan) ? with_block_scan(plan) : plan;
 }
 

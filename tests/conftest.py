@@ -232,6 +232,14 @@ def model_files(engine: sa.Engine, model: str) -> str:
     return f"{data_dir}/pgsql_tmp_pgml_ext/{db}/{ref}"
 
 
+def force_parallel_plans(conn) -> None:
+    """Settings under which even a small table gets a parallel plan (the benchmark's)."""
+    from pgml_ext.bench import PARALLEL_PLAN
+
+    for setting in PARALLEL_PLAN:
+        conn.execute(sa.text(setting))
+
+
 def numbered_table(engine: sa.Engine, table: str, column: str, values: list) -> None:
     """TABLE (id int, COLUMN) made afresh, a row per value, id its position from 0."""
     with engine.begin() as conn:

@@ -3,7 +3,7 @@
 import pytest
 import sqlalchemy as sa
 
-from conftest import committed, rows, scalar, sql_error
+from conftest import committed, force_parallel_plans, rows, scalar, sql_error
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -165,13 +165,7 @@ def test_forced_parallel_plans_still_score(engine):
     """The scoring functions keep queries serial (see sql/pgml_ext.sql): forcing
     parallel plans must not break them."""
     with engine.connect() as conn:
-        for setting in (
-            "max_parallel_workers_per_gather = 2",
-            "parallel_setup_cost = 0",
-            "parallel_tuple_cost = 0",
-            "min_parallel_table_scan_size = 0",
-        ):
-            conn.execute(sa.text(f"SET {setting}"))
+        force_parallel_plans(conn)
         agree = conn.execute(
             sa.text("SELECT avg((pgml.predict_class('mlp', pixels) = label)::int) FROM inputs")
         ).scalar()

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_native import SERVER_EXAMPLES, examples_around, outcome, status
 
-from conftest import new_engine, numbered_table
+from conftest import force_parallel_plans, new_engine, numbered_table
 from pgml_ext.indb import examples
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
@@ -106,13 +106,7 @@ def test_limit_and_cursors_score_no_further_than_a_block(conn):
 
 def test_parallel_plans_score_blocks_in_their_workers(conn):
     sql = "SELECT id, pgml.classify('mlp', example) FROM inputs"
-    for setting in (
-        "max_parallel_workers_per_gather = 2",
-        "parallel_setup_cost = 0",
-        "parallel_tuple_cost = 0",
-        "min_parallel_table_scan_size = 0",
-    ):
-        conn.execute(sa.text(f"SET {setting}"))
+    force_parallel_plans(conn)
     try:
         plan = _plan(conn, sql)
         assert "Gather" in plan and "PgmlBlockScan" in plan
@@ -175,3 +169,29 @@ def test_blocks_and_rows_alike_on_any_table(conn, engine, lookups, rows):
         "pgml.predict_class('lookups_blocks', example) FROM fuzz_block"
     )
     assert outcome(conn, sql, native=True) == _per_row(conn, sql)
+
+
+def test_aggregates_over_the_scores_use_blocks_and_conditional_calls_stay_per_row(conn):
+    """count(pgml.classify(...)) and avg((pgml.predict_class(...) = label)::int): the
+    calls in an aggregate's arguments move into the scan, whose block scan scores them.
+    A call under FILTER or CASE is only evaluated for some rows: it stays per row."""
+    blocked = (
+        "SELECT label, count(pgml.classify('mlp', example)), "
+        "avg((pgml.predict_class('mlp', pixels) = label)::int), "
+        "max(pgml.predict_class('mlp', pixels)) FROM inputs GROUP BY label "
+        "HAVING count(pgml.classify('mlp', example)) > 0 ORDER BY label"
+    )
+    assert "PgmlBlockScan" in _plan(conn, blocked)
+    before = status(conn)["native_rows"]
+    got = outcome(conn, blocked, native=True)
+    assert status(conn)["native_rows"] - before == 2 * 1797  # each call once per row
+    assert got[0] == "ok" and len(got[1]) == 10 and got == _per_row(conn, blocked)
+    assert min(r[2] for r in got[1]) > 0.8
+    conditional = (
+        "SELECT count(*) FILTER (WHERE pgml.predict_class('mlp', pixels) = 1), "
+        "sum(CASE WHEN label = 0 THEN pgml.predict_class('mlp', pixels) END), "
+        "count(pgml.predict('mlp', pixels)) FILTER (WHERE label = 3) FROM inputs"
+    )
+    plan = _plan(conn, conditional)
+    assert "PgmlBlockScan" not in plan, plan
+    assert outcome(conn, conditional, native=True) == _per_row(conn, conditional)

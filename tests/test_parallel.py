@@ -13,14 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import model_files, new_engine, scalar
+from pgml_ext.bench import PARALLEL_PLAN
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
 PARALLEL = [
-    "SET max_parallel_workers_per_gather = 2",
-    "SET parallel_setup_cost = 0",
-    "SET parallel_tuple_cost = 0",
-    "SET min_parallel_table_scan_size = 0",
+    *PARALLEL_PLAN,
     "SET parallel_leader_participation = off",  # every row is scored by a worker
 ]
 SERIAL = "SET max_parallel_workers_per_gather = 0"
