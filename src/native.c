@@ -368,20 +368,56 @@ general_function(FunctionCallInfo fcinfo, const char *name)
 	return fcinfo->flinfo->fn_extra;
 }
 
+/*
+ * CONTEXT without the PL/Python traceback that opens it ("Traceback (most recent call
+ * last): ... PL/Python function \"predict\""): our errors say what is wrong in their
+ * message, detail and hint, and in psql a traceback reads like a crash. Any context
+ * lines after it are kept.
+ */
+static char *
+without_traceback(char *context)
+{
+	char	   *end;
+
+	if (context == NULL || strncmp(context, "Traceback (most recent call last):", 34) != 0)
+		return context;
+	end = strstr(context, "\nPL/Python function \"");
+	if (end == NULL)
+		return NULL;
+	end = strchr(end + 1, '\n');
+	return end != NULL ? pstrdup(end + 1) : NULL;
+}
+
 /* The row(s) of this call go to the PL/Python twin NAME, counted as its ROWS rows. */
 static Datum
 call_general(FunctionCallInfo fcinfo, const char *name, int rows)
 {
 	FmgrInfo   *general = general_function(fcinfo, name);
 	LOCAL_FCINFO(fc, 4);
-	Datum		result;
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result = (Datum) 0;
 	int			i;
 
 	general_rows += rows;
 	InitFunctionCallInfoData(*fc, general, fcinfo->nargs, fcinfo->fncollation, NULL, NULL);
 	for (i = 0; i < fcinfo->nargs; i++)
 		fc->args[i] = fcinfo->args[i];
-	result = FunctionCallInvoke(fc);
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(fc);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+
+		/* re-thrown as it is, less the traceback: nothing here goes on after it */
+		MemoryContextSwitchTo(caller);
+		error = CopyErrorData();
+		FlushErrorState();
+		error->context = without_traceback(error->context);
+		ReThrowError(error);
+	}
+	PG_END_TRY();
 	fcinfo->isnull = fc->isnull;
 	return result;
 }

@@ -241,6 +241,22 @@ def test_bad_input_is_a_clear_error(engine, case):
     assert "Traceback" not in text
 
 
+@pytest.mark.parametrize("native", ["on", "off"])
+def test_scoring_errors_carry_no_python_traceback(engine, native):
+    """A row's ERROR from pgml.predict/classify/predict_class says what is wrong in its
+    message, detail and hint; its CONTEXT has no PL/Python traceback (which reads like
+    a crash in psql), whichever path scored it."""
+    bad = examples.encode({"x": np.zeros(5, np.float32)})
+    for fn in ("predict", "classify", "predict_class"):
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SET pgml.native_scoring = {native}")
+            with pytest.raises(sa.exc.DatabaseError) as info:
+                conn.execute(sa.text(f"SELECT pgml.{fn}('mlp', CAST(:e AS bytea))"), {"e": bad})
+        fields = info.value.orig.args[0]
+        assert fields["C"] == "22023" and "784" in fields["M"], fields
+        assert "Traceback" not in fields.get("W", "") and "line " not in fields.get("W", "")
+
+
 def test_errors_do_not_restart_the_server(engine):
     before = engine.connect()
     pid = before.exec_driver_sql("SELECT pg_backend_pid()").scalar()

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from recipes import keras_lookups, keras_text
 from test_native import SERVER_EXAMPLES, examples_around, outcome, status
 
-from conftest import built_model, new_engine, numbered_table, rows, sql_error
+from conftest import LABELS, built_model, new_engine, numbered_table, rows, sql_error
 from pgml_ext import client
 from pgml_ext.indb import examples
 
@@ -195,3 +195,25 @@ def test_c_and_pl_python_look_up_any_example_alike(lookups_conn, data):
     assert outcome(lookups_conn, sql, native=True, d=data) == outcome(
         lookups_conn, sql, native=False, d=data
     )
+
+
+def test_bytes_a_driver_sends_untyped_score_as_the_example(engine, digits):
+    """pg8000 sends bytes untyped: the parameter resolves to the text forms, holding
+    bytea's text form; for a model with no text input that is the Example itself."""
+    example = examples.encode({"x": digits[0][5]})
+    raw = engine.raw_connection()
+    try:
+        cur = raw.driver_connection.cursor()
+        cur.execute(
+            "SELECT pgml.classify('mlp_labels', %s), pgml.predict_class(%s, %s)",
+            (example, "mlp", example),
+        )
+        untyped = cur.fetchone()
+        cur.execute(
+            "SELECT pgml.classify('mlp_labels', %s::bytea), pgml.predict_class('mlp', %s::bytea)",
+            (example, example),
+        )
+        typed = list(cur.fetchone())
+        assert list(untyped) == typed and typed[0] == LABELS[typed[1]]
+    finally:
+        raw.close()

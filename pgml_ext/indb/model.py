@@ -375,9 +375,25 @@ class LoadedModel:
             return None
         return sig if self.parsed_by_plan(sig) or not sig.takes_examples else None
 
+    def _untyped_bytes(self, data: bytes | str | np.ndarray) -> bytes | str | np.ndarray:
+        """DATA, or the bytes it stands for: an untyped parameter resolves to text, so a
+        driver that sends bytes untyped (pg8000) hands over a bytea's text form
+        '\\x0a…'; for a model with no text input that can only mean the bytes."""
+        if (
+            isinstance(data, str)
+            and data.startswith("\\x")
+            and not any(s.takes_text for s in self.signatures.values())
+        ):
+            try:
+                return bytes.fromhex(data[2:])
+            except ValueError:
+                pass
+        return data
+
     def predict(
         self, data: bytes | str | np.ndarray, output: str | None, signature: str | None
     ) -> list[float]:
+        data = self._untyped_bytes(data)
         if output is None:
             scores = self._fast_scores(data, signature)
             if scores is not None:
@@ -388,6 +404,7 @@ class LoadedModel:
     def top_class(
         self, data: bytes | str | np.ndarray, signature: str | None, output: str | None = None
     ) -> tuple[int, str]:
+        data = self._untyped_bytes(data)
         if output is None:
             scores = self._fast_scores(data, signature)
             if scores is not None and scores.size > 1:
