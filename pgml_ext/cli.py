@@ -116,6 +116,9 @@ def _describe(args: argparse.Namespace) -> int:
                 )
                 print(f"    tf.Example features: {feats}")
             print(f"    runtime {note.get('runtime', '?')}: {note.get('reason', '')}")
+            if note.get("runtime") == "litert":
+                forms = ", ".join(spec.get("c_path") or []) or "none (PL/Python per row)"
+                print(f"    scored in C: {forms}")
             for line in _plan_lines(spec.get("plan")):
                 print(f"    {line}")
         if v["labels"]:

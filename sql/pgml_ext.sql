@@ -71,7 +71,13 @@ SELECT m.name,
        m.runtime,
        (SELECT jsonb_object_agg(s.key, jsonb_build_object(
                    'inputs', s.value -> 'inputs', 'outputs', s.value -> 'outputs',
-                   'features', s.value -> 'features', 'plan', s.value -> 'plan'))
+                   'features', s.value -> 'features', 'plan', s.value -> 'plan',
+                   -- the input forms C scores (the plans stored at registration)
+                   'c_path', (SELECT coalesce(jsonb_agg(f.label ORDER BY f.n), '[]')
+                                FROM (VALUES (1, 'example', 'tf.Example'),
+                                             (2, 'tensor', 'float4[]')) f(n, form, label)
+                               WHERE jsonb_typeof(m.native_plans -> f.form -> s.key)
+                                     = 'array')))
           FROM jsonb_each(m.signatures) s) AS signature,
        m.runtimes,
        m.labels,
@@ -89,17 +95,19 @@ COMMENT ON VIEW pgml.models IS
 
 -- What a model expects and how each signature runs, a row per version and signature:
 -- its inputs, the tf.Example features it parses (with their defaults), its outputs,
--- the runtime serving it and why (LiteRT's parity check), labels and the op audit.
+-- the runtime serving it and why (LiteRT's parity check), the plan, the input forms
+-- scored in C (c_path), labels and the op audit.
 CREATE FUNCTION pgml.describe(model text)
 RETURNS TABLE (version int, current boolean, pinned boolean, signature text,
                runtime text, why text, inputs jsonb, features jsonb, outputs jsonb,
-               plan jsonb, labels text[], audit jsonb)
+               plan jsonb, c_path text[], labels text[], audit jsonb)
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pgml, pg_temp AS $$
     SELECT m.version, m.current, m.pinned, s.key,
            m.runtimes -> s.key ->> 'runtime', m.runtimes -> s.key ->> 'reason',
            s.value -> 'inputs', s.value -> 'features', s.value -> 'outputs',
-           s.value -> 'plan', m.labels, m.audit
+           s.value -> 'plan', ARRAY(SELECT jsonb_array_elements_text(s.value -> 'c_path')),
+           m.labels, m.audit
       FROM pgml.models m, jsonb_each(m.signature) s
      WHERE m.name = describe.model
      ORDER BY m.version, s.key
@@ -107,7 +115,8 @@ $$;
 COMMENT ON FUNCTION pgml.describe(text) IS
     'Per version and signature: inputs, parsed features, outputs, runtime and why, the plan '
     'pgml scores it by (Example features parsed by pgml into the LiteRT inputs, vocabularies '
-    'of string outputs), labels, audit.';
+    'of string outputs, lookup tables, top k), the input forms scored in C (c_path), labels, '
+    'audit.';
 
 -- Model access for the scoring code. pgml_internal.model_ref (C) runs these as the extension's
 -- owner, so scorers need no privilege on them or on the tables; nobody else may call

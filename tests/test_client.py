@@ -181,6 +181,7 @@ def test_cli_describe_pin_rollback_delete(db_url, mlp_dir, engine):
     assert "cli_life v2" in out and "[current]" in out
     assert "serving_default(pixels float32[None, 784])" in out
     assert "runtime litert: matches TensorFlow" in out
+    assert "scored in C: tf.Example, float4[]" in out
     assert "pinned to version 1" in _cli("rollback", "cli_life", "--url", db_url).stdout
     assert (
         scalar(engine, "SELECT version FROM pgml.models WHERE name = 'cli_life' AND current") == 1

@@ -210,6 +210,10 @@ def test_named_outputs_and_signatures(conn):
         "pgml.predict('mlp', example, signature => 'serve'), "
         "pgml.classify('mlp', example, signature => 'nope') FROM inputs WHERE id < 3"
     )
+    # a float4[] for a signature that parses Examples: refused on both paths alike
+    parse = "SELECT pgml.predict('mnist', pixels, signature => 'serving_default') FROM inputs"
+    assert outcome(conn, parse, native=True) == outcome(conn, parse, native=False)
+    assert outcome(conn, parse, native=True)[0] == "error"
     native = outcome(conn, sql, native=True)
     assert native == outcome(conn, sql, native=False)
     assert native[0] == "error" and native[1] == "42704"  # the unknown signature

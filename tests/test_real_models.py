@@ -113,7 +113,7 @@ def test_classify_a_named_head_of_a_multi_head_model(engine):
 def test_describe_shows_what_each_signature_expects_and_runs_on(engine, users_bob):
     got = rows(
         users_bob,
-        "SELECT signature, runtime, why, inputs, features, outputs, plan "
+        "SELECT signature, runtime, why, inputs, features, outputs, plan, c_path "
         "FROM pgml.describe('mnist') "
         "WHERE current ORDER BY signature",
     )
@@ -132,6 +132,8 @@ def test_describe_shows_what_each_signature_expects_and_runs_on(engine, users_bo
     ]
     assert classify[6]["vocabularies"] == {"classes": [str(i) for i in range(10)]}
     assert images[6] is None
+    # the input forms C scores, by the plans stored at registration
+    assert images[7] == ["tf.Example", "float4[]"] and classify[7] == ["tf.Example"]
     assert rows(users_bob, "SELECT count(*) FROM pgml.describe('no_such_model')") == [(0,)]
 
 

@@ -165,3 +165,16 @@ def native_conn(engine, db_url):
     with conn_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         yield c
     conn_engine.dispose()
+
+
+def test_a_value_the_model_refuses_is_the_same_clean_error_every_time(native_conn):
+    """plan = 4 is beyond the churn model's embedding table (4 ids): LiteRT refuses it.
+    That is the input's fault (22023, saying what LiteRT says), the same on both paths
+    and however often it happens (LiteRT's reporter keeps earlier failures)."""
+    data = examples.encode({"age": np.array([0.5], np.float32), "plan": np.array([4])})
+    sql = "SELECT pgml.predict('churn_fuzz', :d)"
+    seen = {outcome(native_conn, sql, native=n, d=data) for n in (True, False, True, False)}
+    assert len(seen) == 1, seen
+    ((kind, code, message),) = seen
+    assert kind == "error" and code == "22023" and "gather index out of bounds" in message
+    assert message.count("failed to invoke") == 1, message

@@ -70,11 +70,33 @@ def translate(exc: Exception, model: str | None = None) -> Exception:
         from pgml_ext.indb import cache  # only on this rare path: cache imports us
 
         where = f" with model '{cache.name_of(model)}'"
+    failure = _invoke_failure(exc)
+    if failure is not None:
+        return sql_error(
+            f"the input cannot be scored{where}: LiteRT: {failure}",
+            INVALID_PARAMETER,
+            hint="A value is outside what the model takes (for example an id beyond an "
+            "embedding's table); TensorFlow refuses it too.",
+        )
     return sql_error(
         f"internal error{where}: {type(exc).__name__}: {exc}",
         INTERNAL,
         hint="This is a bug in pgml_ext or in the model; please report it.",
     )
+
+
+_INVOKE_FAILED = "failed to invoke."
+
+
+def _invoke_failure(exc: Exception) -> str | None:
+    """What LiteRT says when a model cannot run an input (an op refuses a value), or
+    None. Its error reporter keeps the earlier failures of the same interpreter in the
+    message: only this call's, the last, is kept (one answer whatever came before)."""
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or _INVOKE_FAILED not in text:
+        return None
+    failures = text.split(_INVOKE_FAILED)[:-1]
+    return (failures[-1] + _INVOKE_FAILED).strip()[:300]
 
 
 class reported:

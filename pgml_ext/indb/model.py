@@ -373,6 +373,8 @@ class LoadedModel:
             return None
         if self.row.runtime_of(sig.name) != "litert":
             return None
+        if not is_example:  # a float4[] feeds a tensor input, never a parse
+            return sig if not sig.takes_examples and not self.parsed_by_plan(sig) else None
         return sig if self.parsed_by_plan(sig) or not sig.takes_examples else None
 
     def _untyped_bytes(self, data: bytes | str | np.ndarray) -> bytes | str | np.ndarray:
