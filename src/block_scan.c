@@ -28,6 +28,7 @@
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
+#include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/planner.h"
 #include "utils/datum.h"
@@ -58,7 +59,7 @@ typedef struct BlockScanState
 	CustomScanState css;
 	int			n_calls;
 	BlockCall  *calls;
-	int			n_columns;		/* the scan's output columns */
+	int			n_columns;		/* the child's columns before the calls' arguments */
 	int			capacity;		/* pgml.block_rows when the scan started */
 	int			target;			/* rows of the next block: 1, 2, 4, ... capacity */
 	TupleTableSlot **rows;		/* the block: copies of the child's rows */
@@ -97,12 +98,13 @@ native_entry(Oid funcid)
 }
 
 /*
- * SCAN with PgmlBlockScan on top, if its target list calls a per-row scoring function;
- * else SCAN. The scan then outputs its other columns as they were, each call's input
- * in the call's column, and the calls' other arguments after them.
+ * PgmlBlockScan on top of SCAN, whose target list's entries are each a plain value or
+ * a call of a per-row scoring function. The scan then outputs its other columns as
+ * they were, each call's input in the call's column, and the calls' other arguments
+ * after them; the block scan outputs the scan's columns, the calls answered.
  */
 static Plan *
-with_block_scan(Plan *scan)
+block_scan_over(Plan *scan)
 {
 	List	   *child_tlist = NIL,
 			   *private = NIL,
@@ -142,8 +144,6 @@ with_block_scan(Plan *scan)
 		}
 		child_tlist = lappend(child_tlist, child_tle);
 	}
-	if (n_calls == 0)
-		return scan;
 	foreach(lc, extra)
 		child_tlist = lappend(child_tlist,
 							  makeTargetEntry(lfirst(lc), list_length(child_tlist) + 1,
@@ -191,6 +191,91 @@ with_block_scan(Plan *scan)
 														   NULL, false));
 	scan->targetlist = child_tlist;
 	return (Plan *) cscan;
+}
+
+/* The scan's values an expression needs, and the scoring calls it makes, as columns. */
+typedef struct Lifting
+{
+	List	   *tlist;			/* the scan's new target list */
+	bool		always;			/* this node is evaluated for every row */
+	int			n_calls;
+} Lifting;
+
+/* The column of SCAN's new target list that computes EXPR (added if new), as a Var. */
+static Var *
+column_for(Lifting *ctx, Expr *expr)
+{
+	ListCell   *lc;
+	TargetEntry *tle = NULL;
+
+	foreach(lc, ctx->tlist)
+		if (equal(lfirst_node(TargetEntry, lc)->expr, expr))
+			tle = lfirst(lc);
+	if (tle == NULL)
+	{
+		tle = makeTargetEntry(expr, list_length(ctx->tlist) + 1, NULL, false);
+		ctx->tlist = lappend(ctx->tlist, tle);
+	}
+	return makeVar(INDEX_VAR, tle->resno, exprType((Node *) expr), exprTypmod((Node *) expr),
+				   exprCollation((Node *) expr), 0);
+}
+
+/*
+ * NODE (of a scan's target list) computed over the block scan's scan tuple: each
+ * scoring call evaluated for every row (not under CASE, COALESCE, AND/OR ...) and each
+ * of the scan's values becomes a column the scan computes; the rest of the expression
+ * is evaluated by the block scan, row by row.
+ */
+static Node *
+lift(Node *node, Lifting *ctx)
+{
+	bool		always = ctx->always;
+	Node	   *lifted;
+
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Var))
+		return (Node *) column_for(ctx, (Expr *) node);
+	if (always && IsA(node, FuncExpr) && list_length(((FuncExpr *) node)->args) == CALL_ARGS
+		&& native_entry(((FuncExpr *) node)->funcid) != NULL)
+	{
+		ctx->n_calls++;
+		return (Node *) column_for(ctx, (Expr *) node);
+	}
+	ctx->always = always && (IsA(node, List) || IsA(node, FuncExpr) || IsA(node, OpExpr)
+							 || IsA(node, RelabelType) || IsA(node, CoerceViaIO));
+	lifted = expression_tree_mutator(node, lift, ctx);
+	ctx->always = always;
+	return lifted;
+}
+
+/*
+ * SCAN with PgmlBlockScan on top, if its target list calls a per-row scoring function
+ * for every row (as a whole entry or inside one); else SCAN.
+ */
+static Plan *
+with_block_scan(Plan *scan)
+{
+	Lifting		ctx = {NIL, true, 0};
+	List	   *outputs = NIL;
+	ListCell   *lc;
+	Plan	   *cscan;
+
+	if (contain_subplans((Node *) scan->targetlist))
+		return scan;
+	foreach(lc, scan->targetlist)
+	{
+		TargetEntry *tle = flatCopyTargetEntry(lfirst_node(TargetEntry, lc));
+
+		tle->expr = (Expr *) lift((Node *) tle->expr, &ctx);
+		outputs = lappend(outputs, tle);
+	}
+	if (ctx.n_calls == 0)
+		return scan;
+	scan->targetlist = ctx.tlist;
+	cscan = block_scan_over(scan);
+	cscan->targetlist = outputs;	/* the scan's entries, over the new columns */
+	return cscan;
 }
 
 static Node *replace_outer_var(Node *node, Plan *scan);
@@ -343,8 +428,9 @@ begin_block_scan(CustomScanState *node, EState *estate, int eflags)
 	ListCell   *lc;
 
 	node->custom_ps = list_make1(ExecInitNode(child, estate, eflags));
-	state->n_columns = list_length(cscan->scan.plan.targetlist);
 	state->n_calls = list_length(cscan->custom_private);
+	/* the scan tuple: the child's columns, then three arguments per call */
+	state->n_columns = list_length(cscan->custom_scan_tlist) - (CALL_ARGS - 1) * state->n_calls;
 	state->calls = palloc0(sizeof(BlockCall) * state->n_calls);
 	state->capacity = Max(1, pgml_block_rows);
 	state->target = 1;

@@ -195,3 +195,22 @@ def test_aggregates_over_the_scores_use_blocks_and_conditional_calls_stay_per_ro
     plan = _plan(conn, conditional)
     assert "PgmlBlockScan" not in plan, plan
     assert outcome(conn, conditional, native=True) == _per_row(conn, conditional)
+
+
+def test_calls_inside_expressions_use_blocks_and_answer_as_rows(conn):
+    """predict_value (a call wrapped in only_value), comparisons and casts around a call
+    in the SELECT list are scored in blocks; a call under CASE or COALESCE is only
+    evaluated for some rows, so it stays per row."""
+    sql = (
+        "SELECT id + 1, pgml.predict_class('mlp', pixels) = label AS hit, "
+        "pgml.classify('mlp_labels', example) || '!', "
+        "(pgml.predict('mlp', example))[1]::numeric(8, 6), "
+        "CASE WHEN label = 3 THEN pgml.classify('mlp', pixels) END FROM inputs"
+    )
+    plan = _plan(conn, sql)
+    assert "PgmlBlockScan" in plan, plan
+    before = status(conn)["native_rows"]
+    got = outcome(conn, sql, native=True)
+    assert status(conn)["native_rows"] - before >= 3 * 1797
+    assert got[0] == "ok" and got == _per_row(conn, sql)
+    assert sum(r[1] for r in got[1]) > 1700
