@@ -39,12 +39,11 @@
 #include "pgml_ext.h"
 
 #define CALL_ARGS 4				/* ref, input, output, signature */
-#define CALL_ITEMS 4			/* custom_private per call: column, answer, packed, funcid */
 
 /* One call of the target list: where its answer goes and its arguments come from. */
 typedef struct BlockCall
 {
-	int			column;			/* its column in the scan's output (0-based) */
+	int			column;			/* its column in the scan tuple, its input's too (0-based) */
 	Answer		answer;
 	bool		packed;
 	FmgrInfo	function;		/* the per-row function, for rows C leaves */
@@ -59,7 +58,6 @@ typedef struct BlockScanState
 	CustomScanState css;
 	int			n_calls;
 	BlockCall  *calls;
-	int			n_columns;		/* the child's columns before the calls' arguments */
 	int			capacity;		/* pgml.block_rows when the scan started */
 	int			target;			/* rows of the next block: 1, 2, 4, ... capacity */
 	TupleTableSlot **rows;		/* the block: copies of the child's rows */
@@ -75,15 +73,21 @@ static CustomExecMethods block_exec_methods;
 
 /* -- Planning ------------------------------------------------------------------------ */
 
-/* The per-row scoring function FUNCID is, if it is one (a C function of ours). */
+/* The per-row scoring function NODE calls, if it is such a call (a C function of ours). */
 static const NativeEntry *
-native_entry(Oid funcid)
+scoring_call(Node *node)
 {
 	FmgrInfo	info;
 	const NativeEntry *e;
-	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	Oid			funcid;
+	HeapTuple	proc;
 	bool		in_c;
 
+	if (node == NULL || !IsA(node, FuncExpr)
+		|| list_length(((FuncExpr *) node)->args) != CALL_ARGS)
+		return NULL;
+	funcid = ((FuncExpr *) node)->funcid;
+	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
 	if (!HeapTupleIsValid(proc))
 		return NULL;
 	in_c = ((Form_pg_proc) GETSTRUCT(proc))->prolang == ClanguageId;
@@ -98,10 +102,46 @@ native_entry(Oid funcid)
 }
 
 /*
+ * Whether every argument of NODE is evaluated whenever NODE is (no CASE, COALESCE,
+ * AND/OR, FILTER ... that evaluates some of them for some rows only).
+ */
+static bool
+evaluates_every_argument(Node *node)
+{
+	return IsA(node, List) || IsA(node, TargetEntry) || IsA(node, FuncExpr)
+		|| IsA(node, OpExpr) || IsA(node, RelabelType) || IsA(node, CoerceViaIO);
+}
+
+/* The entry of *TLIST that computes EXPR, appended if there is none. */
+static TargetEntry *
+entry_for(List **tlist, Expr *expr)
+{
+	ListCell   *lc;
+	TargetEntry *tle;
+
+	foreach(lc, *tlist)
+		if (equal(lfirst_node(TargetEntry, lc)->expr, expr))
+			return lfirst(lc);
+	tle = makeTargetEntry(expr, list_length(*tlist) + 1, NULL, false);
+	*tlist = lappend(*tlist, tle);
+	return tle;
+}
+
+/* A Var of VARNO for column TLE (computing EXPR's value). */
+static Var *
+var_for(int varno, TargetEntry *tle)
+{
+	Node	   *expr = (Node *) tle->expr;
+
+	return makeVar(varno, tle->resno, exprType(expr), exprTypmod(expr), exprCollation(expr), 0);
+}
+
+/*
  * PgmlBlockScan on top of SCAN, whose target list's entries are each a plain value or
  * a call of a per-row scoring function. The scan then outputs its other columns as
  * they were, each call's input in the call's column, and the calls' other arguments
- * after them; the block scan outputs the scan's columns, the calls answered.
+ * after them: the block scan's scan tuple, the calls answered in their columns. Its
+ * target list is the caller's.
  */
 static Plan *
 block_scan_over(Plan *scan)
@@ -109,45 +149,36 @@ block_scan_over(Plan *scan)
 	List	   *child_tlist = NIL,
 			   *private = NIL,
 			   *extra = NIL;
+	int			n_columns = list_length(scan->targetlist);
 	CustomScan *cscan;
 	ListCell   *lc;
-	int			n_calls = 0;
 
 	foreach(lc, scan->targetlist)
 	{
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
-		FuncExpr   *call = IsA(tle->expr, FuncExpr) ? (FuncExpr *) tle->expr : NULL;
-		const NativeEntry *entry = NULL;
+		const NativeEntry *entry = scoring_call((Node *) tle->expr);
 		TargetEntry *child_tle = flatCopyTargetEntry(tle);
 
-		if (call != NULL && list_length(call->args) == CALL_ARGS)
-			entry = native_entry(call->funcid);
 		if (entry != NULL)
 		{
-			int			i;
+			List	   *args = ((FuncExpr *) tle->expr)->args;
 
-			/* column, answer, packed, funcid; then the child columns of its arguments */
-			private = lappend(private, list_make4(makeInteger(tle->resno - 1),
-												  makeInteger(entry->answer),
-												  makeInteger(entry->packed),
-												  makeInteger((int) call->funcid)));
-			for (i = 0; i < CALL_ARGS; i++)
-			{
-				Expr	   *arg = list_nth(call->args, i);
-
-				if (i == 1)
-					child_tle->expr = arg;	/* the input, in the call's column */
-				else
-					extra = lappend(extra, arg);
-			}
-			n_calls++;
+			/* column (its input's too), answer, packed, funcid; ref, output, signature */
+			private = lappend(private,
+							  list_make4(makeInteger(tle->resno - 1), makeInteger(entry->answer),
+										 makeInteger(entry->packed),
+										 makeInteger((int) ((FuncExpr *) tle->expr)->funcid)));
+			private = lappend(private,
+							  list_make3(makeInteger(n_columns + list_length(extra)),
+										 makeInteger(n_columns + list_length(extra) + 1),
+										 makeInteger(n_columns + list_length(extra) + 2)));
+			child_tle->expr = lsecond(args);	/* the input, in the call's column */
+			extra = lappend(extra, linitial(args));
+			extra = lappend(extra, lthird(args));
+			extra = lappend(extra, lfourth(args));
 		}
 		child_tlist = lappend(child_tlist, child_tle);
 	}
-	foreach(lc, extra)
-		child_tlist = lappend(child_tlist,
-							  makeTargetEntry(lfirst(lc), list_length(child_tlist) + 1,
-											  NULL, true));
 
 	cscan = makeNode(CustomScan);
 	cscan->methods = &block_scan_methods;
@@ -163,7 +194,7 @@ block_scan_over(Plan *scan)
 	/* the parameters the scan depends on: a rescan for new values reaches it */
 	cscan->scan.plan.extParam = bms_copy(scan->extParam);
 	cscan->scan.plan.allParam = bms_copy(scan->allParam);
-	/* the scan tuple: the child's columns as they were, the calls in their places */
+	/* the scan tuple: the scan's entries (calls in their places), then the arguments */
 	cscan->custom_scan_tlist = NIL;
 	foreach(lc, scan->targetlist)
 	{
@@ -172,23 +203,16 @@ block_scan_over(Plan *scan)
 		tle->resjunk = false;
 		cscan->custom_scan_tlist = lappend(cscan->custom_scan_tlist, tle);
 	}
-	/* its output: the scan tuple's first columns, by reference */
-	cscan->scan.plan.targetlist = NIL;
-	foreach(lc, scan->targetlist)
-	{
-		TargetEntry *tle = flatCopyTargetEntry(lfirst_node(TargetEntry, lc));
-
-		tle->expr = (Expr *) makeVar(INDEX_VAR, tle->resno, exprType((Node *) tle->expr),
-									 exprTypmod((Node *) tle->expr),
-									 exprCollation((Node *) tle->expr), 0);
-		cscan->scan.plan.targetlist = lappend(cscan->scan.plan.targetlist, tle);
-	}
-	/* the arguments after the scan's columns; the scan keeps its quals */
 	foreach(lc, extra)
+	{
 		cscan->custom_scan_tlist = lappend(cscan->custom_scan_tlist,
 										   makeTargetEntry(lfirst(lc),
 														   list_length(cscan->custom_scan_tlist) + 1,
 														   NULL, false));
+		child_tlist = lappend(child_tlist,
+							  makeTargetEntry(lfirst(lc), list_length(child_tlist) + 1,
+											  NULL, true));
+	}
 	scan->targetlist = child_tlist;
 	return (Plan *) cscan;
 }
@@ -200,25 +224,6 @@ typedef struct Lifting
 	bool		always;			/* this node is evaluated for every row */
 	int			n_calls;
 } Lifting;
-
-/* The column of SCAN's new target list that computes EXPR (added if new), as a Var. */
-static Var *
-column_for(Lifting *ctx, Expr *expr)
-{
-	ListCell   *lc;
-	TargetEntry *tle = NULL;
-
-	foreach(lc, ctx->tlist)
-		if (equal(lfirst_node(TargetEntry, lc)->expr, expr))
-			tle = lfirst(lc);
-	if (tle == NULL)
-	{
-		tle = makeTargetEntry(expr, list_length(ctx->tlist) + 1, NULL, false);
-		ctx->tlist = lappend(ctx->tlist, tle);
-	}
-	return makeVar(INDEX_VAR, tle->resno, exprType((Node *) expr), exprTypmod((Node *) expr),
-				   exprCollation((Node *) expr), 0);
-}
 
 /*
  * NODE (of a scan's target list) computed over the block scan's scan tuple: each
@@ -235,15 +240,13 @@ lift(Node *node, Lifting *ctx)
 	if (node == NULL)
 		return NULL;
 	if (IsA(node, Var))
-		return (Node *) column_for(ctx, (Expr *) node);
-	if (always && IsA(node, FuncExpr) && list_length(((FuncExpr *) node)->args) == CALL_ARGS
-		&& native_entry(((FuncExpr *) node)->funcid) != NULL)
+		return (Node *) var_for(INDEX_VAR, entry_for(&ctx->tlist, (Expr *) node));
+	if (always && scoring_call(node) != NULL)
 	{
 		ctx->n_calls++;
-		return (Node *) column_for(ctx, (Expr *) node);
+		return (Node *) var_for(INDEX_VAR, entry_for(&ctx->tlist, (Expr *) node));
 	}
-	ctx->always = always && (IsA(node, List) || IsA(node, FuncExpr) || IsA(node, OpExpr)
-							 || IsA(node, RelabelType) || IsA(node, CoerceViaIO));
+	ctx->always = always && evaluates_every_argument(node);
 	lifted = expression_tree_mutator(node, lift, ctx);
 	ctx->always = always;
 	return lifted;
@@ -274,7 +277,7 @@ with_block_scan(Plan *scan)
 		return scan;
 	scan->targetlist = ctx.tlist;
 	cscan = block_scan_over(scan);
-	cscan->targetlist = outputs;	/* the scan's entries, over the new columns */
+	cscan->targetlist = outputs;	/* the scan's entries, over the scan tuple */
 	return cscan;
 }
 
@@ -309,36 +312,22 @@ push_calls(Node *node, Pushing *ctx)
 		aggref->args = (List *) push_calls((Node *) aggref->args, &inner);
 		return (Node *) aggref;
 	}
-	if (ctx->in_aggref && IsA(node, FuncExpr)
-		&& list_length(((FuncExpr *) node)->args) == CALL_ARGS
-		&& native_entry(((FuncExpr *) node)->funcid) != NULL)
+	if (ctx->in_aggref && scoring_call(node) != NULL)
 	{
 		FuncExpr   *call = (FuncExpr *) copyObject(node);
 		List	   *vars = pull_var_clause((Node *) call->args, 0);
 		ListCell   *lc;
-		TargetEntry *tle;
 
 		/* the scan's own expressions for the Agg's references to its columns */
 		foreach(lc, vars)
 			if (((Var *) lfirst(lc))->varno != OUTER_VAR)
 				return node;
 		call->args = (List *) replace_outer_var((Node *) call->args, ctx->scan);
-		tle = NULL;
-		foreach(lc, ctx->scan->targetlist)	/* the same call twice: computed once */
-			if (equal(lfirst_node(TargetEntry, lc)->expr, call))
-				tle = lfirst(lc);
-		if (tle == NULL)
-		{
-			tle = makeTargetEntry((Expr *) call, list_length(ctx->scan->targetlist) + 1,
-								  NULL, false);
-			ctx->scan->targetlist = lappend(ctx->scan->targetlist, tle);
-		}
-		return (Node *) makeVar(OUTER_VAR, tle->resno, exprType(node), exprTypmod(node),
-								exprCollation(node), 0);
+		/* the same call twice: computed once */
+		return (Node *) var_for(OUTER_VAR, entry_for(&ctx->scan->targetlist, (Expr *) call));
 	}
 	/* only where every argument is evaluated for every row */
-	if (IsA(node, List) || IsA(node, TargetEntry) || IsA(node, FuncExpr) || IsA(node, OpExpr)
-		|| IsA(node, RelabelType) || IsA(node, CoerceViaIO))
+	if (evaluates_every_argument(node))
 		return expression_tree_mutator(node, push_calls, ctx);
 	return node;
 }
@@ -423,14 +412,10 @@ begin_block_scan(CustomScanState *node, EState *estate, int eflags)
 	BlockScanState *state = (BlockScanState *) node;
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	Plan	   *child = linitial(cscan->custom_plans);
-	int			n_extra = 0,
-				i;
-	ListCell   *lc;
+	int			i;
 
 	node->custom_ps = list_make1(ExecInitNode(child, estate, eflags));
-	state->n_calls = list_length(cscan->custom_private);
-	/* the scan tuple: the child's columns, then three arguments per call */
-	state->n_columns = list_length(cscan->custom_scan_tlist) - (CALL_ARGS - 1) * state->n_calls;
+	state->n_calls = list_length(cscan->custom_private) / 2;	/* two lists per call */
 	state->calls = palloc0(sizeof(BlockCall) * state->n_calls);
 	state->capacity = Max(1, pgml_block_rows);
 	state->target = 1;
@@ -440,20 +425,20 @@ begin_block_scan(CustomScanState *node, EState *estate, int eflags)
 												  &TTSOpsMinimalTuple);
 	state->block_context = AllocSetContextCreate(estate->es_query_cxt, "pgml block",
 												 ALLOCSET_DEFAULT_SIZES);
-	i = 0;
-	foreach(lc, cscan->custom_private)
+	for (i = 0; i < state->n_calls; i++)
 	{
-		List	   *items = lfirst(lc);
-		BlockCall  *call = &state->calls[i++];
+		List	   *items = list_nth(cscan->custom_private, 2 * i),
+				   *columns = list_nth(cscan->custom_private, 2 * i + 1);
+		BlockCall  *call = &state->calls[i];
 
-		call->column = intVal(list_nth(items, 0));
-		call->answer = (Answer) intVal(list_nth(items, 1));
-		call->packed = intVal(list_nth(items, 2)) != 0;
-		fmgr_info((Oid) intVal(list_nth(items, 3)), &call->function);
+		call->column = intVal(linitial(items));
+		call->answer = (Answer) intVal(lsecond(items));
+		call->packed = intVal(lthird(items)) != 0;
+		fmgr_info((Oid) intVal(lfourth(items)), &call->function);
+		call->args[0] = intVal(linitial(columns));
 		call->args[1] = call->column;
-		call->args[0] = state->n_columns + n_extra++;
-		call->args[2] = state->n_columns + n_extra++;
-		call->args[3] = state->n_columns + n_extra++;
+		call->args[2] = intVal(lsecond(columns));
+		call->args[3] = intVal(lthird(columns));
 		call->out = palloc(sizeof(Datum) * state->capacity);
 		call->out_null = palloc(sizeof(bool) * state->capacity);
 		call->done = palloc(sizeof(bool) * state->capacity);

@@ -195,13 +195,6 @@ top_index(const float *scores, int n)
 
 /* -- The SQL functions ------------------------------------------------------------ */
 
-PGDLLEXPORT Datum pgml_predict_native(PG_FUNCTION_ARGS);
-PGDLLEXPORT Datum pgml_predict_class_native(PG_FUNCTION_ARGS);
-PGDLLEXPORT Datum pgml_classify_native(PG_FUNCTION_ARGS);
-PGDLLEXPORT Datum pgml_predict_tensor_native(PG_FUNCTION_ARGS);
-PGDLLEXPORT Datum pgml_predict_class_tensor_native(PG_FUNCTION_ARGS);
-PGDLLEXPORT Datum pgml_classify_tensor_native(PG_FUNCTION_ARGS);
-
 /*
  * The class of row R's top score, as pgml_ext.indb.model.LoadedModel.top_classes finds
  * it: P, the position of the highest score, names it by the classes table, either by P
@@ -454,14 +447,40 @@ output_name(FunctionCallInfo fcinfo)
 	return text_to_cstring(PG_GETARG_TEXT_PP(2));
 }
 
+/*
+ * Whether M answers ANSWER for OUTPUT (NULL: the default) here; it is then selected.
+ * One value per row has no top class: PL/Python says so.
+ */
+static bool
+answers(NativeModel *m, Answer answer, const char *output)
+{
+	return m->usable && native_select(m, output) && (answer == SCORES || answer_width(m) >= 2);
+}
+
+/* ANSWER for row R of M's last run, into *OUT; false for a class C cannot name. */
+static bool
+answer_row(NativeModel *m, Answer answer, int r, Datum *out)
+{
+	int			index;
+	const char *label;
+
+	if (answer == SCORES)
+		*out = PointerGetDatum(scores_array(m, r));
+	else if (!top_class(m, r, &index, &label))
+		return false;
+	else if (answer == CLASS_INDEX)
+		*out = Int32GetDatum(index);
+	else
+		*out = label_datum(label, index);
+	native_rows++;
+	return true;
+}
+
 static Datum
 score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
 {
-	/* the output argument (2): only the default output is scored here */
-	bool		named_output = !PG_ARGISNULL(2);
 	NativeModel *m;
-	int			index;
-	const char *label;
+	Datum		result;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -469,23 +488,12 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	if (!pgml_native_scoring)
 		return call_general(fcinfo, general_name, 1);
 	m = call_model(fcinfo, packed, false);
-	/* one value per row has no top class: PL/Python says so */
-	if (!m->usable || !native_select(m, named_output ? output_name(fcinfo) : NULL)
-		|| (answer != SCORES && answer_width(m) < 2)
-		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run_rows(m, 1))
+	/* the output argument (2): the default, or a head the plan names */
+	if (!answers(m, answer, PG_ARGISNULL(2) ? NULL : output_name(fcinfo))
+		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run_rows(m, 1)
+		|| !answer_row(m, answer, 0, &result))
 		return call_general(fcinfo, general_name, 1);
-
-	if (answer == SCORES)
-	{
-		native_rows++;
-		PG_RETURN_ARRAYTYPE_P(scores_array(m, 0));
-	}
-	if (!top_class(m, 0, &index, &label))
-		return call_general(fcinfo, general_name, 1);
-	native_rows++;
-	if (answer == CLASS_INDEX)
-		PG_RETURN_INT32(index);
-	return label_datum(label, index);
+	return result;
 }
 
 
@@ -531,8 +539,7 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 	if (!pgml_native_scoring)
 		return call_general(fcinfo, general_name, 0);
 	m = call_model(fcinfo, packed, true);
-	if (!m->usable || !native_select(m, PG_ARGISNULL(2) ? NULL : output_name(fcinfo))
-		|| answer_width(m) < 2)
+	if (!answers(m, answer, PG_ARGISNULL(2) ? NULL : output_name(fcinfo)))
 		return call_general(fcinfo, general_name, 0);
 	if (packed)
 		packed_data = packed_input(m, PG_GETARG_BYTEA_PP(1), true, &n);
@@ -624,8 +631,7 @@ native_score_block(Answer answer, bool packed, text *ref, text *output, text *si
 		|| !pgml_ref_issued(VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref)))
 		return;
 	m = native_model(ref, packed, signature ? text_to_cstring(signature) : NULL, true);
-	if (!m->usable || !native_select(m, output ? text_to_cstring(output) : NULL)
-		|| (answer != SCORES && answer_width(m) < 2) || !native_resize(m, n))
+	if (!answers(m, answer, output ? text_to_cstring(output) : NULL) || !native_resize(m, n))
 		return;
 	index = palloc(sizeof(int) * n);
 	for (i = 0; i < n; i++)
@@ -642,47 +648,35 @@ native_score_block(Answer answer, bool packed, text *ref, text *output, text *si
 		return;
 	for (i = 0; i < rows; i++)
 	{
-		int			r = index[i],
-					class_index;
-		const char *label;
-
-		out_null[r] = false;
-		if (answer == SCORES)
-			out[r] = PointerGetDatum(scores_array(m, i));
-		else if (!top_class(m, i, &class_index, &label))
-			continue;
-		else if (answer == CLASS_INDEX)
-			out[r] = Int32GetDatum(class_index);
-		else
-			out[r] = label_datum(label, class_index);
-		done[r] = true;
-		native_rows++;
+		out_null[index[i]] = false;
+		done[index[i]] = answer_row(m, answer, i, &out[index[i]]);
 	}
 }
-
-/* The per-row functions block_scan.c may run over blocks: their answer and form. */
-const NativeEntry native_entries[] = {
-	{pgml_predict_native, SCORES, false},
-	{pgml_predict_class_native, CLASS_INDEX, false},
-	{pgml_classify_native, CLASS_LABEL, false},
-	{pgml_predict_tensor_native, SCORES, true},
-	{pgml_predict_class_tensor_native, CLASS_INDEX, true},
-	{pgml_classify_tensor_native, CLASS_LABEL, true},
-	{NULL, SCORES, false}
-};
 
 /* Each SQL function: its entry (score or score_batch), answer, input form and twin. */
 #define NATIVE_FUNCTION(c_name, entry, answer, packed, general) \
 	PG_FUNCTION_INFO_V1(c_name); \
 	Datum c_name(PG_FUNCTION_ARGS) { return entry(fcinfo, answer, packed, general); }
 
-NATIVE_FUNCTION(pgml_predict_native, score, SCORES, false, "predict")
-NATIVE_FUNCTION(pgml_predict_class_native, score, CLASS_INDEX, false, "predict_class")
-NATIVE_FUNCTION(pgml_classify_native, score, CLASS_LABEL, false, "classify")
-NATIVE_FUNCTION(pgml_predict_tensor_native, score, SCORES, true, "predict_tensor")
-NATIVE_FUNCTION(pgml_predict_class_tensor_native, score, CLASS_INDEX, true,
-				"predict_class_tensor")
-NATIVE_FUNCTION(pgml_classify_tensor_native, score, CLASS_LABEL, true, "classify_tensor")
+/* The per-row functions: C name, answer, input form, PL/Python twin. */
+#define PER_ROW_FUNCTIONS(X) \
+	X(pgml_predict_native, SCORES, false, "predict") \
+	X(pgml_predict_class_native, CLASS_INDEX, false, "predict_class") \
+	X(pgml_classify_native, CLASS_LABEL, false, "classify") \
+	X(pgml_predict_tensor_native, SCORES, true, "predict_tensor") \
+	X(pgml_predict_class_tensor_native, CLASS_INDEX, true, "predict_class_tensor") \
+	X(pgml_classify_tensor_native, CLASS_LABEL, true, "classify_tensor")
+
+#define PER_ROW_FUNCTION(c_name, answer, packed, general) \
+	NATIVE_FUNCTION(c_name, score, answer, packed, general)
+PER_ROW_FUNCTIONS(PER_ROW_FUNCTION)
+
+/* The same, for block_scan.c, which runs them over blocks of rows. */
+#define PER_ROW_ENTRY(c_name, answer, packed, general) {c_name, answer, packed},
+const NativeEntry native_entries[] = {
+	PER_ROW_FUNCTIONS(PER_ROW_ENTRY)
+	{NULL, SCORES, false}
+};
 NATIVE_FUNCTION(pgml_classify_batch_native, score_batch, CLASS_LABEL, false, "classify_batch")
 NATIVE_FUNCTION(pgml_classify_batch_tensor_native, score_batch, CLASS_LABEL, true,
 				"classify_batch_tensor")

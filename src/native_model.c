@@ -25,7 +25,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
@@ -588,8 +587,7 @@ stored_plan(text *ref, bool packed, const char *signature)
 	char		nulls[4] = {' ', ' ', ' ', signature ? ' ' : 'n'};
 	char	   *id = text_to_cstring(ref);
 	char	   *identity = strchr(id, '-');
-	Oid			saved_user;
-	int			saved_context;
+	PgmlSavedUser saved;
 	bool		isnull = true;
 	Datum		plan = (Datum) 0;
 
@@ -601,12 +599,7 @@ stored_plan(text *ref, bool packed, const char *signature)
 	args[1] = CStringGetTextDatum(identity);
 	args[2] = BoolGetDatum(!packed);
 	args[3] = signature ? CStringGetTextDatum(signature) : (Datum) 0;
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(pgml_function_owner(plan_function()),
-						   saved_context | SECURITY_LOCAL_USERID_CHANGE
-						   | SECURITY_RESTRICTED_OPERATION);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "pgml: SPI_connect failed");
+	saved = pgml_spi_as_owner(pgml_function_owner(plan_function()));
 	if (SPI_execute_with_args("SELECT pgml_internal.stored_plan($1, $2, $3, $4)",
 							  4, argtypes, args, nulls, true, 1) != SPI_OK_SELECT
 		|| SPI_processed != 1)
@@ -614,8 +607,7 @@ stored_plan(text *ref, bool packed, const char *signature)
 	plan = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		plan = SPI_datumTransfer(plan, false, -1);
-	SPI_finish();
-	SetUserIdAndSecContext(saved_user, saved_context);
+	pgml_spi_as_owner_end(saved);
 	return isnull ? NULL : DatumGetArrayTypeP(plan);
 }
 

@@ -329,15 +329,10 @@ resolve(const char *model, Oid owner)
 	char	   *result;
 	struct stat st;
 	MemoryContext caller = CurrentMemoryContext;
-	Oid			saved_user;
-	int			saved_context;
+	PgmlSavedUser saved;
 
 	args[0] = CStringGetTextDatum(model);
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE
-						   | SECURITY_RESTRICTED_OPERATION);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "pgml: SPI_connect failed");
+	saved = pgml_spi_as_owner(owner);
 	/* pgml_internal.model_version raises the user-facing errors (unknown model, version). */
 	if (SPI_execute_with_args("SELECT id, identity FROM pgml_internal.model_version($1)",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
@@ -359,9 +354,28 @@ resolve(const char *model, Oid owner)
 
 	/* the reference: the directory's name, not a server path */
 	result = MemoryContextStrdup(caller, strrchr(dir, '/') + 1);
-	SPI_finish();
-	SetUserIdAndSecContext(saved_user, saved_context);
+	pgml_spi_as_owner_end(saved);
 	return result;
+}
+
+PgmlSavedUser
+pgml_spi_as_owner(Oid owner)
+{
+	PgmlSavedUser saved;
+
+	GetUserIdAndSecContext(&saved.user, &saved.context);
+	SetUserIdAndSecContext(owner, saved.context | SECURITY_LOCAL_USERID_CHANGE
+						   | SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pgml: SPI_connect failed");
+	return saved;
+}
+
+void
+pgml_spi_as_owner_end(PgmlSavedUser saved)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(saved.user, saved.context);
 }
 
 /* This database's model files (see PGML_FILES_DIR). Never raises after the first call. */

@@ -34,6 +34,18 @@ extern void pgml_check_ref(const char *ref, Size len);
 extern Oid	pgml_function_owner(Oid fn);
 
 /*
+ * SPI as OWNER (the extension's owner, who reads its tables, whatever the caller may),
+ * in a restricted security context; pgml_spi_as_owner_end undoes both.
+ */
+typedef struct PgmlSavedUser
+{
+	Oid			user;
+	int			context;
+} PgmlSavedUser;
+extern PgmlSavedUser pgml_spi_as_owner(Oid owner);
+extern void pgml_spi_as_owner_end(PgmlSavedUser saved);
+
+/*
  * Where this database's model files live: <data directory>/pgsql_tmp_pgml_ext/<db oid>.
  * A cache of the model tables, rebuilt on demand on each server: the pgsql_tmp prefix
  * keeps it out of base backups (pg_basebackup skips such names), so a standby writes

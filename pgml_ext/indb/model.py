@@ -314,8 +314,8 @@ class LoadedModel:
         classes output, top k, only feature, inputs, heads, (input, feature, dtype,
         values, default) per input, heads, (keys N, id of others, keys, ids) per
         lookup, (class index, label) per position or key...], or None when C cannot
-        take them. Worked out at registration and
-        stored (native_plans); asked for by C only for versions registered before."""
+        take them. Worked out at registration and stored (native_plans); asked for by
+        C only for versions registered before (or changed since)."""
         library = litert_library()
         if library is None:
             return None

@@ -111,7 +111,7 @@ class RowPath:
 def _input_and_feature(sig: Signature, feature_map: dict[str, str] | None) -> tuple[str, str]:
     """SIG's one input, and the tf.Example feature that feeds it."""
     name = next(iter(sig.inputs))
-    return name, (feature_map or {}).get(name, name)
+    return name, signatures.feature_for(name, feature_map)
 
 
 def parsed_plan_for_c(sig: Signature) -> list[str] | None:
@@ -143,7 +143,7 @@ def named_plan_for_c(sig: Signature, feature_map: dict[str, str] | None) -> list
     tables: list[str] = []
     for name, spec in sig.inputs.items():
         count = sig.plans[name].expected
-        feature = (feature_map or {}).get(name, name)
+        feature = signatures.feature_for(name, feature_map)
         dtype = "bytes" if spec["dtype"] == "string" else spec["dtype"]
         table = lookups.get(name)
         if not count:

@@ -255,6 +255,12 @@ def feeds_for_tensor_batch(sig: Signature, arr: np.ndarray, model: str) -> dict[
     return {name: np.concatenate(fitted)}
 
 
+def feature_for(name: str, feature_map: dict[str, str] | None) -> str:
+    """The tf.Example feature that feeds input NAME: its own name unless the model was
+    registered with a feature_map {input: feature}."""
+    return (feature_map or {}).get(name, name)
+
+
 def feeds_for_examples(
     sig: Signature, batch: list[bytes], model: str, feature_map: dict[str, str] | None
 ) -> dict[str, np.ndarray]:
@@ -263,7 +269,7 @@ def feeds_for_examples(
         name = next(iter(sig.inputs))
         plan = sig.plans[name]
         if plan.expected is not None and plan.dtype is np.float32:
-            feature = (feature_map or {}).get(name, name)
+            feature = feature_for(name, feature_map)
             dense = examples.dense_floats(batch, feature, plan.inner)
             if dense is not None:
                 return {name: dense}
@@ -283,7 +289,7 @@ def feeds_for_example(
         return {next(iter(sig.inputs)): np.asarray([data], dtype=object)}
     feeds = {}
     for name in sig.inputs:
-        feature = (feature_map or {}).get(name, name)
+        feature = feature_for(name, feature_map)
         if feature not in features and len(sig.inputs) == 1 and len(features) == 1:
             feature = next(iter(features))  # one input, one feature: pair them whatever the names
         if feature not in features:
