@@ -45,6 +45,8 @@ open_litert(const char *path)
 	BIND(CreateOptions);
 	BIND(DestroyOptions);
 	BIND(SetOptionsHardwareAccelerators);
+	BIND(CreateOpaqueOptions);
+	BIND(AddOpaqueOptions);
 	BIND(CreateCompiledModel);
 	BIND(DestroyCompiledModel);
 	BIND(GetNumModelSignatures);

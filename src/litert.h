@@ -33,6 +33,8 @@ typedef struct LiteRtApi
 	LiteRtStatus (*CreateOptions) (LiteRtHandle *);
 	void		(*DestroyOptions) (LiteRtHandle);
 	LiteRtStatus (*SetOptionsHardwareAccelerators) (LiteRtHandle, int);
+	LiteRtStatus (*CreateOpaqueOptions) (const char *, void *, void (*) (void *), LiteRtHandle *);
+	LiteRtStatus (*AddOpaqueOptions) (LiteRtHandle, LiteRtHandle);
 	LiteRtStatus (*CreateCompiledModel) (LiteRtHandle, LiteRtHandle, LiteRtHandle, LiteRtHandle *);
 	void		(*DestroyCompiledModel) (LiteRtHandle);
 	LiteRtStatus (*GetNumModelSignatures) (LiteRtHandle, LiteRtIndex *);

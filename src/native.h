@@ -70,11 +70,12 @@ typedef struct NativeOutput
 
 typedef struct NativeModel
 {
-	/* the key: model version (its ref), input form, requested signature, use */
+	/* the key: model version (its ref), input form, requested signature, use, threads */
 	text	   *ref;
 	bool		packed;			/* float4[] packed by pgml_internal.tensor, else tf.Example */
 	char	   *signature;		/* NULL: the model's default */
 	bool		batch;			/* for the batch forms: resized to their chunks */
+	int			threads;		/* pgml.threads it was compiled with */
 	uint64		used;			/* for recycling the least recently used */
 	double		load_ms;		/* reading its plan and compiling it */
 

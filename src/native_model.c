@@ -402,6 +402,30 @@ prepare_classes(NativeModel *m, char **pairs, int n)
 	return true;
 }
 
+/*
+ * XNNPACK's thread count, given to LiteRT as its CPU options: an "xnnpack" entry whose
+ * payload is TOML (LiteRT's litert_cpu_options.cc parses it; the payload is freed by
+ * LiteRT with the options).
+ */
+static LiteRtStatus
+cpu_threads(LiteRtHandle options, int threads)
+{
+	LiteRtHandle cpu = NULL;
+	char	   *toml = malloc(32);
+	LiteRtStatus status;
+
+	if (toml == NULL)
+		return -1;
+	snprintf(toml, 32, "num_threads = %d\n", threads);
+	status = lrt.CreateOpaqueOptions("xnnpack", toml, free, &cpu);
+	if (status != 0)
+	{
+		free(toml);
+		return status;
+	}
+	return lrt.AddOpaqueOptions(options, cpu);
+}
+
 /* M's compiled model for FLATBUFFER and the index of SIGNATURE_KEY in it. */
 static bool
 compile(NativeModel *m, const char *flatbuffer, const char *signature_key,
@@ -421,6 +445,8 @@ compile(NativeModel *m, const char *flatbuffer, const char *signature_key,
 		status = lrt.CreateOptions(&options);
 	if (status == 0)
 		status = lrt.SetOptionsHardwareAccelerators(options, LITERT_HW_CPU);
+	if (status == 0 && pgml_threads > 1)
+		status = cpu_threads(options, pgml_threads);
 	if (status == 0)
 		status = lrt.CreateCompiledModel(lrt_environment, m->model, options, &m->compiled);
 	if (options)
@@ -556,7 +582,7 @@ forget(int slot)
 static bool
 same_key(NativeModel *m, text *ref, bool packed, const char *signature, bool batch)
 {
-	return m->packed == packed && m->batch == batch
+	return m->packed == packed && m->batch == batch && m->threads == pgml_threads
 		&& VARSIZE_ANY_EXHDR(m->ref) == VARSIZE_ANY_EXHDR(ref)
 		&& memcmp(VARDATA_ANY(m->ref), VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref)) == 0
 		&& (m->signature == NULL ? signature == NULL
@@ -685,9 +711,7 @@ native_model(text *ref, bool packed, const char *signature, bool batch)
 		}
 
 	INSTR_TIME_SET_CURRENT(started);
-	/* C runs one thread: other settings of pgml.threads take PL/Python's LiteRT */
-	plan = NULL;
-	if (pgml_threads == 1 && (plan = stored_plan(ref, packed, signature)) == NULL)
+	if ((plan = stored_plan(ref, packed, signature)) == NULL)
 		plan = native_plan(ref, packed, signature);
 	/* Room for one more: recycle the least recently used beyond the limit. */
 	for (; held >= cache_limit(); held--)
@@ -712,6 +736,7 @@ native_model(text *ref, bool packed, const char *signature, bool batch)
 	memcpy(m->ref, ref, VARSIZE_ANY(ref));
 	m->packed = packed;
 	m->batch = batch;
+	m->threads = pgml_threads;
 	m->signature = signature ? MemoryContextStrdup(context, signature) : NULL;
 	m->used = ++native_clock;
 	native_models[slot] = m;

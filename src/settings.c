@@ -33,8 +33,9 @@ _PG_init(void)
 							 &pgml_native_scoring, true, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgml.threads",
 							"Runtime threads per backend (LiteRT, TensorFlow).",
-							"Above 1, rows are scored through PL/Python; many backends "
-							"with many threads oversubscribe the cores.",
+							"Above 1, LiteRT splits each call over that many threads (a "
+							"CNN gains, a small MLP does not); many backends with many "
+							"threads oversubscribe the cores.",
 							&pgml_threads, 1, 1, 16, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgml.batch_chunk_rows",
 							"Most rows per runtime call in the batch forms and score_into.",

@@ -326,15 +326,29 @@ def test_a_version_without_stored_plans_asks_pl_python_for_one(engine, db_url, m
         session.dispose()
 
 
-def test_threads_setting_keeps_rows_on_pl_python(db_url):
-    """The C path runs one LiteRT thread: with pgml.threads = 2, PL/Python scores."""
+def _backend_threads(conn) -> int:
+    pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    status_lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line.split()[1] for line in status_lines if line.startswith("Threads:")))
+
+
+def test_threads_setting_splits_litert_calls_in_c(db_url):
+    """pgml.threads = 2 reaches C's LiteRT (a thread pool in the backend): same answers,
+    still in C, and the model compiled for one thread is not reused for two."""
     engine = new_engine(db_url)
+    query = sa.text("SELECT pgml.predict_class('mlp', pixels) FROM inputs ORDER BY id")
     with engine.connect() as c:
+        one = c.execute(query).scalars().all()
+        threads_before = _backend_threads(c)
         c.execute(sa.text("SET pgml.threads = 2"))
-        got = c.execute(sa.text("SELECT pgml.predict_class('mlp', pixels) FROM inputs")).all()
+        two = c.execute(query).scalars().all()
+        threads_after = _backend_threads(c)
         s = status(c)
     engine.dispose()
-    assert len(got) == 1797 and s["native_rows"] == 0 and s["general_rows"] == 1797
+    assert two == one and len(one) == 1797
+    assert s["native_rows"] == 2 * 1797 and s["general_rows"] == 0
+    assert s["native_models"] == 2
+    assert threads_after > threads_before
 
 
 def test_clear_cache_forgets_native_models(db_url):
