@@ -358,10 +358,10 @@ def parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmark in-database scoring against the alternatives",
         description="Scores the reference workload (MLP and CNN, tf.Example and float4[]) "
-        "inline (also in parallel plans), in batches, with the client pull-score-push "
-        "pipeline, with "
-        "naive per-row TensorFlow and on the compute floor, side by side; prints medians "
-        "and ratios and saves JSON, Markdown and a PNG chart.",
+        "inline (in the plan the planner picks, and serial), in batches, with the best "
+        "client pipeline (psycopg 3, binary COPY, TensorFlow on all cores) and the seeds' "
+        "pg8000 one, with naive per-row TensorFlow and on the compute floor, side by "
+        "side; prints medians and ratios and saves JSON, Markdown and a PNG chart.",
     )
     bench.add_argument("--rows", type=int, default=20_000, help="rows for the MLP (20,000)")
     bench.add_argument("--cnn-rows", type=int, default=5_000, help="rows for the CNN (5,000)")

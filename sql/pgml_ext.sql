@@ -421,37 +421,66 @@ import pgml_ext.indb.api as api
 return api.predict_class(ref, api.tensor(input), signature, output)
 $$;
 
+-- The planner's weight for a call scoring with MODEL (src/scoring_cost.c): LiteRT's
+-- microseconds per row, measured at registration (the most of the serving version's
+-- signatures), or NULL (TensorFlow, a version registered before, an unknown name).
+CREATE FUNCTION pgml_internal.row_cost(model text)
+RETURNS float8 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+    SELECT max((r.value ->> 'row_us')::float8)
+      FROM pgml.model_versions m, jsonb_each(m.runtimes) r
+     WHERE m.name = split_part(model, '@', 1)
+       AND jsonb_typeof(m.runtimes) = 'object'
+       AND jsonb_typeof(r.value -> 'row_us') = 'number'
+       AND m.version = coalesce(
+             CASE WHEN model ~ '@[0-9]{1,9}$' THEN split_part(model, '@', 2)::int END,
+             (SELECT p.version FROM pgml.pins p WHERE p.name = split_part(model, '@', 1)),
+             (SELECT max(v.version) FROM pgml.model_versions v
+               WHERE v.name = split_part(model, '@', 1)))
+$$;
+
+-- SUPPORT of the C twins below: a call's cost per row is its model's (row_cost).
+CREATE FUNCTION pgml_internal.scoring_support(internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'pgml_scoring_support'
+LANGUAGE C STRICT;
+
 -- The C twins the public functions call (src/native.c); same arguments, same answers.
--- COST 100, as for the PL/Python ones: a row costs microseconds, not an operator's
--- nanoseconds, and the planner weighs that when it considers a parallel plan.
+-- COST 100 (a row costs microseconds, not an operator's nanoseconds) when the model's
+-- own time is not known; otherwise scoring_support gives the planner that time.
 CREATE FUNCTION pgml_internal.predict_native(ref text, input bytea, output text, signature text)
 RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_native'
-LANGUAGE C STABLE PARALLEL SAFE COST 100;
+LANGUAGE C STABLE PARALLEL SAFE COST 100
+SUPPORT pgml_internal.scoring_support;
 
 CREATE FUNCTION pgml_internal.classify_native(ref text, input bytea, output text,
                                               signature text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_native'
-LANGUAGE C STABLE PARALLEL SAFE COST 100;
+LANGUAGE C STABLE PARALLEL SAFE COST 100
+SUPPORT pgml_internal.scoring_support;
 
 CREATE FUNCTION pgml_internal.predict_class_native(ref text, input bytea, output text,
                                                    signature text)
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_native'
-LANGUAGE C STABLE PARALLEL SAFE COST 100;
+LANGUAGE C STABLE PARALLEL SAFE COST 100
+SUPPORT pgml_internal.scoring_support;
 
 CREATE FUNCTION pgml_internal.predict_tensor_native(ref text, input bytea, output text,
                                             signature text)
 RETURNS float4[] AS 'MODULE_PATHNAME', 'pgml_predict_tensor_native'
-LANGUAGE C STABLE PARALLEL SAFE COST 100;
+LANGUAGE C STABLE PARALLEL SAFE COST 100
+SUPPORT pgml_internal.scoring_support;
 
 CREATE FUNCTION pgml_internal.classify_tensor_native(ref text, input bytea, output text,
                                                      signature text)
 RETURNS text AS 'MODULE_PATHNAME', 'pgml_classify_tensor_native'
-LANGUAGE C STABLE PARALLEL SAFE COST 100;
+LANGUAGE C STABLE PARALLEL SAFE COST 100
+SUPPORT pgml_internal.scoring_support;
 
 CREATE FUNCTION pgml_internal.predict_class_tensor_native(ref text, input bytea, output text,
                                                           signature text)
 RETURNS int AS 'MODULE_PATHNAME', 'pgml_predict_class_tensor_native'
-LANGUAGE C STABLE PARALLEL SAFE COST 100;
+LANGUAGE C STABLE PARALLEL SAFE COST 100
+SUPPORT pgml_internal.scoring_support;
 
 -- Whether and how a model version, input form and signature can be scored natively:
 -- [libLiteRt.so, flatbuffer file, signature, output, classes output, top k, only

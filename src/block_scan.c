@@ -73,21 +73,14 @@ static CustomExecMethods block_exec_methods;
 
 /* -- Planning ------------------------------------------------------------------------ */
 
-/* The per-row scoring function NODE calls, if it is such a call (a C function of ours). */
-static const NativeEntry *
-scoring_call(Node *node)
+/* The function FUNCID runs, if it is a C function (no other language is loaded). */
+PGFunction
+pgml_c_function(Oid funcid)
 {
 	FmgrInfo	info;
-	const NativeEntry *e;
-	Oid			funcid;
-	HeapTuple	proc;
+	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
 	bool		in_c;
 
-	if (node == NULL || !IsA(node, FuncExpr)
-		|| list_length(((FuncExpr *) node)->args) != CALL_ARGS)
-		return NULL;
-	funcid = ((FuncExpr *) node)->funcid;
-	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
 	if (!HeapTupleIsValid(proc))
 		return NULL;
 	in_c = ((Form_pg_proc) GETSTRUCT(proc))->prolang == ClanguageId;
@@ -95,8 +88,22 @@ scoring_call(Node *node)
 	if (!in_c)
 		return NULL;
 	fmgr_info(funcid, &info);
+	return info.fn_addr;
+}
+
+/* The per-row scoring function NODE calls, if it is such a call (a C function of ours). */
+const NativeEntry *
+pgml_scoring_call(Node *node)
+{
+	PGFunction	fn;
+	const NativeEntry *e;
+
+	if (node == NULL || !IsA(node, FuncExpr)
+		|| list_length(((FuncExpr *) node)->args) != CALL_ARGS
+		|| (fn = pgml_c_function(((FuncExpr *) node)->funcid)) == NULL)
+		return NULL;
 	for (e = native_entries; e->fn != NULL; e++)
-		if (e->fn == info.fn_addr)
+		if (e->fn == fn)
 			return e;
 	return NULL;
 }
@@ -156,7 +163,7 @@ block_scan_over(Plan *scan)
 	foreach(lc, scan->targetlist)
 	{
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
-		const NativeEntry *entry = scoring_call((Node *) tle->expr);
+		const NativeEntry *entry = pgml_scoring_call((Node *) tle->expr);
 		TargetEntry *child_tle = flatCopyTargetEntry(tle);
 
 		if (entry != NULL)
@@ -241,7 +248,7 @@ lift(Node *node, Lifting *ctx)
 		return NULL;
 	if (IsA(node, Var))
 		return (Node *) var_for(INDEX_VAR, entry_for(&ctx->tlist, (Expr *) node));
-	if (always && scoring_call(node) != NULL)
+	if (always && pgml_scoring_call(node) != NULL)
 	{
 		ctx->n_calls++;
 		return (Node *) var_for(INDEX_VAR, entry_for(&ctx->tlist, (Expr *) node));
@@ -312,7 +319,7 @@ push_calls(Node *node, Pushing *ctx)
 		aggref->args = (List *) push_calls((Node *) aggref->args, &inner);
 		return (Node *) aggref;
 	}
-	if (ctx->in_aggref && scoring_call(node) != NULL)
+	if (ctx->in_aggref && pgml_scoring_call(node) != NULL)
 	{
 		FuncExpr   *call = (FuncExpr *) copyObject(node);
 		List	   *vars = pull_var_clause((Node *) call->args, 0);

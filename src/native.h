@@ -31,6 +31,9 @@ typedef struct NativeEntry
 /* The per-row functions, ended by a NULL fn. */
 extern const NativeEntry native_entries[];
 
+/* block_scan.c: the per-row function NODE calls, if it is a call of one. */
+extern const NativeEntry *pgml_scoring_call(Node *node);
+
 /* One key of a lookup table: bytes (a string key) or an int64, and the id it maps to. */
 typedef struct LookupEntry
 {

@@ -6,6 +6,8 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
+
 /* settings.c: the pgml.* settings, defined in _PG_init with types and bounds */
 extern bool pgml_native_scoring;
 extern int	pgml_threads;
@@ -15,6 +17,10 @@ extern int	pgml_block_rows;
 
 /* block_scan.c: per-row SQL over blocks of rows (a CustomScan added after planning). */
 extern void block_scan_init(void);
+extern PGFunction pgml_c_function(Oid funcid);
+
+/* scoring_cost.c: a scoring call's cost and a scoring scan's workers, per model. */
+extern void scoring_cost_init(void);
 
 /* Most models kept loaded per backend (pgml.model_cache_size's upper bound). */
 #define PGML_MAX_CACHED_MODELS 16
@@ -32,6 +38,7 @@ extern void block_scan_init(void);
 extern PGDLLEXPORT bool pgml_ref_issued(const char *ref, Size len);
 extern void pgml_check_ref(const char *ref, Size len);
 extern Oid	pgml_function_owner(Oid fn);
+extern PGDLLEXPORT Datum pgml_model_ref(PG_FUNCTION_ARGS);
 
 /*
  * SPI as OWNER (the extension's owner, who reads its tables, whatever the caller may),

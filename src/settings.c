@@ -56,6 +56,7 @@ _PG_init(void)
 							"statement is planned and started.",
 							&pgml_block_rows, 64, 1, 8192, PGC_USERSET, 0, NULL, NULL, NULL);
 	block_scan_init();
+	scoring_cost_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pgml");
 #else

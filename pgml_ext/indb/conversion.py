@@ -11,6 +11,8 @@ arg-max of every score vector is the same; otherwise that signature stays on Ten
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,8 @@ from pgml_ext.indb.signatures import FLOAT_DTYPES, NUMPY_DTYPES, Signature
 
 TOLERANCE = 1e-4
 RANDOM_SAMPLES = 8
+# Rows per LiteRT call when a version's cost is measured: the block scan's usual block.
+TIMED_ROWS = 64
 
 
 @dataclass
@@ -32,11 +36,14 @@ class Outcome:
     max_abs_diff: float | None = None
     flatbuffer: bytes | None = None
     plan: dict[str, Any] | None = None  # how pgml feeds and reads it (signatures.py)
+    row_us: float | None = None  # LiteRT's time per row in blocks (the planner's cost)
 
     def note(self) -> dict[str, Any]:
         note: dict[str, Any] = {"runtime": self.runtime, "reason": self.reason}
         if self.max_abs_diff is not None and np.isfinite(self.max_abs_diff):
             note["max_abs_diff"] = float(self.max_abs_diff)
+        if self.row_us is not None:
+            note["row_us"] = round(self.row_us, 3)
         return note
 
 
@@ -109,9 +116,9 @@ class _LiteRTFailed(Exception):
     """LiteRT raised on a sample batch; the message is its first line."""
 
 
-def _run_both(sig, tensorflow_runtime, lite, batches) -> list[tuple[dict, dict]]:
+def _run_both(sig, tensorflow_runtime, lite, batches) -> tuple[list[tuple[dict, dict]], float]:
     """(TensorFlow's outputs, LiteRT's outputs) for each (TensorFlow feeds, LiteRT feeds)
-    pair of BATCHES, each run once."""
+    pair of BATCHES, each run once; and LiteRT's microseconds per row on the first."""
     runs = []
     for tf_feeds, lite_feeds in batches:
         expected = tensorflow_runtime.run(sig.name, tf_feeds)
@@ -120,7 +127,24 @@ def _run_both(sig, tensorflow_runtime, lite, batches) -> list[tuple[dict, dict]]
         except Exception as e:
             raise _LiteRTFailed(first_line(e)) from None
         runs.append((expected, got))
-    return runs
+    try:
+        row_us = microseconds_per_row(lambda feeds: lite.run(sig.name, feeds), batches[0][1])
+    except Exception as e:
+        raise _LiteRTFailed(first_line(e)) from None
+    return runs, row_us
+
+
+def microseconds_per_row(run, feeds: dict[str, np.ndarray], rows: int = TIMED_ROWS) -> float:
+    """RUN's time per row on FEEDS repeated to ROWS rows: the median of 5 calls after a
+    warm-up. The planner weighs a scoring call by it (src/scoring_cost.c)."""
+    tiled = {k: np.resize(v, (rows, *np.shape(v)[1:])) for k, v in feeds.items()}
+    run(tiled)
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        run(tiled)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e6 / rows
 
 
 def convert_signature(
@@ -137,15 +161,15 @@ def convert_signature(
         why = f"conversion failed: {first_line(e)}"
         return _convert_lookups(sig, tensorflow_runtime, workdir, why)
     try:
-        runs = _run_both(
+        runs, row_us = _run_both(
             sig, tensorflow_runtime, lite, [(b, b) for b in sample_inputs(sig, user_samples)]
         )
     except _LiteRTFailed as e:
         return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {e}")
-    return _judge(sig, runs, flatbuffer, None)
+    return _judge(sig, runs, flatbuffer, None, row_us)
 
 
-def _judge(sig, runs, flatbuffer, plan) -> Outcome:
+def _judge(sig, runs, flatbuffer, plan, row_us: float) -> Outcome:
     """Compare each (TensorFlow's, LiteRT's outputs) of RUNS; LiteRT's go through the
     plan's output steps first."""
     worst = 0.0
@@ -174,6 +198,7 @@ def _judge(sig, runs, flatbuffer, plan) -> Outcome:
         max_abs_diff=worst,
         flatbuffer=flatbuffer,
         plan=plan,
+        row_us=row_us,
     )
 
 
@@ -203,7 +228,7 @@ def _convert_parsing(sig, tensorflow_runtime, user_samples, workdir) -> Outcome:
         tf_feeds = {input_name: np.asarray(batch, dtype=object)}
         batches.append((tf_feeds, signatures.parsed_feeds(plan, batch, "(registration)", sig)))
     try:
-        runs = _run_both(sig, tensorflow_runtime, lite, batches)
+        runs, row_us = _run_both(sig, tensorflow_runtime, lite, batches)
     except _LiteRTFailed as e:
         return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {e}")
     if cut.keyed or cut.dropped:
@@ -212,7 +237,7 @@ def _convert_parsing(sig, tensorflow_runtime, user_samples, workdir) -> Outcome:
             plan.update(_learn_string_outputs(learned, cut))
         except ValueError as e:
             return Outcome(sig.name, "tensorflow", f"string output: {e}")
-    return _judge(sig, runs, flatbuffer, plan)
+    return _judge(sig, runs, flatbuffer, plan, row_us)
 
 
 def _convert_lookups(sig, tensorflow_runtime, workdir: str, why: str) -> Outcome:
@@ -235,10 +260,10 @@ def _convert_lookups(sig, tensorflow_runtime, workdir: str, why: str) -> Outcome
     plan: dict[str, Any] = {"lookups": cut.lookups}
     batches = [(b, signatures.looked_up(plan, b)) for b in lookup_samples(sig, cut.lookups)]
     try:
-        runs = _run_both(sig, tensorflow_runtime, lite, batches)
+        runs, row_us = _run_both(sig, tensorflow_runtime, lite, batches)
     except _LiteRTFailed as e:
         return Outcome(sig.name, "tensorflow", f"LiteRT failed on samples: {e}")
-    return _judge(sig, runs, flatbuffer, plan)
+    return _judge(sig, runs, flatbuffer, plan, row_us)
 
 
 def _all_nodes(tensorflow_runtime, name: str) -> list:
