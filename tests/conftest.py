@@ -232,10 +232,16 @@ def model_files(engine: sa.Engine, model: str) -> str:
     return f"{data_dir}/pgsql_tmp_pgml_ext/{db}/{ref}"
 
 
-def force_parallel_plans(conn) -> None:
-    """Settings under which even a small table gets a parallel plan (the benchmark's)."""
-    from pgml_ext.bench import PARALLEL_PLAN
+PARALLEL_PLAN = [
+    "SET max_parallel_workers_per_gather = 2",
+    "SET parallel_setup_cost = 0",
+    "SET parallel_tuple_cost = 0",
+    "SET min_parallel_table_scan_size = 0",
+]
 
+
+def force_parallel_plans(conn) -> None:
+    """Settings under which even a small table gets a parallel plan."""
     for setting in PARALLEL_PLAN:
         conn.execute(sa.text(setting))
 

@@ -12,8 +12,8 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from conftest import model_files, new_engine, scalar
-from pgml_ext.bench import PARALLEL_PLAN
+from conftest import PARALLEL_PLAN, model_files, new_engine, scalar
+from pgml_ext import client
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -164,3 +164,75 @@ def test_damaged_model_files_are_written_again(db_url, engine):
             ).scalar()
             == 1797
         )
+
+
+# -- The planner's own choice (src/scoring_cost.c) ---------------------------------------
+
+
+def _explain(conn, query: str) -> dict:
+    raw = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {query}").scalar()
+    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+
+
+def test_registration_measures_each_litert_signatures_time_per_row(engine):
+    runtimes = scalar(engine, "SELECT runtimes FROM pgml.model_versions WHERE name = 'mlp'")
+    measured = [note["row_us"] for note in runtimes.values()]
+    assert runtimes and all(note["runtime"] == "litert" for note in runtimes.values())
+    assert all(0 < us < 10_000 for us in measured), runtimes
+    assert scalar(engine, "SELECT pgml_internal.row_cost('mlp')") == max(measured)
+    assert scalar(engine, "SELECT pgml_internal.row_cost('mlp@1')") == max(measured)
+    # no measurement: the planner keeps the functions' COST; odd names never raise
+    for name in ("nope", "mlp@x", "", "@", "mlp@99999999999"):
+        assert scalar(engine, "SELECT pgml_internal.row_cost(:m)", m=name) in (None, max(measured))
+    assert scalar(engine, "SELECT pgml_internal.row_cost('nope')") is None
+
+
+def test_a_scoring_calls_cost_is_its_models_time_per_row(db_url, engine):
+    """The planner's cost per row of a call is (LiteRT's time + C's 1.5 us) / 5 us, and
+    the functions' COST 100 (0.25) when PL/Python would score every row."""
+    row_us = scalar(engine, "SELECT pgml_internal.row_cost('mlp')")
+    with new_engine(db_url).connect() as conn:
+        conn.exec_driver_sql(SERIAL)
+        base = _explain(conn, "SELECT example FROM inputs")
+        scored = _explain(conn, "SELECT pgml.classify('mlp', example) FROM inputs")
+        per_row = (scored["Total Cost"] - base["Total Cost"]) / base["Plan Rows"]
+        assert per_row == pytest.approx((row_us + 1.5) / 5, rel=0.01)
+        conn.exec_driver_sql("SET pgml.native_scoring = off")
+        scored = _explain(conn, "SELECT pgml.classify('mlp', example) FROM inputs")
+        per_row = (scored["Total Cost"] - base["Total Cost"]) / base["Plan Rows"]
+        assert per_row == pytest.approx(100 * 0.0025, rel=0.01)
+
+
+def test_the_planner_gives_a_costly_model_workers_by_its_work(db_url, engine, mlp_dir):
+    """A small table (1,797 rows, below min_parallel_table_scan_size) scored with a model
+    whose rows cost 500 us (~1 s of work) gets a parallel plan by itself, with the
+    answers of the serial one; the same table with a cheap model, a table whose
+    parallel_workers the user set to 0, and rows PL/Python would score stay serial."""
+    client.register_model(engine, "mlp_costly", mlp_dir)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE pgml.model_versions SET runtimes = (SELECT jsonb_object_agg(k, v || "
+            "'{\"row_us\": 500}') FROM jsonb_each(runtimes) e(k, v)) WHERE name = 'mlp_costly'"
+        )
+        conn.exec_driver_sql("DROP TABLE IF EXISTS costly_inputs")
+        conn.exec_driver_sql("CREATE TABLE costly_inputs AS SELECT id, example FROM inputs")
+        conn.exec_driver_sql("ANALYZE costly_inputs")
+    costly = "SELECT id, pgml.classify('mlp_costly', example) FROM costly_inputs"
+    cheap = "SELECT id, pgml.classify('mlp', example) FROM costly_inputs"
+    with new_engine(db_url).connect() as conn:
+        conn.exec_driver_sql("SET max_parallel_workers_per_gather = 2")
+        gather = _gather(_explain(conn, costly))
+        assert gather is not None and gather["Workers Planned"] == 2
+        assert _gather(_explain(conn, cheap)) is None
+        parallel = dict(conn.exec_driver_sql(costly).all())
+        conn.exec_driver_sql("SET pgml.native_scoring = off")
+        assert _gather(_explain(conn, costly)) is None
+        conn.exec_driver_sql("RESET pgml.native_scoring")
+        conn.exec_driver_sql("ALTER TABLE costly_inputs SET (parallel_workers = 0)")
+        assert _gather(_explain(conn, costly)) is None
+        serial = dict(conn.exec_driver_sql(costly).all())
+        conn.commit()
+    assert len(parallel) == 1797 and parallel == serial
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE costly_inputs")
+        conn.exec_driver_sql("SELECT pgml.delete_model('mlp_costly')")
