@@ -363,7 +363,7 @@ def run(
         floor_s = _floor(engine, model, work.x, repeats)
         model_results: dict[str, Any] = {"rows": n, "inputs": {}}
         for col, form in (("example", "tf.Example"), ("pixels", "float4[]")):
-            say(f"{model} / {form}: inline, parallel, batch, client, naive ({repeats} runs each)")
+            say(f"{model} / {form}: inline, serial, batch, clients, naive ({repeats} runs each)")
             timings = _measure(work, model, col, signature, naive_rows, repeats)
             timings["floor"] = {"seconds": floor_s, "rows_per_s": n / floor_s}
             with engine.connect() as conn:

@@ -20,6 +20,7 @@
 
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
+#include "commands/explain.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -39,6 +40,12 @@
 #include "pgml_ext.h"
 
 #define CALL_ARGS 4				/* ref, input, output, signature */
+/*
+ * A block of a slow model takes about this long in LiteRT at most (5 ms: the reference
+ * CNN's blocks are ~17 rows, not 64): its activations take a quarter of the memory,
+ * and such a block already runs within 2% of a 64-row one's time per row.
+ */
+#define BLOCK_BUDGET_US 5000.0
 
 /* One call of the target list: where its answer goes and its arguments come from. */
 typedef struct BlockCall
@@ -157,6 +164,8 @@ block_scan_over(Plan *scan)
 			   *private = NIL,
 			   *extra = NIL;
 	int			n_columns = list_length(scan->targetlist);
+	double		block_us = 0;	/* LiteRT's time per block row, all calls */
+	int			block_rows = pgml_block_rows;
 	CustomScan *cscan;
 	ListCell   *lc;
 
@@ -169,7 +178,10 @@ block_scan_over(Plan *scan)
 		if (entry != NULL)
 		{
 			List	   *args = ((FuncExpr *) tle->expr)->args;
+			double		row_us = pgml_call_row_us((FuncExpr *) tle->expr);
 
+			if (row_us > 0)
+				block_us += row_us;
 			/* column (its input's too), answer, packed, funcid; ref, output, signature */
 			private = lappend(private,
 							  list_make4(makeInteger(tle->resno - 1), makeInteger(entry->answer),
@@ -187,10 +199,14 @@ block_scan_over(Plan *scan)
 		child_tlist = lappend(child_tlist, child_tle);
 	}
 
+	/* a slow model's blocks are short: little memory for its activations, quick cancel */
+	if (block_us > 0)
+		block_rows = (int) Max(1, Min(block_rows, BLOCK_BUDGET_US / block_us));
+
 	cscan = makeNode(CustomScan);
 	cscan->methods = &block_scan_methods;
 	cscan->custom_plans = list_make1(scan);
-	cscan->custom_private = private;
+	cscan->custom_private = lcons(makeInteger(block_rows), private);
 	cscan->scan.scanrelid = 0;
 	cscan->scan.plan.startup_cost = scan->startup_cost;
 	cscan->scan.plan.total_cost = scan->total_cost;
@@ -393,6 +409,7 @@ block_planner(Query *parse, const char *query_string, int cursor_options,
 		: standard_planner(parse, query_string, cursor_options, bound_params);
 	ListCell   *lc;
 
+	pgml_jit_without_scoring(stmt);
 	if (pgml_block_rows <= 1 || (cursor_options & CURSOR_OPT_SCROLL))
 		return stmt;
 	stmt->planTree = with_block_scans(stmt->planTree);
@@ -422,9 +439,10 @@ begin_block_scan(CustomScanState *node, EState *estate, int eflags)
 	int			i;
 
 	node->custom_ps = list_make1(ExecInitNode(child, estate, eflags));
-	state->n_calls = list_length(cscan->custom_private) / 2;	/* two lists per call */
+	/* the block's rows, then two lists per call */
+	state->n_calls = (list_length(cscan->custom_private) - 1) / 2;
 	state->calls = palloc0(sizeof(BlockCall) * state->n_calls);
-	state->capacity = Max(1, pgml_block_rows);
+	state->capacity = Max(1, Min(pgml_block_rows, intVal(linitial(cscan->custom_private))));
 	state->target = 1;
 	state->rows = palloc0(sizeof(TupleTableSlot *) * state->capacity);
 	for (i = 0; i < state->capacity; i++)
@@ -434,8 +452,8 @@ begin_block_scan(CustomScanState *node, EState *estate, int eflags)
 												 ALLOCSET_DEFAULT_SIZES);
 	for (i = 0; i < state->n_calls; i++)
 	{
-		List	   *items = list_nth(cscan->custom_private, 2 * i),
-				   *columns = list_nth(cscan->custom_private, 2 * i + 1);
+		List	   *items = list_nth(cscan->custom_private, 1 + 2 * i),
+				   *columns = list_nth(cscan->custom_private, 2 + 2 * i);
 		BlockCall  *call = &state->calls[i];
 
 		call->column = intVal(linitial(items));
@@ -616,6 +634,13 @@ rescan_block_scan(CustomScanState *node)
 	ExecReScan(linitial(node->custom_ps));
 }
 
+/* EXPLAIN shows the most rows a block takes (pgml.block_rows, fewer for a slow model). */
+static void
+explain_block_scan(CustomScanState *node, List *ancestors, ExplainState *es)
+{
+	ExplainPropertyInteger("Block Rows", NULL, ((BlockScanState *) node)->capacity, es);
+}
+
 void
 block_scan_init(void)
 {
@@ -628,6 +653,7 @@ block_scan_init(void)
 	block_exec_methods.ExecCustomScan = exec_block_scan;
 	block_exec_methods.EndCustomScan = end_block_scan;
 	block_exec_methods.ReScanCustomScan = rescan_block_scan;
+	block_exec_methods.ExplainCustomScan = explain_block_scan;
 
 	previous_planner = planner_hook;
 	planner_hook = block_planner;

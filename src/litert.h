@@ -61,6 +61,7 @@ extern char *lrt_library;		/* the libLiteRt.so opened, or NULL */
 extern LiteRtHandle lrt_environment;
 
 extern bool open_litert(const char *path);
+extern void release_file_pages(const char *path);
 extern int	quiet_stderr(void);
 extern void restore_stderr(int saved);
 

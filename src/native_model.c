@@ -457,6 +457,7 @@ compile(NativeModel *m, const char *flatbuffer, const char *signature_key,
 		elog(LOG, "pgml: native scoring off for %s: LiteRT status %d", flatbuffer, status);
 		return false;
 	}
+	release_file_pages(flatbuffer);
 	if (lrt.GetNumModelSignatures(m->model, &n_signatures) != 0)
 		return false;
 	for (i = 0; i < n_signatures; i++)

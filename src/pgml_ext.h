@@ -20,7 +20,11 @@ extern void block_scan_init(void);
 extern PGFunction pgml_c_function(Oid funcid);
 
 /* scoring_cost.c: a scoring call's cost and a scoring scan's workers, per model. */
+struct FuncExpr;
+struct PlannedStmt;
 extern void scoring_cost_init(void);
+extern double pgml_call_row_us(struct FuncExpr *call);
+extern void pgml_jit_without_scoring(struct PlannedStmt *stmt);
 
 /* Most models kept loaded per backend (pgml.model_cache_size's upper bound). */
 #define PGML_MAX_CACHED_MODELS 16

@@ -12,15 +12,19 @@
  *   scoring query's work is its rows times the model's cost, and a 2 MB table of CNN
  *   inputs is seconds of work.
  * Models with no measured time (TensorFlow: each worker would start it) keep the
- * functions' COST and PostgreSQL's own worker count.
+ * functions' COST and PostgreSQL's own worker count. And since a plan's cost now says
+ * how long the model runs, JIT is decided on the plan's cost without its scoring: JIT
+ * cannot speed LiteRT up, and LLVM would add ~50 MB and tens of ms to every backend.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "jit/jit.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/pathnodes.h"
+#include "nodes/plannodes.h"
 #include "nodes/supportnodes.h"
 #include "optimizer/cost.h"
 #include "optimizer/paths.h"
@@ -103,11 +107,11 @@ model_row_us(const char *model, Oid owner)
 }
 
 /*
- * The microseconds per row of CALL (a per-row scoring call), or -1: its model must be a
- * constant name, as pgml.classify('m', x) is once inlined (model_ref('m')).
+ * LiteRT's microseconds per row for CALL (a per-row scoring call), or -1: its model
+ * must be a constant name, as pgml.classify('m', x) is once inlined (model_ref('m')).
  */
-static double
-call_row_us(FuncExpr *call)
+double
+pgml_call_row_us(FuncExpr *call)
 {
 	Node	   *ref = linitial(call->args);
 	FuncExpr   *lookup;
@@ -141,7 +145,7 @@ pgml_scoring_support(PG_FUNCTION_ARGS)
 	cost = (SupportRequestCost *) request;
 	if (cost->node == NULL || !IsA(cost->node, FuncExpr)
 		|| pgml_scoring_call(cost->node) == NULL
-		|| (row_us = call_row_us((FuncExpr *) cost->node)) < 0)
+		|| (row_us = pgml_call_row_us((FuncExpr *) cost->node)) < 0)
 		PG_RETURN_POINTER(NULL);
 	cost->startup = 0;
 	cost->per_tuple = (row_us + C_ROW_OVERHEAD_US) / MICROSECONDS_PER_COST_UNIT;
@@ -156,7 +160,7 @@ sum_row_us(Node *node, double *total)
 		return false;			/* a subquery's rows are not this table's */
 	if (pgml_scoring_call(node) != NULL)
 	{
-		double		row_us = call_row_us((FuncExpr *) node);
+		double		row_us = pgml_call_row_us((FuncExpr *) node);
 
 		if (row_us >= 0)
 			*total += row_us + C_ROW_OVERHEAD_US;
@@ -198,4 +202,62 @@ scoring_cost_init(void)
 {
 	previous_relation_info = get_relation_info_hook;
 	get_relation_info_hook = relation_info;
+}
+
+/* The planner's cost of the scoring calls in PLAN's nodes (per row, times their rows). */
+static double
+scoring_cost(Plan *plan)
+{
+	double		row_us = 0;
+	double		cost;
+	ListCell   *lc;
+
+	if (plan == NULL)
+		return 0;
+	sum_row_us((Node *) plan->targetlist, &row_us);
+	sum_row_us((Node *) plan->qual, &row_us);
+	cost = plan->plan_rows * row_us / MICROSECONDS_PER_COST_UNIT
+		+ scoring_cost(plan->lefttree) + scoring_cost(plan->righttree);
+	if (IsA(plan, Append))
+		foreach(lc, ((Append *) plan)->appendplans)
+			cost += scoring_cost(lfirst(lc));
+	else if (IsA(plan, MergeAppend))
+		foreach(lc, ((MergeAppend *) plan)->mergeplans)
+			cost += scoring_cost(lfirst(lc));
+	else if (IsA(plan, SubqueryScan))
+		cost += scoring_cost(((SubqueryScan *) plan)->subplan);
+	else if (IsA(plan, CustomScan))
+		foreach(lc, ((CustomScan *) plan)->custom_plans)
+			cost += scoring_cost(lfirst(lc));
+	return cost;
+}
+
+/* STMT's JIT as standard_planner decides it, on its cost less its scoring calls'. */
+void
+pgml_jit_without_scoring(PlannedStmt *stmt)
+{
+	double		cost;
+	ListCell   *lc;
+
+	if (stmt->jitFlags == PGJIT_NONE)
+		return;
+	cost = scoring_cost(stmt->planTree);
+	foreach(lc, stmt->subplans)
+		cost += scoring_cost(lfirst(lc));
+	if (cost <= 0)
+		return;
+	cost = stmt->planTree->total_cost - cost;
+	stmt->jitFlags = PGJIT_NONE;
+	if (jit_above_cost >= 0 && cost > jit_above_cost)
+	{
+		stmt->jitFlags |= PGJIT_PERFORM;
+		if (jit_optimize_above_cost >= 0 && cost > jit_optimize_above_cost)
+			stmt->jitFlags |= PGJIT_OPT3;
+		if (jit_inline_above_cost >= 0 && cost > jit_inline_above_cost)
+			stmt->jitFlags |= PGJIT_INLINE;
+		if (jit_expressions)
+			stmt->jitFlags |= PGJIT_EXPR;
+		if (jit_tuple_deforming)
+			stmt->jitFlags |= PGJIT_DEFORM;
+	}
 }

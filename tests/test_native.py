@@ -287,6 +287,33 @@ def test_a_new_backend_scores_by_the_stored_plan_without_python(db_url, column):
         engine.dispose()
 
 
+def _mapped_kb(pid: int, suffix: str) -> int:
+    """Resident kB of the backend's mappings of files whose names end with SUFFIX."""
+    resident, counting = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0] and len(line.split()) >= 5:
+            counting = line.rstrip().endswith(suffix)
+        elif counting and line.startswith("Rss:"):
+            resident += int(line.split()[1])
+    return resident
+
+
+def test_a_compiled_flatbuffer_leaves_the_backends_memory(db_url):
+    """Once compiled, XNNPACK runs on its own packed weights: the flatbuffer's mapped
+    pages leave the backend's RSS (MADV_PAGEOUT) and scoring never reads them again."""
+    engine = new_engine(db_url)
+    with engine.connect() as c:
+        pid = c.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        first = c.execute(sa.text("SELECT pgml.classify('mlp', example) FROM inputs")).all()
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert ".tflite" in maps  # LiteRT maps it ...
+        assert _mapped_kb(pid, ".tflite") == 0  # ... and none of it stays resident
+        again = c.execute(sa.text("SELECT pgml.classify('mlp', example) FROM inputs")).all()
+        assert again == first and len(first) == 1797
+        assert _mapped_kb(pid, ".tflite") == 0
+    engine.dispose()
+
+
 def test_a_version_without_stored_plans_asks_pl_python_for_one(engine, db_url, mlp_dir):
     """Versions registered before plans were stored: C asks PL/Python for the plan,
     then scores in C all the same."""

@@ -31,14 +31,19 @@ QUERIES = {
 }
 
 
-def _gather(plan: dict) -> dict | None:
-    if plan["Node Type"] in ("Gather", "Gather Merge"):
+def _node(plan: dict, matches) -> dict | None:
+    """The first node of PLAN (EXPLAIN's JSON), depth first, that MATCHES."""
+    if matches(plan):
         return plan
     for child in plan.get("Plans", []):
-        found = _gather(child)
+        found = _node(child, matches)
         if found:
             return found
     return None
+
+
+def _gather(plan: dict) -> dict | None:
+    return _node(plan, lambda n: n["Node Type"] in ("Gather", "Gather Merge"))
 
 
 def force_parallel(conn, *more: str) -> None:
@@ -169,9 +174,13 @@ def test_damaged_model_files_are_written_again(db_url, engine):
 # -- The planner's own choice (src/scoring_cost.c) ---------------------------------------
 
 
-def _explain(conn, query: str) -> dict:
-    raw = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {query}").scalar()
-    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+def _explain(conn, query: str, options: str = "") -> dict:
+    raw = conn.exec_driver_sql(f"EXPLAIN ({options} FORMAT JSON) {query}").scalar()
+    return (json.loads(raw) if isinstance(raw, str) else raw)[0]
+
+
+def _block_scan(plan: dict) -> dict | None:
+    return _node(plan, lambda n: n.get("Custom Plan Provider") == "PgmlBlockScan")
 
 
 def test_registration_measures_each_litert_signatures_time_per_row(engine):
@@ -193,12 +202,12 @@ def test_a_scoring_calls_cost_is_its_models_time_per_row(db_url, engine):
     row_us = scalar(engine, "SELECT pgml_internal.row_cost('mlp')")
     with new_engine(db_url).connect() as conn:
         conn.exec_driver_sql(SERIAL)
-        base = _explain(conn, "SELECT example FROM inputs")
-        scored = _explain(conn, "SELECT pgml.classify('mlp', example) FROM inputs")
+        base = _explain(conn, "SELECT example FROM inputs")["Plan"]
+        scored = _explain(conn, "SELECT pgml.classify('mlp', example) FROM inputs")["Plan"]
         per_row = (scored["Total Cost"] - base["Total Cost"]) / base["Plan Rows"]
         assert per_row == pytest.approx((row_us + 1.5) / 5, rel=0.01)
         conn.exec_driver_sql("SET pgml.native_scoring = off")
-        scored = _explain(conn, "SELECT pgml.classify('mlp', example) FROM inputs")
+        scored = _explain(conn, "SELECT pgml.classify('mlp', example) FROM inputs")["Plan"]
         per_row = (scored["Total Cost"] - base["Total Cost"]) / base["Plan Rows"]
         assert per_row == pytest.approx(100 * 0.0025, rel=0.01)
 
@@ -221,15 +230,27 @@ def test_the_planner_gives_a_costly_model_workers_by_its_work(db_url, engine, ml
     cheap = "SELECT id, pgml.classify('mlp', example) FROM costly_inputs"
     with new_engine(db_url).connect() as conn:
         conn.exec_driver_sql("SET max_parallel_workers_per_gather = 2")
-        gather = _gather(_explain(conn, costly))
+        gather = _gather(_explain(conn, costly)["Plan"])
         assert gather is not None and gather["Workers Planned"] == 2
-        assert _gather(_explain(conn, cheap)) is None
+        assert _gather(_explain(conn, cheap)["Plan"]) is None
         parallel = dict(conn.exec_driver_sql(costly).all())
         conn.exec_driver_sql("SET pgml.native_scoring = off")
-        assert _gather(_explain(conn, costly)) is None
+        assert _gather(_explain(conn, costly)["Plan"]) is None
         conn.exec_driver_sql("RESET pgml.native_scoring")
         conn.exec_driver_sql("ALTER TABLE costly_inputs SET (parallel_workers = 0)")
-        assert _gather(_explain(conn, costly)) is None
+        assert _gather(_explain(conn, costly)["Plan"]) is None
+        # a slow model's blocks take ~5 ms (10 rows of 500 us), a fast one's 64 rows
+        assert _block_scan(_explain(conn, costly)["Plan"])["Block Rows"] == 10
+        assert _block_scan(_explain(conn, cheap)["Plan"])["Block Rows"] == 64
+        # its cost (~1 s of LiteRT) is not JIT's to speed up: no LLVM in this backend
+        explained = _explain(conn, costly, "ANALYZE,")
+        assert explained["Plan"]["Total Cost"] > float(
+            conn.exec_driver_sql("SHOW jit_above_cost").scalar()
+        )
+        assert "JIT" not in explained
+        conn.exec_driver_sql("SET jit_above_cost = 0")  # (the check can tell)
+        assert "JIT" in _explain(conn, costly, "ANALYZE,")
+        conn.exec_driver_sql("RESET jit_above_cost")
         serial = dict(conn.exec_driver_sql(costly).all())
         conn.commit()
     assert len(parallel) == 1797 and parallel == serial

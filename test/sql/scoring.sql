@@ -36,8 +36,9 @@ SELECT name, version, current FROM pgml.models WHERE name = 'mlp';
 
 -- The public functions are inlined SQL wrappers: the plan calls the C resolver and the
 -- C scorer (with its PL/Python twin) directly, and all are parallel safe. The scorers
--- cost 100 cpu_operator_cost (C functions default to 1), so big tables get parallel plans.
--- A PgmlBlockScan over the scan runs the scorer over blocks of rows (src/block_scan.c).
+-- cost 100 cpu_operator_cost (C functions default to 1), or what their model's rows take
+-- (src/scoring_cost.c), so big tables get parallel plans. A PgmlBlockScan over the scan
+-- runs the scorer over blocks of rows (src/block_scan.c), 64 for a model this fast.
 EXPLAIN (COSTS OFF, VERBOSE) SELECT pgml.classify('mnist', pixels) FROM inputs;
 EXPLAIN (COSTS OFF, VERBOSE) SELECT classify(pixels) FROM inputs;
 SELECT n.nspname, p.proname, p.proparallel, p.procost
