@@ -190,19 +190,10 @@ def pin_model(target: EngineOrUrl, name: str, version: int | None) -> bool:
 
 
 def rollback_model(target: EngineOrUrl, name: str) -> int:
-    """Pin NAME to the version before the one serving now; returns that version."""
+    """Pin NAME to the version before the one serving now (``pgml.rollback_model``);
+    returns that version."""
     with _begin(target) as conn:
-        previous = conn.execute(
-            sa.text(
-                "SELECT max(version) FROM pgml.models WHERE name = :n AND version < "
-                "(SELECT version FROM pgml.models WHERE name = :n AND current)"
-            ),
-            {"n": name},
-        ).scalar()
-        if previous is None:
-            raise ValueError(f"model '{name}' has no version before the current one")
-        conn.execute(sa.text("SELECT pgml.pin_model(:n, :v)"), {"n": name, "v": previous})
-        return previous
+        return conn.execute(sa.text("SELECT pgml.rollback_model(:n)"), {"n": name}).scalar_one()
 
 
 def export_model(

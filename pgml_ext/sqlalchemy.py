@@ -237,6 +237,17 @@ class unpin_model(_PgmlFunction):
     inherit_cache = True
 
 
+class rollback_model(_PgmlFunction):
+    """Pin the version before the one serving now -> that version (``int``).
+
+    ``select(rollback_model("mnist"))`` renders ``SELECT pgml.rollback_model(:rollback_model_1)``.
+    """
+
+    type = sa.Integer()
+    package = "pgml"
+    inherit_cache = True
+
+
 class prune_model_files(_PgmlFunction):
     """Remove the server's files of deleted versions -> one row (``str``) per directory.
 
@@ -270,6 +281,7 @@ __all__ = [
     "predict_class",
     "predict_class_batch",
     "prune_model_files",
+    "rollback_model",
     "score_into",
     "unpin_model",
 ]

@@ -346,6 +346,36 @@ BEGIN
         ON CONFLICT ON CONSTRAINT pins_pkey DO UPDATE SET version = EXCLUDED.version;
 END $$;
 
+-- Pin NAME to the version before the one serving now (pinned or newest); returns it.
+CREATE FUNCTION pgml.rollback_model(name text)
+RETURNS int LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+DECLARE
+    serving int;
+    previous int;
+BEGIN
+    SELECT coalesce((SELECT p.version FROM pgml.pins p WHERE p.name = rollback_model.name),
+                    max(m.version))
+      INTO serving
+      FROM pgml.model_versions m WHERE m.name = rollback_model.name;
+    IF serving IS NULL THEN
+        RAISE EXCEPTION 'pgml: model ''%'' is not registered', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT max(m.version) INTO previous
+      FROM pgml.model_versions m
+     WHERE m.name = rollback_model.name AND m.version < serving;
+    IF previous IS NULL THEN
+        RAISE EXCEPTION 'pgml: model ''%'' has no version before version %', name, serving
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pgml.models lists its versions; pgml.pin_model pins any of them.';
+    END IF;
+    PERFORM pgml.pin_model(name, previous);
+    RAISE NOTICE 'pgml: model ''%'' now serves version % (it served version %)',
+        name, previous, serving;
+    RETURN previous;
+END $$;
+
 -- True if NAME was pinned. An unknown model is an ERROR (a typo would otherwise pass).
 CREATE FUNCTION pgml.unpin_model(name text)
 RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
@@ -394,10 +424,12 @@ import pgml_ext.indb.api as api
 return api.predict_class(ref, input, signature, output)
 $$;
 
--- float4[]: packed into one bytea by pgml_internal.tensor (C) for PL/Python, which would
--- otherwise make a Python float of every element (~14 ns each, more than scoring a
--- small model); a NULL element is an ERROR there.
-CREATE FUNCTION pgml_internal.tensor(input float4[], model text)
+-- Arrays of numbers (real as it is; double precision, numeric and integers cast to real
+-- as SQL would): packed into one bytea of float4 by pgml_internal.tensor (C) for C and
+-- PL/Python, which would otherwise make a Python float of every element (~14 ns each,
+-- more than scoring a small model); a NULL element is an ERROR there, and so is an
+-- array of anything else.
+CREATE FUNCTION pgml_internal.tensor(input anyarray, model text)
 RETURNS bytea AS 'MODULE_PATHNAME', 'pgml_tensor'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
@@ -543,14 +575,14 @@ RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
                                               signature)
 $$;
 
-CREATE FUNCTION pgml.predict(model text, input float4[], output text DEFAULT NULL,
+CREATE FUNCTION pgml.predict(model text, input anyarray, output text DEFAULT NULL,
                              signature text DEFAULT NULL)
 RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.predict_tensor_native(pgml_internal.model_ref(model), pgml_internal.tensor(input, model),
                                        output, signature)
 $$;
 
-CREATE FUNCTION pgml.classify(model text, input float4[], signature text DEFAULT NULL,
+CREATE FUNCTION pgml.classify(model text, input anyarray, signature text DEFAULT NULL,
                               output text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.classify_tensor_native(pgml_internal.model_ref(model),
@@ -558,7 +590,7 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
                                                 signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class(model text, input float4[], signature text DEFAULT NULL,
+CREATE FUNCTION pgml.predict_class(model text, input anyarray, signature text DEFAULT NULL,
                                    output text DEFAULT NULL)
 RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.predict_class_tensor_native(pgml_internal.model_ref(model),
@@ -623,7 +655,7 @@ RETURNS float4 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.only_value(pgml.predict(model, input, output, signature), model)
 $$;
 
-CREATE FUNCTION pgml.predict_value(model text, input float4[], output text DEFAULT NULL,
+CREATE FUNCTION pgml.predict_value(model text, input anyarray, output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
 RETURNS float4 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.only_value(pgml.predict(model, input, output, signature), model)
@@ -637,11 +669,11 @@ COMMENT ON FUNCTION pgml.predict_value(text, text, text, text) IS
     'A text regressor''s value: pgml.predict when it gives exactly one value per row.';
 COMMENT ON FUNCTION pgml.predict_value(text, bytea, text, text) IS
     'A regressor''s value: pgml.predict when it gives exactly one value per row.';
-COMMENT ON FUNCTION pgml.predict_value(text, float4[], text, text) IS
+COMMENT ON FUNCTION pgml.predict_value(text, anyarray, text, text) IS
     'A regressor''s value: pgml.predict when it gives exactly one value per row.';
 
--- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D float4[] with
--- one input per row. NULL elements of a bytea[] give NULL results.
+-- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D array of numbers
+-- with one input per row. NULL elements of a bytea[] give NULL results.
 CREATE FUNCTION pgml_internal.predict_batch(ref text, inputs bytea[], output text, signature text)
 RETURNS SETOF float4[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
@@ -707,7 +739,7 @@ RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.predict_batch(pgml_internal.model_ref(model), inputs, output, signature)
 $$;
 
-CREATE FUNCTION pgml.predict_batch(model text, inputs float4[], output text DEFAULT NULL,
+CREATE FUNCTION pgml.predict_batch(model text, inputs anyarray, output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
 RETURNS SETOF float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.predict_batch_tensor(pgml_internal.model_ref(model), pgml_internal.tensor(inputs, model),
@@ -721,7 +753,7 @@ RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
         inputs, output, signature)
 $$;
 
-CREATE FUNCTION pgml.classify_batch(model text, inputs float4[], signature text DEFAULT NULL,
+CREATE FUNCTION pgml.classify_batch(model text, inputs anyarray, signature text DEFAULT NULL,
                                     output text DEFAULT NULL)
 RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.classify_batch_tensor_native(pgml_internal.model_ref(model),
@@ -735,7 +767,7 @@ RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
         inputs, output, signature)
 $$;
 
-CREATE FUNCTION pgml.predict_class_batch(model text, inputs float4[], signature text DEFAULT NULL,
+CREATE FUNCTION pgml.predict_class_batch(model text, inputs anyarray, signature text DEFAULT NULL,
                                          output text DEFAULT NULL)
 RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml_internal.predict_class_batch_tensor_native(pgml_internal.model_ref(model),
@@ -753,7 +785,7 @@ import pgml_ext.indb.api as api
 return api.score_into(model, source, target, key, input, chunk_size, layout)
 $$;
 
--- fn_name(bytea) and fn_name(float4[]) in the current schema, bound to MODEL, so that
+-- fn_name(bytea) and fn_name(anyarray: real, double precision, numeric, integers) in the current schema, bound to MODEL, so that
 -- `SELECT classify(image) FROM inputs` works as written. The SQL bodies are inlined
 -- by the planner, so they cost nothing over calling pgml.* directly.
 CREATE FUNCTION pgml.create_function(fn_name text, model text, kind text DEFAULT 'classify')
@@ -781,7 +813,7 @@ BEGIN
         RAISE EXCEPTION 'pgml: no current schema to create % in', fn_name
             USING ERRCODE = 'invalid_schema_name';
     END IF;
-    FOREACH input_type IN ARRAY ARRAY['bytea', 'float4[]'] LOOP
+    FOREACH input_type IN ARRAY ARRAY['bytea', 'anyarray'] LOOP
         EXECUTE format(
             'CREATE OR REPLACE FUNCTION %I.%I(input %s) RETURNS %s '
             'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
@@ -856,25 +888,25 @@ GRANT EXECUTE ON FUNCTION pgml.describe(text) TO PUBLIC;  -- metadata, as pgml.m
 -- in the same statement). The PL/Python twins, native_plan and the model readers are
 -- reached through C (fmgr, no privilege check) and granted to nobody.
 GRANT EXECUTE ON FUNCTION
-    pgml.predict(text, bytea, text, text), pgml.predict(text, float4[], text, text),
-    pgml.classify(text, bytea, text, text), pgml.classify(text, float4[], text, text),
-    pgml.predict_class(text, bytea, text, text), pgml.predict_class(text, float4[], text, text),
-    pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, float4[], text, text),
+    pgml.predict(text, bytea, text, text), pgml.predict(text, anyarray, text, text),
+    pgml.classify(text, bytea, text, text), pgml.classify(text, anyarray, text, text),
+    pgml.predict_class(text, bytea, text, text), pgml.predict_class(text, anyarray, text, text),
+    pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, anyarray, text, text),
     pgml_internal.only_value(float4[], text),
     pgml.predict(text, text, text, text), pgml.classify(text, text, text, text),
     pgml.predict_class(text, text, text, text), pgml.predict_value(text, text, text, text),
     pgml_internal.predict_text(text, text, text, text),
     pgml_internal.classify_text(text, text, text, text),
     pgml_internal.predict_class_text(text, text, text, text),
-    pgml.predict_batch(text, bytea[], text, text), pgml.predict_batch(text, float4[], text, text),
+    pgml.predict_batch(text, bytea[], text, text), pgml.predict_batch(text, anyarray, text, text),
     pgml.classify_batch(text, bytea[], text, text),
-    pgml.classify_batch(text, float4[], text, text),
+    pgml.classify_batch(text, anyarray, text, text),
     pgml.predict_class_batch(text, bytea[], text, text),
-    pgml.predict_class_batch(text, float4[], text, text),
+    pgml.predict_class_batch(text, anyarray, text, text),
     pgml.score_into(text, text, text, text, text, int, text),
     pgml.create_function(text, text, text),
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
-    pgml_internal.model_ref(text), pgml_internal.tensor(float4[], text),
+    pgml_internal.model_ref(text), pgml_internal.tensor(anyarray, text),
     pgml_internal.native_status(), pgml_internal.clear_native_cache(),
     pgml_internal.native_models(),
     pgml_internal.predict_native(text, bytea, text, text),
@@ -896,6 +928,7 @@ GRANT EXECUTE ON FUNCTION
     pgml_internal.upload_chunk(bigint, int, bytea),
     pgml_internal.finish_registration(bigint, bytea),
     pgml.delete_model(text, int), pgml.pin_model(text, int), pgml.unpin_model(text),
+    pgml.rollback_model(text),
     pgml.prune_model_files(),
     pgml.load_model(text, text, text, text[], text)
 TO pgml_admin;

@@ -32,6 +32,7 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -53,6 +54,7 @@
 #include "utils/syscache.h"
 #include "catalog/pg_proc.h"
 #include "nodes/value.h"
+#include "parser/parse_coerce.h"
 #include "parser/parse_func.h"
 #include "utils/timestamp.h"
 
@@ -513,6 +515,84 @@ pgml_model_ref(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(pgml_tensor);
 
+/* How a call site of pgml_internal.tensor turns its arrays' elements into float4. */
+typedef struct ElementCast
+{
+	Oid			element;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	FmgrInfo	cast;			/* the element type's cast to real */
+} ElementCast;
+
+/* The cast to real of arrays of ELEMENT (integers, numeric ...), or an ERROR. */
+static ElementCast *
+element_cast(FunctionCallInfo fcinfo, Oid element)
+{
+	ElementCast *cast = (ElementCast *) fcinfo->flinfo->fn_extra;
+	Oid			funcid = InvalidOid;
+
+	if (cast != NULL && cast->element == element)
+		return cast;
+	if (find_coercion_pathway(FLOAT4OID, element, COERCION_IMPLICIT, &funcid)
+		!= COERCION_PATH_FUNC || !OidIsValid(funcid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("pgml: model '%s' takes numbers, not an array of %s",
+						text_to_cstring(PG_GETARG_TEXT_PP(1)), format_type_be(element)),
+				 errhint("Pass real, double precision, numeric or integer values (or a "
+						 "tf.Example as bytea).")));
+	if (cast == NULL)
+		cast = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ElementCast));
+	cast->element = element;
+	get_typlenbyvalalign(element, &cast->typlen, &cast->typbyval, &cast->typalign);
+	fmgr_info_cxt(funcid, &cast->cast, fcinfo->flinfo->fn_mcxt);
+	fcinfo->flinfo->fn_extra = cast;
+	return cast;
+}
+
+/* VALUES (of any number type) as float4 in OUT, as SQL's cast to real would give them. */
+static void
+to_float4(FunctionCallInfo fcinfo, ArrayType *values, int count, float4 *out)
+{
+	Oid			element = ARR_ELEMTYPE(values);
+
+	if (element == FLOAT4OID)
+		memcpy(out, ARR_DATA_PTR(values), sizeof(float4) * (Size) count);
+	else if (element == FLOAT8OID)
+	{
+		const float8 *in = (const float8 *) ARR_DATA_PTR(values);
+
+		for (int i = 0; i < count; i++)
+		{
+			/* as float8 -> float4 (dtof): out of real's range is an ERROR, not inf or 0 */
+			out[i] = (float4) in[i];
+			if ((isinf(out[i]) && !isinf(in[i])) || (out[i] == 0.0f && in[i] != 0.0))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("pgml: input value %g for model '%s' is out of range for real",
+								in[i], text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+		}
+	}
+	else
+	{
+		ElementCast *cast = element_cast(fcinfo, element);
+		Datum	   *datums;
+		int			n;
+
+		deconstruct_array(values, element, cast->typlen, cast->typbyval, cast->typalign,
+						  &datums, NULL, &n);
+		for (int i = 0; i < n && i < count; i++)
+			out[i] = DatumGetFloat4(FunctionCall1(&cast->cast, datums[i]));
+		pfree(datums);
+	}
+}
+
+/*
+ * pgml_internal.tensor(input anyarray, model): a numeric array packed for the scorers as
+ * (ndim, dims..., float4 values...): real as it is, double precision, numeric and
+ * integers cast to real.
+ */
 Datum
 pgml_tensor(PG_FUNCTION_ARGS)
 {
@@ -523,8 +603,8 @@ pgml_tensor(PG_FUNCTION_ARGS)
 	bytea	   *result;
 	char	   *out;
 
-	if (ARR_ELEMTYPE(input) != FLOAT4OID)
-		elog(ERROR, "pgml: _tensor takes float4[]");
+	if (ARR_ELEMTYPE(input) != FLOAT4OID && ARR_ELEMTYPE(input) != FLOAT8OID)
+		(void) element_cast(fcinfo, ARR_ELEMTYPE(input));	/* a number type, or an ERROR */
 	if (array_contains_nulls(input))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -541,7 +621,7 @@ pgml_tensor(PG_FUNCTION_ARGS)
 	out = VARDATA(result);
 	memcpy(out, &ndim, sizeof(int32));
 	memcpy(out + sizeof(int32), ARR_DIMS(input), sizeof(int32) * ndim);
-	memcpy(out + sizeof(int32) * (1 + ndim), ARR_DATA_PTR(input), sizeof(float4) * (Size) count);
+	to_float4(fcinfo, input, count, (float4 *) (out + sizeof(int32) * (1 + ndim)));
 	PG_RETURN_BYTEA_P(result);
 }
 

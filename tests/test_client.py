@@ -285,3 +285,28 @@ def test_sqlalchemy_keyword_arguments_are_named_sql_arguments(engine):
     assert named == plain
     with pytest.raises(ValueError):
         classify("mnist", inputs.c.pixels, **{"bad name": 1})
+
+
+@pytest.mark.usefixtures("models", "inputs")
+def test_sqlalchemy_double_precision_arrays(driver_engine, digits):
+    """ARRAY(DOUBLE_PRECISION) columns and float64 lists bound as double precision[]
+    score as the float4[] column does, through both drivers."""
+    from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
+
+    x, _ = digits
+    doubles = ARRAY(DOUBLE_PRECISION)
+    inputs = sa.table("inputs", sa.column("id"), sa.column("pixels", FLOAT4_ARRAY))
+    first = select(inputs).where(inputs.c.id < 20).order_by(inputs.c.id).subquery()
+    with driver_engine.connect() as conn:
+        as_double = conn.execute(
+            select(classify("mlp", sa.cast(first.c.pixels, doubles)))
+        ).scalars()
+        assert list(as_double) == list(
+            conn.execute(select(classify("mlp", first.c.pixels))).scalars()
+        )
+        bound = sa.cast(sa.literal([float(v) for v in x[5]], doubles), doubles)
+        stored = select(predict_class("mlp", inputs.c.pixels)).where(inputs.c.id == 5)
+        assert (
+            conn.execute(select(predict_class("mlp", bound))).scalar()
+            == conn.execute(stored).scalar()
+        )

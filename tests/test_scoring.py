@@ -5,7 +5,7 @@ export, plus create_function, per-call versions and NULL handling."""
 import pytest
 import sqlalchemy as sa
 
-from conftest import LABELS, committed, rows, scalar
+from conftest import LABELS, committed, rows, scalar, sql_error
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -146,3 +146,42 @@ def test_cached_models_lists_what_this_backend_loaded(engine):
             sa.text("SELECT name, version, runtime FROM pgml.cached_models()")
         ).all()
     assert cached == [("mlp", 1, "litert")]
+
+
+@pytest.mark.parametrize("cast", ["float8[]", "numeric[]"])
+def test_arrays_of_any_number_type_score_as_real(engine, cast):
+    """double precision[] (ARRAY[...] of float8 columns) and numeric[] take the float4[]
+    forms' path: the values cast to real, so the same answers, per row and in batches."""
+    for fn in ("classify", "predict_class", "predict"):
+        got = rows(engine, f"SELECT pgml.{fn}('mlp', pixels::{cast}) FROM inputs ORDER BY id")
+        want = rows(engine, f"SELECT pgml.{fn}('mlp', pixels) FROM inputs ORDER BY id")
+        assert got == want and len(got) == 1797
+    batch = "SELECT pgml.classify_batch('mlp', array_agg(pixels{cast} ORDER BY id)) FROM inputs"
+    assert scalar(engine, batch.format(cast=f"::{cast}")) == scalar(engine, batch.format(cast=""))
+    same = scalar(
+        engine,
+        f"SELECT bool_and(pgml_internal.tensor(pixels::{cast}, 'mlp') = "
+        "pgml_internal.tensor(pixels, 'mlp')) FROM inputs",
+    )
+    assert same is True
+
+
+def test_integer_arrays_are_cast_to_real(engine):
+    for cast in ("int2[]", "int4[]", "int8[]"):
+        got = scalar(engine, f"SELECT pgml_internal.tensor(ARRAY[0, 7, -3, 16]::{cast}, 'mlp')")
+        assert got == scalar(engine, "SELECT pgml_internal.tensor('{0,7,-3,16}'::real[], 'mlp')")
+
+
+@pytest.mark.parametrize(
+    ("value", "state", "words"),
+    [
+        ("ARRAY['a', 'b']", "42804", "takes numbers, not an array of text"),
+        ("ARRAY[true, false]", "42804", "takes numbers, not an array of boolean"),
+        ("ARRAY[1e300::float8]", "22003", "out of range for real"),
+        ("ARRAY[1e-300::float8]", "22003", "out of range for real"),
+        ("ARRAY[1, NULL]::float8[]", "22004", "contains NULL elements"),
+    ],
+)
+def test_arrays_that_are_not_numbers_for_real_are_refused(engine, value, state, words):
+    code, message, _ = sql_error(engine, f"SELECT pgml.classify('mlp', {value})")
+    assert code == state and words in message and "'mlp'" in message

@@ -190,3 +190,18 @@ def test_model_management_says_what_it_did(engine, mlp_dir):
     assert code == "42704" and "'managd' is not registered" in message and "Register" in hint
     committed(engine, "SELECT pgml.create_function('f_managed', 'managed@2')")
     assert scalar(engine, "SELECT f_managed(pixels) FROM inputs WHERE id = 4") == "4"
+
+
+def test_rollback_in_sql_pins_the_version_before_the_serving_one(engine, mlp_dir):
+    for _ in range(3):
+        client.register_model(engine, "rolled", mlp_dir)
+    assert committed(engine, "SELECT pgml.rollback_model('rolled')") == 2
+    assert scalar(engine, "SELECT version FROM pgml.models WHERE name = 'rolled' AND current") == 2
+    assert committed(engine, "SELECT pgml.rollback_model('rolled')") == 1  # from the pinned one
+    code, message, hint = sql_error(engine, "SELECT pgml.rollback_model('rolled')")
+    assert code == "22023" and "no version before version 1" in message and "pin_model" in hint
+    code, message, _ = sql_error(engine, "SELECT pgml.rollback_model('never_registered')")
+    assert code == "42704" and "not registered" in message
+    committed(engine, "SELECT pgml.unpin_model('rolled')")
+    assert client.rollback_model(engine, "rolled") == 2  # the client calls the same function
+    committed(engine, "SELECT pgml.delete_model('rolled')")
