@@ -93,6 +93,9 @@ def register_model(
     A graph with ops that reach outside the database (files, network, Python) is
     refused; ``allow_unsafe_ops=True`` registers it anyway, for superusers only.
     """
+    with _begin(target) as conn:
+        # a name the server would refuse is refused before the model is read and sent
+        conn.execute(sa.text("SELECT pgml_internal.check_model_name(:n)"), {"n": name})
     blob = archive.pack(saved_model_dir)
     options = {
         k: v

@@ -14,9 +14,30 @@ COMMENT ON SCHEMA pgml_internal IS
 
 -- Models --------------------------------------------------------------------------------
 
+-- What a model name may be (the table's CHECK), and the clear ERROR registration gives
+-- for any other before a byte is uploaded.
+CREATE FUNCTION pgml_internal.valid_model_name(name text)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'
+$$;
+
+CREATE FUNCTION pgml_internal.check_model_name(name text)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name IS NULL OR NOT pgml_internal.valid_model_name(name) THEN
+        RAISE EXCEPTION 'pgml: ''%'' is not a model name', name
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A model name starts with a letter or _, then up to 62 letters, '
+                           'digits, _, . or -.',
+                  HINT = 'Calls name version N of a model as ''name@N''; register under '
+                         'the plain name.';
+    END IF;
+END $$;
+
 CREATE TABLE pgml.model_versions (
     id          bigserial PRIMARY KEY,
-    name        text NOT NULL CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'),
+    name        text NOT NULL CHECK (pgml_internal.valid_model_name(name)),
     version     int NOT NULL CHECK (version > 0),
     runtime     text NOT NULL,     -- requested at registration, then what serves it
     signatures  jsonb,             -- read from the SavedModel at registration
@@ -255,6 +276,7 @@ DECLARE
     next_version int;
     new_id bigint;
 BEGIN
+    PERFORM pgml_internal.check_model_name(name);
     IF coalesce((options ->> 'allow_unsafe_ops')::boolean, false)
        AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user) THEN
         RAISE EXCEPTION 'pgml: only a superuser may register a model with allow_unsafe_ops'
@@ -924,6 +946,7 @@ GRANT EXECUTE ON FUNCTION
 TO pgml_scorer;
 
 GRANT EXECUTE ON FUNCTION
+    pgml_internal.check_model_name(text), pgml_internal.valid_model_name(text),
     pgml_internal.begin_registration(text, bigint, text, text[], text, jsonb),
     pgml_internal.upload_chunk(bigint, int, bytea),
     pgml_internal.finish_registration(bigint, bytea),

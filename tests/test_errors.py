@@ -311,11 +311,16 @@ def test_corrupt_savedmodel_blob_is_caught_by_its_checksum(engine, db_url, mlp_d
     assert code == "XX001" and "stored model is corrupt" in text and "Register" in hint
 
 
-def test_invalid_model_name_is_refused(engine, mlp_dir):
-    code, text, _ = sql_error(
-        engine, "SELECT pgml.load_model('bad name; drop', :p)", p=str(mlp_dir)
-    )
-    assert code == "23514"  # check_violation: names are identifiers
+@pytest.mark.parametrize("name", ["bad name; drop", "mlp@2", "", "9lives", "x" * 64])
+def test_invalid_model_name_is_refused_before_any_upload(engine, mlp_dir, name, tmp_path):
+    """A name the table would refuse is a clear ERROR (42602) from load_model and from
+    the client before the model is read: a directory that does not exist is not even
+    looked at."""
+    code, text, hint = sql_error(engine, "SELECT pgml.load_model(:n, :p)", n=name, p=str(mlp_dir))
+    assert code == "42602" and "is not a model name" in text and "name@N" in hint
+    with pytest.raises(sa.exc.DatabaseError) as info:
+        client.register_model(engine, name, tmp_path / "not there")
+    assert info.value.orig.args[0]["C"] == "42602"
 
 
 def test_extra_features_are_ignored(engine):

@@ -44,6 +44,7 @@ _DOCUMENT = (
 _LITERT = (
     "INSERT INTO pgml.model_litert (model_id, signature, data, checksum) VALUES ($1, $2, $3, $4)"
 )
+_CHECK_NAME = "SELECT pgml_internal.check_model_name($1)"
 _BEGIN = "SELECT pgml_internal.begin_registration($1, $2, $3, $4, $5, $6::jsonb) AS id"
 _CHUNKS = "SELECT data FROM pgml.model_chunks WHERE model_id = $1 ORDER BY seq"
 _CHUNK = "SELECT pgml_internal.upload_chunk($1, $2, $3)"
@@ -242,6 +243,7 @@ def load_from_path(
             "pgml_ext.register_model(engine, name, local_dir) instead.",
         )
     check_runtime(runtime)
+    plpy.execute(registry.plan(_CHECK_NAME, ["text"]), [name])
     blob = archive.pack(path)
     model_id = plpy.execute(
         registry.plan(_BEGIN, ["text", "int8", "text", "text[]", "text", "text"]),
