@@ -1,6 +1,10 @@
 """Bad input gives a clear ERROR (SQLSTATE, model named, what was expected and given),
 never a crash, and the session stays usable (sql_error checks that every time)."""
 
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -342,3 +346,37 @@ def test_multidimensional_array_with_the_right_count_is_reshaped(engine):
     )
     # array_agg of 28 slices of 28 is a 28x28 float4[]
     assert np.allclose(flat, square, atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["corrupt saved_model.pb", "no variables/"])
+def test_a_savedmodel_tensorflow_cannot_read_is_the_users_error(engine, mlp_dir, tmp_path, damage):
+    """Not an "internal error ... a bug in pgml_ext" showing a server temp path: what is
+    wrong, and how to export it again."""
+    broken = tmp_path / "broken"
+    shutil.copytree(mlp_dir, broken)
+    if damage == "no variables/":
+        shutil.rmtree(broken / "variables")
+    else:
+        (broken / "saved_model.pb").write_bytes(b"\x0a\xff\xff\xff\xff this is no protobuf")
+    with pytest.raises(sa.exc.DatabaseError) as info:
+        client.register_model(engine, "broken", broken)
+    fields = info.value.orig.args[0]
+    assert fields["C"] == "22023", fields
+    assert "is not a SavedModel TensorFlow can read" in fields["M"]
+    assert "registering-" not in fields["M"] and "bug" not in fields["M"]
+    assert "saved_model.pb and variables/" in fields["H"]
+    assert rows(engine, "SELECT 1 FROM pgml.model_versions WHERE name = 'broken'") == []
+
+
+def test_load_model_from_a_directory_the_server_cannot_read(engine, mlp_dir):
+    base = tempfile.mkdtemp()
+    try:
+        os.chmod(base, 0o711)  # the server may pass through, not list
+        private = os.path.join(base, "private")
+        shutil.copytree(mlp_dir, private)
+        os.chmod(private, 0o700)  # root's: the server runs as another user
+        code, text, hint = sql_error(engine, "SELECT pgml.load_model('private', :p)", p=private)
+    finally:
+        shutil.rmtree(base)
+    assert code == "42501" and "cannot read" in text and "operating-system user" in text
+    assert "register_model" in hint

@@ -9,11 +9,13 @@ and removed afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from pgml_ext.indb.errors import (
     UNDEFINED_OBJECT,
     WRONG_OBJECT_TYPE,
     PgmlError,
+    first_line,
 )
 from pgml_ext.indb.model import threads
 from pgml_ext.indb.signatures import Signature
@@ -151,9 +154,36 @@ def _check_labels(what: str, described: dict, labels: list[str] | None, options:
             )
 
 
+@contextlib.contextmanager
+def _readable(what: str, path: str) -> Iterator[None]:
+    """Reading the SavedModel at PATH: one that protobuf or TensorFlow cannot read (a
+    corrupt saved_model.pb, no variables/) is the user's to fix, not an internal error,
+    and is said without the server's temporary path."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        yield
+    except PgmlError:
+        raise
+    except Exception as e:
+        # TensorFlow's errors (NotFoundError, DataLossError ...) come from its own module
+        if not isinstance(e, DecodeError | OSError) and not type(e).__module__.startswith(
+            "tensorflow"
+        ):
+            raise
+        why = first_line(e).replace(path + "/", "").replace(path, "the SavedModel")
+        raise PgmlError(
+            f"{what} is not a SavedModel TensorFlow can read: {why}",
+            INVALID_PARAMETER,
+            hint="Export it again (model.export(dir) or tf.saved_model.save(obj, dir)): "
+            "the directory holds saved_model.pb and variables/.",
+        ) from None
+
+
 def _audit(what: str, path: str, options: dict) -> dict:
     """The op audit (see audit.py): refused unless a superuser opted in."""
-    found = audit.audit(path)
+    with _readable(what, path):
+        found = audit.audit(path)
     if found["unsafe_ops"]:
         if not options.get("allow_unsafe_ops"):
             raise PgmlError(
@@ -177,8 +207,9 @@ def _describe(
     requested = check_runtime(runtime)
     from pgml_ext.indb.runtimes.tensorflow import TensorFlowRuntime
 
-    tf_runtime = TensorFlowRuntime(path, threads())
-    described = tf_runtime.describe(path)
+    with _readable(what, path):
+        tf_runtime = TensorFlowRuntime(path, threads())
+        described = tf_runtime.describe(path)
     _check_usable(what, described, options)
     outcomes = _choose_runtimes(what, path, described, requested, tf_runtime, samples, workdir)
     for o in outcomes:
@@ -244,7 +275,18 @@ def load_from_path(
         )
     check_runtime(runtime)
     plpy.execute(registry.plan(_CHECK_NAME, ["text"]), [name])
-    blob = archive.pack(path)
+    try:
+        blob = archive.pack(path)
+    except PermissionError as e:
+        import getpass
+
+        raise PgmlError(
+            f"the database server's operating-system user ({getpass.getuser()}) cannot "
+            f"read '{e.filename or path}'",
+            INSUFFICIENT_PRIVILEGE,
+            hint="Make the SavedModel readable by that user (chmod, chown), or upload it "
+            "from a client with pgml_ext.register_model(engine, name, local_dir).",
+        ) from None
     model_id = plpy.execute(
         registry.plan(_BEGIN, ["text", "int8", "text", "text[]", "text", "text"]),
         [name, len(blob), archive.checksum(blob), labels, runtime, json.dumps(options or {})],
