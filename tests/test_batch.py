@@ -184,3 +184,30 @@ def test_score_into_orders_classify_signature_scores_by_class(engine):
         doc = scalar(engine, "SELECT scores FROM mnist_preds WHERE key = :k", k=key)
         assert set(doc) == {str(i) for i in range(10)}
         assert max(doc, key=doc.get) == str(key)
+
+
+@pytest.mark.parametrize(
+    ("column", "damage", "words"),
+    [
+        ("pixels", "pixels[1:783]", "783"),
+        ("example", "'\\x0a0b0c'::bytea", "not a serialized tf.train.Example"),
+    ],
+)
+def test_score_into_names_the_row_it_cannot_score(engine, column, damage, words):
+    """A user's bad row in a bulk path is a clean ERROR with the row's key, not an
+    "internal error" about array shapes; nothing is written."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS odd_rows, odd_scored")
+        conn.exec_driver_sql(
+            f"CREATE TABLE odd_rows AS SELECT id, {column} FROM inputs WHERE id < 40"
+        )
+        conn.exec_driver_sql(f"UPDATE odd_rows SET {column} = {damage} WHERE id = 17")
+    with engine.connect() as conn:
+        with pytest.raises(sa.exc.DatabaseError) as info:
+            conn.exec_driver_sql("SELECT pgml.score_into('mlp', 'odd_rows', 'odd_scored')")
+        fields = info.value.orig.args[0]
+        conn.rollback()
+    assert fields["C"] in ("22023", "22P03"), fields
+    assert words in fields["M"] and "internal" not in fields["M"]
+    assert "key 17" in fields.get("D", ""), fields
+    assert scalar(engine, "SELECT to_regclass('odd_scored')") is None

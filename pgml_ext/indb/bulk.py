@@ -174,19 +174,48 @@ def score_into(
         keys = [r["key"] for r in rows]
         inputs = [r["input"] for r in rows]
         idx, present = _present(inputs)
+        present_keys = [keys[i] for i in idx]
         if packed and present:
-            present = np.stack([signatures.tensor_from_packed(p) for p in present])
+            present = [signatures.tensor_from_packed(p) for p in present]
+            if any(t.shape != present[0].shape for t in present):
+                _raise_for_row(loaded, present, present_keys)
+            present = np.stack(present)
         done = 0
-        for sig, out, n in scored_in_chunks(loaded, present, None):
-            names, scores = loaded.scores_by_class(sig, out)
-            classes = (
-                loaded.top_classes(sig, out)
-                if loaded.classifies(sig, scores.shape[1])
-                else [(None, None)] * n  # a regressor: its value, no class
-            )
-            written += writer.write([keys[i] for i in idx[done : done + n]], classes, scores, names)
-            done += n
+        try:
+            for sig, out, n in scored_in_chunks(loaded, present, None):
+                names, scores = loaded.scores_by_class(sig, out)
+                classes = (
+                    loaded.top_classes(sig, out)
+                    if loaded.classifies(sig, scores.shape[1])
+                    else [(None, None)] * n  # a regressor: its value, no class
+                )
+                written += writer.write(present_keys[done : done + n], classes, scores, names)
+                done += n
+        except PgmlError:
+            _raise_for_row(loaded, present[done:], present_keys[done:])
+            raise
     return written
+
+
+def _raise_for_row(loaded: LoadedModel, inputs, keys: list) -> None:
+    """The error of the first of INPUTS the model refuses on its own, with its key in
+    the DETAIL (a batch's error cannot say which row it was); or, when each would
+    score alone, that the rows' shapes differ."""
+    for data, key in zip(inputs, keys, strict=True):
+        try:
+            loaded.score(data, None)
+        except PgmlError as e:
+            row = f"The source row with key {key!r}."
+            e.detail = f"{e.detail} {row}" if e.detail else row
+            raise
+    shapes = {tuple(np.shape(d)): k for d, k in zip(inputs, keys, strict=True)}
+    if len(shapes) > 1:
+        raise PgmlError(
+            f"the rows scored with model '{loaded.row.name}' have different shapes",
+            INVALID_PARAMETER,
+            detail="; ".join(f"key {k!r}: {list(s)}" for s, k in shapes.items()) + ".",
+            hint="Give every row's array the same shape.",
+        )
 
 
 class _Writer:
