@@ -10,18 +10,35 @@ from pgml_ext import __version__
 
 URL_HELP = (
     "SQLAlchemy URL of the database, e.g. postgresql+pg8000://user@host:5432/db "
-    "(default: $PGML_EXT_URL, else the embedded cluster)"
+    "or any libpq URI or 'host=... dbname=...' string (default: $PGML_EXT_URL, else the "
+    "embedded cluster's demo database after `make demo`, its postgres database before)"
 )
 
 
 def _url(args: argparse.Namespace) -> str:
+    """--url, else $PGML_EXT_URL, else the embedded cluster: its demo's database once
+    `make demo` made it (where the demo's models are), its postgres database before."""
     if args.url:
         return args.url
     if os.environ.get("PGML_EXT_URL"):
         return os.environ["PGML_EXT_URL"]
-    from pgml_ext.cluster import Cluster
+    import sqlalchemy as sa
 
-    return Cluster.default().url()
+    from pgml_ext.cluster import Cluster
+    from pgml_ext.demo import DEMO_DB
+
+    cluster = Cluster.default()
+    engine = sa.create_engine(cluster.url(), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DEMO_DB}
+            ).scalar()
+    except sa.exc.DBAPIError:  # not running: the command's own connection says so
+        found = None
+    finally:
+        engine.dispose()
+    return cluster.url(DEMO_DB) if found else cluster.url()
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -197,6 +214,8 @@ def _score(args: argparse.Namespace) -> int:
         key=args.key,
         chunk_size=args.chunk_size,
         layout=args.layout,
+        where=args.where,
+        keep=args.keep or (),
     )
     print(f"scored {n:,} rows of {args.table} into {args.into}")
     return 0
@@ -327,9 +346,10 @@ def parser() -> argparse.ArgumentParser:
     score = sub.add_parser(
         "score",
         help="score a table into a predictions table, with a progress bar",
-        description="Scores TABLE.COLUMN (tf.Example bytea or float4[]) with MODEL into "
-        "table INTO (created if missing: key, label, class_index, scores), in committed "
-        "chunks ordered by --key.",
+        description="Scores TABLE.COLUMN (tf.Example bytea or an array of numbers) with "
+        "MODEL into table INTO (created if missing: key, the --keep columns, label, "
+        "class_index, scores, model, version, scored_at), in committed chunks ordered by "
+        "--key. A re-run replaces the rows of the keys it scores.",
     )
     score.add_argument("--model", required=True)
     score.add_argument("--table", required=True)
@@ -337,6 +357,15 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--into", required=True)
     score.add_argument("--key", default="id", help="unique, ordered key column (default id)")
     score.add_argument("--chunk-size", type=int, default=5000)
+    score.add_argument(
+        "--where", help="score only the rows of TABLE this SQL condition picks, e.g. 'id < 100'"
+    )
+    score.add_argument(
+        "--keep",
+        nargs="+",
+        metavar="COLUMN",
+        help="columns of TABLE to copy beside each answer (e.g. --keep region plan)",
+    )
     score.add_argument(
         "--layout",
         choices=["json", "columns"],
@@ -428,10 +457,14 @@ def _server_message(e) -> str:
     )
     if fields:  # pg8000: {'M': message, 'H': hint, ...}
         text = fields.get("M", "")
+        hint = fields.get("H")
+        # the pgml schema or its objects missing: this database has no pgml_ext
+        if fields.get("C") in ("42P01", "3F000", "42883") and "pgml" in text and not hint:
+            hint = "pgml_ext is not installed in this database: run pgml-ext install --url URL."
         if fields.get("D"):
             text += f"\n  detail: {fields['D']}"
-        if fields.get("H"):
-            text += f"\n  hint: {fields['H']}"
+        if hint:
+            text += f"\n  hint: {hint}"
         return text
     return str(orig or e).splitlines()[0]
 

@@ -17,7 +17,39 @@ EngineOrUrl = Engine | Connection | str
 
 
 def engine_for(target: EngineOrUrl) -> Engine | Connection:
-    return sa.create_engine(target) if isinstance(target, str) else target
+    return sa.create_engine(sqlalchemy_url(target)) if isinstance(target, str) else target
+
+
+def sqlalchemy_url(url: str) -> str:
+    """URL as SQLAlchemy takes it: a SQLAlchemy URL as it is; libpq's forms (a
+    postgres:// or postgresql:// URI without a driver, or a "host=... dbname=..."
+    connection string) for the pg8000 driver."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        if scheme in ("postgres", "postgresql"):
+            return f"postgresql+pg8000://{rest}"
+        return url
+    if "=" not in url:
+        raise ValueError(
+            f"'{url}' is not a database URL: use postgresql://user@host:port/db "
+            "(or a libpq string like 'host=h port=5432 dbname=db user=u')"
+        )
+    import shlex
+
+    params = dict(part.split("=", 1) for part in shlex.split(url) if "=" in part)
+    query = {
+        k: v for k, v in params.items() if k not in ("host", "port", "dbname", "user", "password")
+    }
+    return sa.URL.create(
+        "postgresql+pg8000",
+        username=params.get("user"),
+        password=params.get("password"),
+        host=params.get("host"),
+        port=int(params["port"]) if params.get("port") else None,
+        database=params.get("dbname"),
+        query=query,
+    ).render_as_string(hide_password=False)
 
 
 @contextlib.contextmanager
@@ -239,40 +271,51 @@ def score_table(
     chunk_size: int = 5000,
     layout: str = "json",
     progress: bool = True,
+    where: str | None = None,
+    keep: Sequence[str] = (),
 ) -> int:
     """Score TABLE.COLUMN into table INTO with a progress bar: keyset chunks of
     CHUNK_SIZE rows, each committed, so a long job shows progress and an interrupted
-    one keeps what is done (re-run with a fresh INTO, or delete the partial rows)."""
+    one keeps what is done (a re-run replaces the rows of the keys it scores). WHERE,
+    a SQL condition on TABLE's columns, picks the rows; KEEP names columns of TABLE to
+    write beside each answer."""
     engine = engine_for(target)
-    with _begin(engine) as conn:
-        total = conn.execute(sa.text(f"SELECT count(*) FROM {_qualified(table)}")).scalar_one()
-    written, last = 0, None
     k, col, tbl = _ident(key), _ident(column), _qualified(table)
+    picked = f"({where})" if where else "true"
+    with _begin(engine) as conn:
+        total = conn.execute(sa.text(f"SELECT count(*) FROM {tbl} WHERE {picked}")).scalar_one()
+    written, last = 0, None
+    kept = "".join(f", {_ident(c)}" for c in keep if c != key)
     with tqdm(total=total, unit="row", desc=f"scoring {table}", disable=not progress) as bar:
         while True:
-            after = "" if last is None else f"WHERE {k} > {_literal(last)}"
+            after = f"WHERE {picked}" + ("" if last is None else f" AND {k} > {_literal(last)}")
             with _begin(engine) as conn:
+                # no bound parameters in these: a % in WHERE stays what it is
                 upper = conn.execute(
-                    sa.text(f"SELECT {k} FROM {tbl} {after} ORDER BY {k} OFFSET :n LIMIT 1"),
-                    {"n": chunk_size - 1},
+                    sa.text(
+                        f"SELECT {k} FROM {tbl} {after} ORDER BY {k} "
+                        f"OFFSET {int(chunk_size) - 1} LIMIT 1"
+                    )
                 ).scalar()
                 if upper is None:  # the last, partial chunk: up to the largest key
                     upper = conn.execute(sa.text(f"SELECT max({k}) FROM {tbl} {after}")).scalar()
                     if upper is None:
                         break
-                bounds = f"{after} {'AND' if after else 'WHERE'} {k} <= {_literal(upper)}"
+                bounds = f"{after} AND {k} <= {_literal(upper)}"
                 n = conn.execute(
                     sa.text(
                         "SELECT pgml.score_into(:m, :source, :into, key => :key, "
-                        "chunk_size => :chunk, layout => :layout)"
+                        "input => :col, chunk_size => :chunk, layout => :layout, keep => :keep)"
                     ),
                     {
                         "m": model,
-                        "source": f"SELECT {k}, {col} FROM {tbl} {bounds}",
+                        "source": f"SELECT {k}, {col}{kept} FROM {tbl} {bounds}",
                         "into": into,
                         "key": key,
+                        "col": column,
                         "chunk": min(chunk_size, 1000),
                         "layout": layout,
+                        "keep": [c for c in keep if c != key] or None,
                     },
                 ).scalar_one()
             written += n

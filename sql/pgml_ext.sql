@@ -797,14 +797,17 @@ RETURNS int[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 -- Score a whole table or query into TARGET (created if missing) in chunks: columns
--- key, label, class_index and scores (jsonb {label: score}) or, with layout 'columns',
--- one float4 column per class. One transaction: all rows or none. Returns rows written.
+-- key (its primary key: a second run replaces the rows of its keys), the source's KEEP
+-- columns, label, class_index, scores (jsonb {label: score}) or, with layout 'columns',
+-- one float4 column per class, then model, version and scored_at. One transaction: all
+-- rows or none. Returns rows written.
 CREATE FUNCTION pgml.score_into(model text, source text, target text,
                                 key text DEFAULT 'id', input text DEFAULT NULL,
-                                chunk_size int DEFAULT 1000, layout text DEFAULT 'json')
+                                chunk_size int DEFAULT 1000, layout text DEFAULT 'json',
+                                keep text[] DEFAULT NULL)
 RETURNS bigint LANGUAGE plpython3u AS $$
 import pgml_ext.indb.api as api
-return api.score_into(model, source, target, key, input, chunk_size, layout)
+return api.score_into(model, source, target, key, input, chunk_size, layout, keep)
 $$;
 
 -- fn_name(bytea) and fn_name(anyarray: real, double precision, numeric, integers) in the current schema, bound to MODEL, so that
@@ -925,7 +928,7 @@ GRANT EXECUTE ON FUNCTION
     pgml.classify_batch(text, anyarray, text, text),
     pgml.predict_class_batch(text, bytea[], text, text),
     pgml.predict_class_batch(text, anyarray, text, text),
-    pgml.score_into(text, text, text, text, text, int, text),
+    pgml.score_into(text, text, text, text, text, int, text, text[]),
     pgml.create_function(text, text, text),
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
     pgml_internal.model_ref(text), pgml_internal.tensor(anyarray, text),

@@ -135,7 +135,7 @@ def test_score_into_errors(engine):
             "'inputs'", "'SELECT id, label FROM inputs'"
         ),
     )
-    assert code == "22023" and "no bytea or float4[] column" in message
+    assert code == "22023" and "no bytea or number array column" in message
     code, message, _ = sql_error(
         engine, "SELECT pgml.score_into('mlp', 'inputs', 'x', key => 'nope')"
     )
@@ -211,3 +211,71 @@ def test_score_into_names_the_row_it_cannot_score(engine, column, damage, words)
     assert words in fields["M"] and "internal" not in fields["M"]
     assert "key 17" in fields.get("D", ""), fields
     assert scalar(engine, "SELECT to_regclass('odd_scored')") is None
+
+
+def test_score_into_keeps_columns_and_says_which_version_scored(engine):
+    _ddl(engine, "DROP TABLE IF EXISTS kept")
+    source = (
+        "SELECT id, pixels, label AS digit, label::float8 / 2 AS half FROM inputs WHERE id < 30"
+    )
+    scored = (
+        f"SELECT pgml.score_into('mlp_labels', '{source}', 'kept', keep => ARRAY['digit', 'half'])"
+    )
+    assert committed(engine, scored) == 30
+    types = dict(
+        rows(
+            engine,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'kept'",
+        )
+    )
+    assert types["digit"] == "integer" and types["half"] == "double precision"
+    assert types["model"] == "text" and types["version"] == "integer"
+    assert types["scored_at"] == "timestamp with time zone"
+    got = rows(
+        engine,
+        "SELECT k.digit = i.label, k.half = i.label / 2.0, k.model, k.version, "
+        "k.scored_at > now() - interval '1 minute' "
+        "FROM kept k JOIN inputs i ON i.id = k.key ORDER BY k.key",
+    )
+    version = scalar(
+        engine, "SELECT version FROM pgml.models WHERE name = 'mlp_labels' AND current"
+    )
+    assert got == [(True, True, "mlp_labels", version, True)] * 30
+    first = scalar(engine, "SELECT max(scored_at) FROM kept")
+    assert committed(engine, scored) == 30  # replaced, stamped anew
+    assert scalar(engine, "SELECT count(*) FROM kept") == 30
+    assert scalar(engine, "SELECT min(scored_at) FROM kept") > first
+
+
+def test_score_into_refuses_columns_it_cannot_keep(engine):
+    code, message, hint = sql_error(
+        engine, "SELECT pgml.score_into('mlp', 'inputs', 'kept_bad', keep => ARRAY['label'])"
+    )
+    assert code == "22023" and "cannot keep column 'label'" in message and "AS" in hint
+    code, message, _ = sql_error(
+        engine, "SELECT pgml.score_into('mlp', 'inputs', 'kept_bad', keep => ARRAY['nope'])"
+    )
+    assert code == "42704" and "no column to keep 'nope'" in message
+
+
+def test_score_into_an_older_target_gets_the_new_columns_and_double_arrays(engine):
+    _ddl(engine, "DROP TABLE IF EXISTS older_target")
+    _ddl(
+        engine,
+        "CREATE TABLE older_target "
+        "(key int PRIMARY KEY, label text, class_index int, scores jsonb)",
+    )
+    source = "SELECT id, pixels::float8[] AS x FROM inputs WHERE id < 20"
+    assert committed(engine, f"SELECT pgml.score_into('mlp', '{source}', 'older_target')") == 20
+    got = rows(engine, "SELECT key, label, model FROM older_target ORDER BY key")
+    want = rows(
+        engine,
+        "SELECT id, pgml.classify('mlp', pixels), 'mlp' FROM inputs WHERE id < 20 ORDER BY id",
+    )
+    assert got == want
+
+
+def _ddl(engine, sql: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql)

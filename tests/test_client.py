@@ -130,12 +130,12 @@ def test_func_pgml_is_typed():
     assert "pgml.predict(" in str(select(func.pgml.predict("m", sa.column("x"))))
 
 
-def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _cli(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "pgml_ext.cli", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        env={**os.environ, "PYTHONPATH": os.getcwd(), **(env or {})},
     )
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -236,6 +236,50 @@ def test_cli_score_with_progress(db_url, engine):
         )
         > 0.95
     )
+    proc = _cli(
+        "score",
+        "--model",
+        "mlp_labels",
+        "--table",
+        "inputs",
+        "--column",
+        "example",
+        "--into",
+        "cli_picked",
+        "--where",
+        "id % 3 = 0",
+        "--keep",
+        "label",
+        "--url",
+        db_url,
+        check=False,
+    )
+    assert proc.returncode == 1 and "cannot keep column 'label'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    _ddl(engine, "CREATE VIEW digits_kept AS SELECT id, example, label AS digit FROM inputs")
+    proc = _cli(
+        "score",
+        "--model",
+        "mlp_labels",
+        "--table",
+        "digits_kept",
+        "--column",
+        "example",
+        "--into",
+        "cli_picked",
+        "--where",
+        "id % 3 = 0",
+        "--keep",
+        "digit",
+        "--url",
+        db_url,
+    )
+    assert "scored 599 rows of digits_kept into cli_picked" in proc.stdout
+    got = scalar(
+        engine, "SELECT count(*) FILTER (WHERE key % 3 = 0 AND digit IS NOT NULL) FROM cli_picked"
+    )
+    assert got == 599 == scalar(engine, "SELECT count(*) FROM cli_picked")
+    _ddl(engine, "DROP VIEW digits_kept")
 
 
 @pytest.mark.usefixtures("models", "inputs")
@@ -310,3 +354,42 @@ def test_sqlalchemy_double_precision_arrays(driver_engine, digits):
             conn.execute(select(predict_class("mlp", bound))).scalar()
             == conn.execute(stored).scalar()
         )
+
+
+def test_urls_in_every_form_libpq_or_sqlalchemy_takes():
+    from pgml_ext.client import sqlalchemy_url
+
+    assert sqlalchemy_url("postgres://u@h:5/db") == "postgresql+pg8000://u@h:5/db"
+    assert sqlalchemy_url("postgresql://u:p@h/db?sslmode=require") == (
+        "postgresql+pg8000://u:p@h/db?sslmode=require"
+    )
+    assert sqlalchemy_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert sqlalchemy_url("host=h port=5 dbname=db user=u") == "postgresql+pg8000://u@h:5/db"
+    with pytest.raises(ValueError, match="not a database URL"):
+        sqlalchemy_url("just-a-name")
+
+
+@pytest.mark.usefixtures("models")
+def test_cli_takes_libpq_urls_and_defaults_to_the_demo_database(cluster, mlp_dir):
+    dsn = f"host=127.0.0.1 port={cluster.port} dbname=pgml_test user=postgres"
+    assert "mlp" in _cli("models", "--url", dsn).stdout
+    uri = f"postgres://postgres@127.0.0.1:{cluster.port}/pgml_test"
+    assert "mlp" in _cli("models", "--url", uri).stdout
+    env = {"PGML_EXT_PORT": str(cluster.port), "PGML_EXT_URL": ""}
+    # before `make demo`: the cluster's postgres database, which has no models
+    before = _cli("models", env=env, check=False)
+    assert before.returncode == 1 and "Traceback" not in before.stderr
+    assert "pgml-ext install" in before.stderr  # what to do
+    demo_url = client.create_database(cluster.url(), "pgml_demo")
+    try:
+        client.install(demo_url)
+        client.register_model(demo_url, "demo_digits", mlp_dir)
+        assert "demo_digits" in _cli("models", env=env).stdout
+    finally:
+        with sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT").connect() as c:
+            c.exec_driver_sql("DROP DATABASE pgml_demo WITH (FORCE)")
+
+
+def _ddl(engine, sql: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql)

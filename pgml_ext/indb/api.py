@@ -117,10 +117,11 @@ def score_into(
     input_column: str | None,
     chunk_size: int,
     layout: str,
+    keep: list[str] | None = None,
 ) -> int:
     with reported(model):
         ref = registry.model_ref(model)
-        return bulk.score_into(ref, source, target, key, input_column, chunk_size, layout)
+        return bulk.score_into(ref, source, target, key, input_column, chunk_size, layout, keep)
 
 
 def finish_registration(model_id: int, samples: bytes | None = None) -> int:

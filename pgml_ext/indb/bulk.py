@@ -17,7 +17,12 @@ from pgml_ext.indb import cache, registry, server, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
 from pgml_ext.indb.model import LoadedModel
 
-BYTEA_OID, FLOAT4_ARRAY_OID = 17, 1021
+BYTEA_OID = 17
+# arrays of numbers (real, double precision, numeric, smallint, int, bigint): each is
+# packed as float4 by pgml_internal.tensor
+NUMBER_ARRAY_OIDS = (1021, 1022, 1231, 1005, 1007, 1016)
+# the columns score_into writes itself: a kept source column may not take these names
+WRITTEN = ("key", "label", "class_index", "scores", "model", "version", "scored_at")
 LAYOUTS = ("json", "columns")
 CHUNK_ROWS = 1024
 
@@ -109,11 +114,15 @@ def _input_column(cursor_types: dict[str, int], key: str, requested: str | None)
                 detail=f"Its columns: {', '.join(cursor_types)}.",
             )
         return requested
-    usable = [c for c, t in cursor_types.items() if c != key and t in (BYTEA_OID, FLOAT4_ARRAY_OID)]
+    usable = [
+        c
+        for c, t in cursor_types.items()
+        if c != key and (t == BYTEA_OID or t in NUMBER_ARRAY_OIDS)
+    ]
     if len(usable) != 1:
         raise PgmlError(
             "name the input column: the source has "
-            + (f"several ({', '.join(usable)})" if usable else "no bytea or float4[] column"),
+            + (f"several ({', '.join(usable)})" if usable else "no bytea or number array column"),
             INVALID_PARAMETER,
             hint="Pass input => 'column'.",
         )
@@ -128,8 +137,10 @@ def score_into(
     input_column: str | None,
     chunk_size: int,
     layout: str,
+    keep: list[str] | None = None,
 ) -> int:
-    """Score every row of SOURCE (a table name or a query) into table TARGET."""
+    """Score every row of SOURCE (a table name or a query) into table TARGET, with the
+    source's KEEP columns beside each row's answer."""
     plpy = server.plpy()
     if layout not in LAYOUTS:
         raise PgmlError(
@@ -147,24 +158,38 @@ def score_into(
     relation = f"({text})" if is_query else ".".join(plpy.quote_ident(p) for p in text.split("."))
     probe = plpy.execute(f"SELECT * FROM {relation} AS s LIMIT 0")
     types = dict(zip(probe.colnames(), probe.coltypes(), strict=True))
-    if key not in types:
+    for wanted, what in [(key, "key column"), *((k, "column to keep") for k in keep or [])]:
+        if wanted not in types:
+            raise PgmlError(
+                f"source has no {what} '{wanted}'",
+                UNDEFINED_OBJECT,
+                detail=f"Its columns: {', '.join(types)}.",
+                hint="Pass key => 'column'." if what == "key column" else None,
+            )
+    kept = [k for k in keep or [] if k != key]
+    clash = [k for k in kept if k in WRITTEN or (layout == "columns" and k.startswith("p_"))]
+    if clash:
         raise PgmlError(
-            f"source has no key column '{key}'",
-            UNDEFINED_OBJECT,
-            detail=f"Its columns: {', '.join(types)}.",
-            hint="Pass key => 'column'.",
+            f"cannot keep column '{clash[0]}': score_into writes a column of that name",
+            INVALID_PARAMETER,
+            hint="Rename it in a query: source => 'SELECT id, x, plan AS plan_name FROM t'.",
         )
     column = _input_column(types, key, input_column)
-    key_type = plpy.execute(f"SELECT format_type({types[key]}, NULL) AS t")[0]["t"]
-    packed = types[column] == FLOAT4_ARRAY_OID
+
+    def sql_type(name: str) -> str:
+        return plpy.execute(f"SELECT format_type({types[name]}, NULL) AS t")[0]["t"]
+
+    packed = types[column] in NUMBER_ARRAY_OIDS
     source = f"s.{plpy.quote_ident(column)}"
     if packed:  # one bytea per row, not a list of Python floats: see pgml_internal.tensor
         source = f"pgml_internal.tensor({source}, {plpy.quote_literal(loaded.row.name)})"
+    # kept values travel as text and are cast back to their types when written
+    kept_sql = "".join(f", s.{plpy.quote_ident(k)}::text AS kept_{i}" for i, k in enumerate(kept))
     query = plpy.prepare(
-        f"SELECT s.{plpy.quote_ident(key)} AS key, {source} AS input FROM {relation} AS s"
+        f"SELECT s.{plpy.quote_ident(key)} AS key, {source} AS input{kept_sql} FROM {relation} AS s"
     )
 
-    writer = _Writer(plpy, loaded, target, key_type, layout)
+    writer = _Writer(plpy, loaded, target, sql_type(key), layout, [(k, sql_type(k)) for k in kept])
     written = 0
     cursor = plpy.cursor(query)
     while True:
@@ -175,6 +200,7 @@ def score_into(
         inputs = [r["input"] for r in rows]
         idx, present = _present(inputs)
         present_keys = [keys[i] for i in idx]
+        present_kept = [[rows[i][f"kept_{j}"] for i in idx] for j in range(len(kept))]
         if packed and present:
             present = [signatures.tensor_from_packed(p) for p in present]
             if any(t.shape != present[0].shape for t in present):
@@ -189,7 +215,10 @@ def score_into(
                     if loaded.classifies(sig, scores.shape[1])
                     else [(None, None)] * n  # a regressor: its value, no class
                 )
-                written += writer.write(present_keys[done : done + n], classes, scores, names)
+                part = slice(done, done + n)
+                written += writer.write(
+                    present_keys[part], [k[part] for k in present_kept], classes, scores, names
+                )
                 done += n
         except PgmlError:
             _raise_for_row(loaded, present[done:], present_keys[done:])
@@ -219,14 +248,23 @@ def _raise_for_row(loaded: LoadedModel, inputs, keys: list) -> None:
 
 
 class _Writer:
-    """Creates TARGET if needed (key its primary key) and writes (key, label,
-    class_index, scores), replacing the rows of keys already there."""
+    """Creates TARGET if needed (key its primary key) and writes (key, the kept columns,
+    label, class_index, scores, model, version, scored_at), replacing the rows of keys
+    already there."""
 
-    def __init__(self, plpy, loaded: LoadedModel, target: str, key_type: str, layout: str) -> None:
-        self.plpy, self.layout = plpy, layout
+    def __init__(
+        self,
+        plpy,
+        loaded: LoadedModel,
+        target: str,
+        key_type: str,
+        layout: str,
+        kept: list[tuple[str, str]],
+    ) -> None:
+        self.plpy, self.layout, self.kept = plpy, layout, kept
         self.labels = loaded.row.labels
-        name = ".".join(plpy.quote_ident(p) for p in target.split("."))
-        self.name = name
+        self.model, self.version = loaded.row.name, loaded.row.version
+        self.name = ".".join(plpy.quote_ident(p) for p in target.split("."))
         self.columns: list[str] | None = None
         self.key_type = key_type
 
@@ -234,29 +272,51 @@ class _Writer:
         q = self.plpy.quote_ident
         if self.layout == "json":
             self.columns = ["scores"]
-            score_cols = "scores jsonb"
+            score_types = ["jsonb"]
         else:
             self.columns = [f"p_{n}" for n in self._names(width, names)]
-            score_cols = ", ".join(f"{q(c)} float4" for c in self.columns)
+            score_types = ["float4"] * width
+        kept = [(q(name), sql_type) for name, sql_type in self.kept]
+        scored = [
+            ("label", "text"),
+            ("class_index", "int"),
+            *zip(map(q, self.columns), score_types, strict=True),
+        ]
+        stamped = [("model", "text"), ("version", "int"), ("scored_at", "timestamptz")]
         self.plpy.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.name} "
-            f"(key {self.key_type} PRIMARY KEY, label text, class_index int, {score_cols})"
+            f"CREATE TABLE IF NOT EXISTS {self.name} (key {self.key_type} PRIMARY KEY, "
+            + ", ".join(f"{c} {t}" for c, t in [*kept, *scored, *stamped])
+            + ")"
         )
         self._check_unique_key()
-        written = [q(c) for c in ["label", "class_index", *self.columns]]
-        targets = ", ".join(written)
-        if self.layout == "json":
-            arrays, types = "$4::jsonb[]", ["jsonb[]"]
-        else:
-            arrays = ", ".join(f"${i + 4}::float4[]" for i in range(width))
-            types = ["float4[]"] * width
+        # a target made before (by an earlier version, or without these columns) gets them
+        self.plpy.execute(
+            f"ALTER TABLE {self.name} "
+            + ", ".join(f"ADD COLUMN IF NOT EXISTS {c} {t}" for c, t in [*kept, *stamped])
+        )
+        written = [c for c, _ in [*kept, *scored, *stamped]]
+        # parameters: keys, each kept column (as text), label, class_index, the scores
+        arrays = [f"$1::{self.key_type}[]"]
+        arrays += [f"${2 + i}::text[]" for i in range(len(kept))]
+        n = 2 + len(kept)
+        arrays += [f"${n}::text[]", f"${n + 1}::int[]"]
+        score_params = [f"{t}[]" for t in score_types]
+        arrays += [f"${n + 2 + i}::{t}" for i, t in enumerate(score_params)]
+        values = ["u.c0"] + [f"u.c{1 + i}::{t}" for i, (_, t) in enumerate(kept)]
+        values += [f"u.c{1 + len(kept) + i}" for i in range(2 + len(score_params))]
+        values += [
+            self.plpy.quote_literal(self.model),
+            str(int(self.version)),
+            "now()",
+        ]
+        aliases = ", ".join(f"c{i}" for i in range(len(arrays)))
         # a second run replaces the rows of the keys it scores (it used to append them)
         self.insert = self.plpy.prepare(
-            f"INSERT INTO {self.name} (key, {targets}) "
-            f"SELECT * FROM unnest($1::{self.key_type}[], $2::text[], $3::int[], {arrays}) "
-            f"ON CONFLICT (key) DO UPDATE SET ({targets}) = "
+            f"INSERT INTO {self.name} (key, {', '.join(written)}) "
+            f"SELECT {', '.join(values)} FROM unnest({', '.join(arrays)}) AS u({aliases}) "
+            f"ON CONFLICT (key) DO UPDATE SET ({', '.join(written)}) = "
             f"ROW({', '.join(f'EXCLUDED.{c}' for c in written)})",
-            [f"{self.key_type}[]", "text[]", "int[]", *types],
+            [f"{self.key_type}[]", *["text[]"] * len(kept), "text[]", "int[]", *score_params],
         )
 
     def _check_unique_key(self) -> None:
@@ -286,6 +346,7 @@ class _Writer:
     def write(
         self,
         keys: list,
+        kept: list[list],
         classes: list[tuple[int, str]],
         scores: np.ndarray,
         names: list[str] | None = None,
@@ -301,7 +362,7 @@ class _Writer:
                 json.dumps(dict(zip(names, (float(str(v)) for v in row), strict=True)))
                 for row in scores.astype(np.float32)
             ]
-            self.plpy.execute(self.insert, [keys, labels, indices, docs])
+            self.plpy.execute(self.insert, [keys, *kept, labels, indices, docs])
         else:
-            self.plpy.execute(self.insert, [keys, labels, indices, *scores.T.tolist()])
+            self.plpy.execute(self.insert, [keys, *kept, labels, indices, *scores.T.tolist()])
         return len(keys)
