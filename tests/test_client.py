@@ -207,23 +207,16 @@ def test_cli_export_gives_the_same_savedmodel_back(db_url, tmp_path, mlp_dir):
     assert files(out) == files(mlp_dir)
 
 
+def _cli_score(db_url: str, table: str, column: str, into: str, *more: str, check=True):
+    return _cli(
+        "score", "--model", "mlp_labels", "--table", table, "--column", column,
+        "--into", into, *more, "--url", db_url, check=check,
+    )  # fmt: skip
+
+
 @pytest.mark.usefixtures("models", "inputs")
 def test_cli_score_with_progress(db_url, engine):
-    proc = _cli(
-        "score",
-        "--model",
-        "mlp_labels",
-        "--table",
-        "inputs",
-        "--column",
-        "pixels",
-        "--into",
-        "cli_scores",
-        "--chunk-size",
-        "500",
-        "--url",
-        db_url,
-    )
+    proc = _cli_score(db_url, "inputs", "pixels", "cli_scores", "--chunk-size", "500")
     assert "scored 1,797 rows of inputs into cli_scores" in proc.stdout
     assert "scoring inputs" in proc.stderr  # the progress bar
     assert scalar(engine, "SELECT count(*) FROM cli_scores") == 1797
@@ -236,44 +229,14 @@ def test_cli_score_with_progress(db_url, engine):
         )
         > 0.95
     )
-    proc = _cli(
-        "score",
-        "--model",
-        "mlp_labels",
-        "--table",
-        "inputs",
-        "--column",
-        "example",
-        "--into",
-        "cli_picked",
-        "--where",
-        "id % 3 = 0",
-        "--keep",
-        "label",
-        "--url",
-        db_url,
-        check=False,
+    picked = ("--where", "id % 3 = 0")
+    proc = _cli_score(
+        db_url, "inputs", "example", "cli_picked", *picked, "--keep", "label", check=False
     )
     assert proc.returncode == 1 and "cannot keep column 'label'" in proc.stderr
     assert "Traceback" not in proc.stderr
     _ddl(engine, "CREATE VIEW digits_kept AS SELECT id, example, label AS digit FROM inputs")
-    proc = _cli(
-        "score",
-        "--model",
-        "mlp_labels",
-        "--table",
-        "digits_kept",
-        "--column",
-        "example",
-        "--into",
-        "cli_picked",
-        "--where",
-        "id % 3 = 0",
-        "--keep",
-        "digit",
-        "--url",
-        db_url,
-    )
+    proc = _cli_score(db_url, "digits_kept", "example", "cli_picked", *picked, "--keep", "digit")
     assert "scored 599 rows of digits_kept into cli_picked" in proc.stdout
     got = scalar(
         engine, "SELECT count(*) FILTER (WHERE key % 3 = 0 AND digit IS NOT NULL) FROM cli_picked"
