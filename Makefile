@@ -21,7 +21,11 @@ override with_llvm = no
 REGRESS = scoring errors
 REGRESS_OPTS = --inputdir=test --outputdir=build/regress
 
-PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+# One PostgreSQL for building and installing: PG_MAJOR's (Debian's layout), or the
+# pg_config on PATH; `make setup PG_MAJOR=16` or `PG_CONFIG=...` picks another.
+PG_MAJOR ?= 15
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config) pg_config)
+export PG_MAJOR PG_CONFIG
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)

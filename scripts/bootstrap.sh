@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PG_MAJOR=${PG_MAJOR:-15}
+# one pg_config for the build and the install (the Makefile passes its own)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 VENV=${PGML_EXT_VENV:-/opt/pgml_ext/venv}
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -58,9 +60,9 @@ rm -f "$log"
 rm -rf build/lib build/bdist* ./*.egg-info
 as_root chmod -R a+rX "$VENV"
 
-say "installing the extension into $(/usr/lib/postgresql/$PG_MAJOR/bin/pg_config --sharedir)/extension"
-make -s all
-as_root make -s install PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config >/dev/null
+say "installing the extension into $("$PG_CONFIG" --sharedir)/extension"
+make -s all PG_CONFIG="$PG_CONFIG"
+as_root make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
 
 SITE=$(/usr/bin/python$PYVER -c 'import sys; print([p for p in sys.path if p.startswith("/usr/local/lib") and p.endswith("dist-packages")][0])')
 site_packages=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
