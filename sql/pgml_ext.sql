@@ -882,6 +882,66 @@ import pgml_ext.indb.api as api
 return api.clear_cache()
 $$;
 
+-- What \df+ and \d+ show: every public function, the view and its columns --------------
+
+COMMENT ON COLUMN pgml.models.name IS 'The model''s name (calls use it, or name@version).';
+COMMENT ON COLUMN pgml.models.version IS 'The version: 1, 2, ... per name, in registration order.';
+COMMENT ON COLUMN pgml.models.runtime IS 'What serves it: litert, tensorflow, or litert+tensorflow (per signature).';
+COMMENT ON COLUMN pgml.models.signature IS 'Per signature: inputs, outputs, parsed features, plan, and the input forms scored in C (c_path).';
+COMMENT ON COLUMN pgml.models.runtimes IS 'Per signature: runtime, why (LiteRT''s parity check), largest difference from TensorFlow, LiteRT''s time per row (row_us).';
+COMMENT ON COLUMN pgml.models.labels IS 'Class labels in score order, or NULL (classify answers the index or the model''s own classes).';
+COMMENT ON COLUMN pgml.models.audit IS 'The op audit of the graph: op count, unsafe ops, who allowed them.';
+COMMENT ON COLUMN pgml.models.size IS 'Bytes of the stored SavedModel archive.';
+COMMENT ON COLUMN pgml.models.checksum IS 'SHA-256 of the stored SavedModel archive.';
+COMMENT ON COLUMN pgml.models.created IS 'When this version was registered.';
+COMMENT ON COLUMN pgml.models.current IS 'True on the version calls by name use: the pinned one, else the newest.';
+COMMENT ON COLUMN pgml.models.pinned IS 'True on the version pinned with pgml.pin_model.';
+
+COMMENT ON FUNCTION pgml.predict(text, bytea, text, text) IS
+    'The scores of a serialized tf.Example (float4[]); output names a head.';
+COMMENT ON FUNCTION pgml.predict(text, anyarray, text, text) IS
+    'The scores of an array of numbers (float4[]); output names a head.';
+COMMENT ON FUNCTION pgml.classify(text, bytea, text, text) IS
+    'The top class label of a serialized tf.Example.';
+COMMENT ON FUNCTION pgml.classify(text, anyarray, text, text) IS
+    'The top class label of an array of numbers (real, double precision, numeric, integers).';
+COMMENT ON FUNCTION pgml.predict_class(text, bytea, text, text) IS
+    'The top class index of a serialized tf.Example.';
+COMMENT ON FUNCTION pgml.predict_class(text, anyarray, text, text) IS
+    'The top class index of an array of numbers.';
+COMMENT ON FUNCTION pgml.predict_batch(text, bytea[], text, text) IS
+    'The scores of many tf.Examples in one runtime call: a row per input, NULL for NULL.';
+COMMENT ON FUNCTION pgml.predict_batch(text, anyarray, text, text) IS
+    'The scores of the rows of a 2-D array of numbers in one runtime call: a row per input.';
+COMMENT ON FUNCTION pgml.classify_batch(text, bytea[], text, text) IS
+    'The top class labels of many tf.Examples, in one runtime call.';
+COMMENT ON FUNCTION pgml.classify_batch(text, anyarray, text, text) IS
+    'The top class labels of the rows of a 2-D array of numbers, in one runtime call.';
+COMMENT ON FUNCTION pgml.predict_class_batch(text, bytea[], text, text) IS
+    'The top class indexes of many tf.Examples, in one runtime call.';
+COMMENT ON FUNCTION pgml.predict_class_batch(text, anyarray, text, text) IS
+    'The top class indexes of the rows of a 2-D array of numbers, in one runtime call.';
+COMMENT ON FUNCTION pgml.score_into(text, text, text, text, text, int, text, text[]) IS
+    'Score a table or query into a predictions table (key, kept columns, label, class_index, scores, model, version, scored_at); a re-run replaces its keys.';
+COMMENT ON FUNCTION pgml.create_function(text, text, text) IS
+    'Make fn_name(bytea) and fn_name(anyarray) in the current schema, bound to a model: SELECT classify(image) FROM t.';
+COMMENT ON FUNCTION pgml.delete_model(text, int) IS
+    'Delete a version, or every version of a model; returns the versions deleted.';
+COMMENT ON FUNCTION pgml.pin_model(text, int) IS
+    'Serve this version of the model to calls by name, instead of the newest.';
+COMMENT ON FUNCTION pgml.unpin_model(text) IS
+    'Serve the newest version again; true if the model was pinned.';
+COMMENT ON FUNCTION pgml.rollback_model(text) IS
+    'Pin the version before the one serving now; returns it.';
+COMMENT ON FUNCTION pgml.cached_models() IS
+    'The model versions this backend has loaded, by runtime, with their load time.';
+COMMENT ON FUNCTION pgml.backend_status() IS
+    'This backend''s runtimes, memory and rows scored in C and in PL/Python (jsonb).';
+COMMENT ON FUNCTION pgml.prune_model_files() IS
+    'Remove this server''s files of deleted versions; a row per directory removed.';
+COMMENT ON FUNCTION pgml.clear_cache() IS
+    'Forget the models this backend loaded (the next call loads them again).';
+
 -- Privileges -----------------------------------------------------------------------------
 -- pgml_scorer: score with registered models. pgml_admin (also a scorer): register,
 -- delete and pin models, and pgml.load_model (reads the server's file system).

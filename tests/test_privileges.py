@@ -134,3 +134,24 @@ def test_security_definer_functions_pin_search_path(engine):
         "n.oid = p.pronamespace WHERE n.nspname IN ('pgml', 'pgml_internal') AND p.prosecdef",
     )
     assert definers[0][0] >= 2
+
+
+def test_the_public_surface_documents_itself(engine):
+    """\\df+ pgml.* and \\d+ pgml.models show a description of every function, the view
+    and each of its columns."""
+    undocumented = rows(
+        engine,
+        "SELECT p.oid::regprocedure::text FROM pg_proc p "
+        "WHERE p.pronamespace = 'pgml'::regnamespace "
+        "AND obj_description(p.oid, 'pg_proc') IS NULL "
+        "UNION ALL "
+        "SELECT 'pgml.' || c.relname || '.' || a.attname FROM pg_class c "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+        "WHERE c.relnamespace = 'pgml'::regnamespace AND c.relkind = 'v' "
+        "AND col_description(c.oid, a.attnum) IS NULL "
+        "UNION ALL "
+        "SELECT 'pgml.' || c.relname FROM pg_class c "
+        "WHERE c.relnamespace = 'pgml'::regnamespace AND c.relkind = 'v' "
+        "AND obj_description(c.oid, 'pg_class') IS NULL",
+    )
+    assert undocumented == []
