@@ -9,7 +9,8 @@ Use them directly or through ``func.pgml`` (both render ``pgml.<name>(...)``)::
     select(func.pgml.classify("mnist", Inputs.image)) # the same, typed the same
 
 Python values are cast for you: ``bytes`` to ``bytea``, lists / numpy arrays of floats
-to ``float4[]``.
+to ``float4[]``, a ``dict`` of features to ``jsonb`` (scored by feature name, as
+``pgml.classify(model, to_jsonb(row))`` is).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def _argument(value: Any) -> Any:
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         return sa.cast(sa.literal(bytes(value), sa.LargeBinary), sa.LargeBinary)
+    if isinstance(value, dict):  # features by name
+        return sa.cast(sa.literal(value, JSONB()), JSONB())
     if hasattr(value, "tolist"):  # numpy arrays
         value = value.tolist()
     if isinstance(value, list | tuple):
@@ -217,6 +220,18 @@ class delete_model(_PgmlFunction):
     inherit_cache = True
 
 
+class example(_PgmlFunction):
+    """A dict / jsonb object of features as the tf.Example the model reads -> ``bytes``.
+
+    ``select(example("churn", {"age": 42, "plan": 1}))`` renders
+    ``SELECT pgml.example(:example_1, CAST(:param_1 AS JSONB))``.
+    """
+
+    type = sa.LargeBinary()
+    package = "pgml"
+    inherit_cache = True
+
+
 class pin_model(_PgmlFunction):
     """Serve a given version instead of the newest.
 
@@ -274,6 +289,7 @@ __all__ = [
     "classify_batch",
     "create_function",
     "delete_model",
+    "example",
     "load_model",
     "pin_model",
     "predict",

@@ -694,6 +694,56 @@ COMMENT ON FUNCTION pgml.predict_value(text, bytea, text, text) IS
 COMMENT ON FUNCTION pgml.predict_value(text, anyarray, text, text) IS
     'A regressor''s value: pgml.predict when it gives exactly one value per row.';
 
+-- Rows by column name, and named values: a jsonb object (to_jsonb(t) of a row,
+-- jsonb_build_object(...)) made into the tf.Example the model reads, each feature typed
+-- as the model's signature reads it (pgml_ext.indb.signatures.example_from_document),
+-- then scored as any Example (in C, in blocks).
+CREATE FUNCTION pgml_internal.example(ref text, features jsonb, signature text)
+RETURNS bytea LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+import pgml_ext.indb.api as api
+return api.example(ref, features, signature)
+$$;
+
+CREATE FUNCTION pgml.example(model text, features jsonb, signature text DEFAULT NULL)
+RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml_internal.example(pgml_internal.model_ref(model), features, signature)
+$$;
+
+CREATE FUNCTION pgml.predict(model text, input jsonb, output text DEFAULT NULL,
+                             signature text DEFAULT NULL)
+RETURNS float4[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml.predict(model, pgml.example(model, input, signature), output, signature)
+$$;
+
+CREATE FUNCTION pgml.classify(model text, input jsonb, signature text DEFAULT NULL,
+                              output text DEFAULT NULL)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml.classify(model, pgml.example(model, input, signature), signature, output)
+$$;
+
+CREATE FUNCTION pgml.predict_class(model text, input jsonb, signature text DEFAULT NULL,
+                                   output text DEFAULT NULL)
+RETURNS int LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml.predict_class(model, pgml.example(model, input, signature), signature, output)
+$$;
+
+CREATE FUNCTION pgml.predict_value(model text, input jsonb, output text DEFAULT NULL,
+                                   signature text DEFAULT NULL)
+RETURNS float4 LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml.predict_value(model, pgml.example(model, input, signature), output, signature)
+$$;
+
+COMMENT ON FUNCTION pgml.example(text, jsonb, text) IS
+    'A jsonb object of features (to_jsonb(row), named values) as the tf.Example the model reads.';
+COMMENT ON FUNCTION pgml.predict(text, jsonb, text, text) IS
+    'The scores of a row by column name: pgml.predict(model, to_jsonb(t)).';
+COMMENT ON FUNCTION pgml.classify(text, jsonb, text, text) IS
+    'The top class label of a row by column name: pgml.classify(model, to_jsonb(t)).';
+COMMENT ON FUNCTION pgml.predict_class(text, jsonb, text, text) IS
+    'The top class index of a row by column name.';
+COMMENT ON FUNCTION pgml.predict_value(text, jsonb, text, text) IS
+    'A regressor''s value for a row by column name.';
+
 -- Batches: many inputs, one runtime call. bytea[] of Examples, or a 2-D array of numbers
 -- with one input per row. NULL elements of a bytea[] give NULL results.
 CREATE FUNCTION pgml_internal.predict_batch(ref text, inputs bytea[], output text, signature text)
@@ -978,6 +1028,9 @@ GRANT EXECUTE ON FUNCTION
     pgml.predict_class(text, bytea, text, text), pgml.predict_class(text, anyarray, text, text),
     pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, anyarray, text, text),
     pgml_internal.only_value(float4[], text),
+    pgml.example(text, jsonb, text), pgml_internal.example(text, jsonb, text),
+    pgml.predict(text, jsonb, text, text), pgml.classify(text, jsonb, text, text),
+    pgml.predict_class(text, jsonb, text, text), pgml.predict_value(text, jsonb, text, text),
     pgml.predict(text, text, text, text), pgml.classify(text, text, text, text),
     pgml.predict_class(text, text, text, text), pgml.predict_value(text, text, text, text),
     pgml_internal.predict_text(text, text, text, text),

@@ -356,3 +356,24 @@ def test_cli_takes_libpq_urls_and_defaults_to_the_demo_database(cluster, mlp_dir
 def _ddl(engine, sql: str) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(sql)
+
+
+@pytest.mark.usefixtures("models", "inputs")
+def test_sqlalchemy_features_by_name(driver_engine, digits):
+    """A dict of features (or a row's to_jsonb) scores as the Example of those features."""
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    from pgml_ext.sqlalchemy import example
+
+    x, _ = digits
+    features = {"pixels": [float(v) for v in x[3]]}
+    with driver_engine.connect() as conn:
+        by_name = conn.execute(select(classify("mlp", features))).scalar()
+        assert by_name == conn.execute(select(classify("mlp", x[3]))).scalar()
+        built = conn.execute(select(example("mlp", features))).scalar()
+        assert isinstance(built, bytes)
+        assert conn.execute(select(classify("mlp", built))).scalar() == by_name
+        row = sa.cast(func.jsonb_build_object("pixels", sa.column("pixels")), JSONB)
+        inputs = sa.table("inputs", sa.column("id"), sa.column("pixels"))
+        got = conn.execute(select(classify("mlp", row)).select_from(inputs).where(inputs.c.id == 3))
+        assert got.scalar() == by_name

@@ -178,3 +178,82 @@ def test_a_value_the_model_refuses_is_the_same_clean_error_every_time(native_con
     ((kind, code, message),) = seen
     assert kind == "error" and code == "22023" and "gather index out of bounds" in message
     assert message.count("failed to invoke") == 1, message
+
+
+@pytest.fixture(scope="module")
+def churn_rows(engine) -> str:
+    path = built_model("serving-keras-named-inputs", keras_named_inputs)
+    client.register_model(engine, "churn_rows", path)
+    return "churn_rows"
+
+
+@pytest.mark.usefixtures("churn_rows")
+def test_rows_by_column_name_score_as_their_examples(engine, customers):
+    """SELECT pgml.predict('churn', to_jsonb(c)) FROM customers c: each column feeds the
+    feature of its name, typed as the model reads it (float8 and numeric columns into
+    float features, int into int64), a NULL column is a missing feature (its default),
+    other columns are not read; the same answers as the Examples, scored in C."""
+    decoded = [examples.decode(e) for e in customers]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS customer_columns")
+        conn.exec_driver_sql(
+            "CREATE TABLE customer_columns "
+            "(id int, age float8, income numeric, plan int, note text)"
+        )
+        conn.execute(
+            sa.text("INSERT INTO customer_columns VALUES (:i, :a, :n, :p, 'not read')"),
+            [
+                {
+                    "i": i,
+                    "a": float(d["age"][0]),
+                    "n": float(d["income"][0]) if "income" in d else None,
+                    "p": int(d["plan"][0]),
+                }
+                for i, d in enumerate(decoded)
+            ],
+        )
+    by_name = rows(
+        engine,
+        "SELECT pgml.predict('churn_rows', to_jsonb(c)), pgml.classify('churn_rows', to_jsonb(c)), "
+        "pgml.predict_class('churn_rows', to_jsonb(c)) FROM customer_columns c ORDER BY id",
+    )
+    by_example = rows(
+        engine,
+        "SELECT pgml.predict('churn_rows', example), pgml.classify('churn_rows', example), "
+        "pgml.predict_class('churn_rows', example) FROM customers ORDER BY id",
+    )
+    assert by_name == by_example and len(by_name) == len(customers)
+    with engine.connect() as conn:  # the Examples built in PL/Python are scored in C
+        status = "SELECT pgml.backend_status()"
+        before = conn.exec_driver_sql(status).scalar()["native_rows"]
+        conn.exec_driver_sql(
+            "SELECT pgml.classify('churn_rows', to_jsonb(c)) FROM customer_columns c"
+        ).all()
+        assert conn.exec_driver_sql(status).scalar()["native_rows"] - before == len(customers)
+    named = "jsonb_build_object('age', 0.5, 'income', 0.25, 'plan', 2)"
+    assert rows(engine, f"SELECT pgml.classify('churn_rows', {named})") == rows(
+        engine,
+        f"SELECT pgml.classify('churn_rows', pgml.example('churn_rows', {named}))",
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        ("jsonb_build_object('income', 0.25, 'plan', 2)", "no value for feature 'age'"),
+        (
+            "jsonb_build_object('age', 0.5, 'plan', 'gold')",
+            "'plan' of model 'churn_rows' must be integers",
+        ),
+        ("jsonb_build_object('age', 0.5, 'plan', 1.5)", "must be integers, not 1.5"),
+        (
+            "jsonb_build_object('age', 'old', 'plan', 1)",
+            "'age' of model 'churn_rows' must be numbers",
+        ),
+        ("'[1, 2]'::jsonb", "takes a jsonb object"),
+    ],
+)
+@pytest.mark.usefixtures("churn_rows")
+def test_a_row_that_does_not_fit_names_the_column(engine, document, words):
+    code, message, _ = sql_error(engine, f"SELECT pgml.predict('churn_rows', {document})")
+    assert code == "22023" and words in message

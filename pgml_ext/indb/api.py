@@ -7,12 +7,13 @@ The scoring functions take REF, the model reference pgml_internal.model_ref reso
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
 from pgml_ext.indb import bulk, cache, registration, registry, server
-from pgml_ext.indb.errors import PgmlError, reported, translate
+from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError, reported, translate
 from pgml_ext.indb.signatures import tensor_from_packed
 
 Input = bytes | str | np.ndarray | None  # a tf.Example, text, or a float4[] from tensor()
@@ -47,6 +48,24 @@ def predict_class(
         return None
     try:
         return cache.get(ref).top_class(data, signature, output)[0]
+    except Exception as exc:
+        raise translate(exc, ref) from None
+
+
+def example(ref: str | None, document: str | None, signature: str | None = None) -> bytes | None:
+    """pgml.example: a jsonb object (a row's to_jsonb, named values) as the tf.Example
+    the model reads."""
+    if ref is None or document is None:
+        return None
+    try:
+        values = json.loads(document)
+        if not isinstance(values, dict):
+            raise PgmlError(
+                'pgml.example takes a jsonb object of features: {"name": value, ...}',
+                INVALID_PARAMETER,
+                hint="A row: to_jsonb(t) or jsonb_build_object('age', age, ...).",
+            )
+        return cache.get(ref).example(values, signature)
     except Exception as exc:
         raise translate(exc, ref) from None
 

@@ -114,6 +114,13 @@ class LoadedModel:
             self._tensorflow = self._load_tensorflow()
         return self._tensorflow
 
+    def example(self, document: dict[str, Any], signature: str | None) -> bytes:
+        """A serialized tf.Example of DOCUMENT's values (pgml.example), for the signature
+        an Example would be scored by, each feature typed as that signature reads it."""
+        sig = self.choose("example", signature or self._default_signature)
+        wanted = signatures.example_features(sig, self._feature_map)
+        return signatures.example_from_document(document, wanted, sig, self.row.name)
+
     def choose(self, kind: str, requested: str | None) -> Signature:
         """The signature for an input form ('example' or 'tensor'), remembered."""
         key = (kind, requested)

@@ -6,6 +6,7 @@ registration from the SavedModel itself), so none of this needs TensorFlow.
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -478,3 +479,65 @@ def class_output(sig: Signature) -> str | None:
     """A string output aligned with the scores (TF Serving's classification 'classes')."""
     out = sig.outputs.get("classes")
     return "classes" if out is not None and out["dtype"] == "string" else None
+
+
+def _kind(dtype: str) -> str:
+    """How a tf.Example carries a value of DTYPE: float_list, int64_list or bytes_list."""
+    if dtype.startswith(("float", "bfloat", "half", "double")):
+        return "floats"
+    return "bytes" if dtype == "string" else "integers"
+
+
+def example_features(sig: Signature, feature_map: dict[str, str] | None) -> dict[str, dict]:
+    """The features an Example for SIG carries: {name: {"dtype", "default"?}}: its parse
+    spec if its graph parses Examples, else one per input (named by the feature_map)."""
+    if sig.takes_examples:
+        return dict(sig.features or {})
+    return {feature_for(name, feature_map): spec for name, spec in sig.inputs.items()}
+
+
+def example_from_document(
+    document: dict[str, Any], wanted: dict[str, dict], sig: Signature, model: str
+) -> bytes:
+    """A serialized tf.Example of the features WANTED, each from the key of its name in
+    DOCUMENT (a jsonb object: a row's to_jsonb, named values), typed as the model reads
+    it: numbers for float and int64 features, strings for bytes ones. A missing or null
+    key is a missing feature (its default, if the parse spec has one); other keys are
+    not read."""
+    features: dict[str, np.ndarray] = {}
+    for name, spec in wanted.items():
+        value = document.get(name)
+        if value is None:
+            if spec.get("default") is not None:
+                continue
+            raise PgmlError(
+                f"no value for feature '{name}' of model '{model}'",
+                INVALID_PARAMETER,
+                detail=f"Signature '{sig.name}' takes {sig.describe_inputs()}; the object has "
+                + (", ".join(sorted(document)) or "no keys")
+                + ".",
+                hint="Name a column or key after the feature (SELECT x AS feature ...).",
+            )
+        values = np.asarray(value if isinstance(value, list) else [value], dtype=object).ravel()
+        kind = _kind(spec["dtype"])
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if kind == "bytes":
+            fits, must = all(isinstance(v, str) for v in values), "strings"
+        elif kind == "integers":
+            fits, must = numbers and all(float(v) == int(v) for v in values), "integers"
+        else:
+            fits, must = numbers, "numbers"
+        if not fits:
+            raise PgmlError(
+                f"feature '{name}' of model '{model}' must be {must}, not "
+                + json.dumps(value)[:60],
+                INVALID_PARAMETER,
+                detail=f"Signature '{sig.name}' takes {sig.describe_inputs()}.",
+            )
+        if kind == "floats":
+            features[name] = values.astype(np.float32)
+        elif kind == "integers":
+            features[name] = values.astype(np.int64)
+        else:
+            features[name] = np.array([v.encode() for v in values], dtype=object)
+    return examples.encode(features)
