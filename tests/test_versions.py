@@ -205,3 +205,33 @@ def test_rollback_in_sql_pins_the_version_before_the_serving_one(engine, mlp_dir
     committed(engine, "SELECT pgml.unpin_model('rolled')")
     assert client.rollback_model(engine, "rolled") == 2  # the client calls the same function
     committed(engine, "SELECT pgml.delete_model('rolled')")
+
+
+def test_labels_carry_to_a_new_version_that_has_as_many_classes(db_url, engine, mlp_dir):
+    """Re-registering without labels used to change answers from 'seven' to '7': the
+    previous version's labels carry over (a NOTICE says so) when they name every class,
+    an empty list drops them, and a model of other classes does not take them."""
+    from recipes import keras_named_inputs
+
+    from conftest import built_model
+
+    named = labels("c")
+    current_labels = "SELECT labels FROM pgml.models WHERE name = 'carried' AND current"
+    client.register_model(engine, "carried", mlp_dir, labels=named)
+    with new_engine(db_url).connect() as conn:
+        raw = conn.connection.driver_connection
+        client.register_model(conn, "carried", mlp_dir)
+        conn.commit()
+        notices = [n.get(b"M", n.get("M", "")) for n in getattr(raw, "notices", [])]
+    assert any("keeps the labels of v1" in str(n) for n in notices), notices
+    got = rows(engine, "SELECT version, labels FROM pgml.models WHERE name = 'carried' ORDER BY 1")
+    assert got == [(1, named), (2, named)]
+    with engine.connect() as conn:
+        assert classify_one(conn, "carried") == "c4"
+    client.register_model(engine, "carried", mlp_dir, labels=[])
+    assert scalar(engine, current_labels) is None
+    client.register_model(engine, "carried", mlp_dir, labels=named)
+    other = built_model("serving-keras-named-inputs", keras_named_inputs)
+    client.register_model(engine, "carried", other)  # its classes are not ten
+    assert scalar(engine, current_labels) is None
+    committed(engine, "SELECT pgml.delete_model('carried')")

@@ -37,7 +37,11 @@ _ROW = (
 )
 _DESCRIBE = (
     "UPDATE pgml.model_versions SET signatures = $2::jsonb, runtime = $3, runtimes = $4::jsonb, "
-    "audit = $5::jsonb WHERE id = $1"
+    "audit = $5::jsonb, labels = $6 WHERE id = $1"
+)
+_PREVIOUS_LABELS = (
+    "SELECT version, labels FROM pgml.model_versions WHERE name = $1 AND version < $2 "
+    "AND signatures IS NOT NULL ORDER BY version DESC LIMIT 1"
 )
 _PLANS = "UPDATE pgml.model_versions SET native_plans = $2::jsonb WHERE id = $1"
 _DOCUMENT = (
@@ -87,7 +91,7 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
             path = str(archive.unpack(data, os.path.join(workdir, "savedmodel")))
             found = _audit(what, path, options)
             described, outcomes = _describe(what, path, row["runtime"], options, samples, workdir)
-            _check_labels(what, described, row["labels"], options)
+            labels = _labels(what, row, described, options)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     insert = registry.plan(_LITERT, ["int8", "text", "bytea", "text"])
@@ -98,13 +102,14 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
             )
     used = sorted({o.runtime for o in outcomes})
     plpy.execute(
-        registry.plan(_DESCRIBE, ["int8", "text", "text", "text", "text"]),
+        registry.plan(_DESCRIBE, ["int8", "text", "text", "text", "text", "text[]"]),
         [
             model_id,
             json.dumps(described),
             "+".join(used),
             json.dumps({o.signature: o.note() for o in outcomes}),
             json.dumps(found),
+            labels,
         ],
     )
     _store_native_plans(model_id)
@@ -123,6 +128,39 @@ def _store_native_plans(model_id: int) -> None:
     # made for this row: any later change to it (labels, options) changes its identity
     plans = {"identity": found["identity"], **loaded.native_plans()}
     plpy.execute(registry.plan(_PLANS, ["int8", "text"]), [model_id, json.dumps(plans)])
+
+
+def _labels(what: str, row: dict, described: dict, options: dict) -> list[str] | None:
+    """The labels this version keeps: those given (checked against its classes); none
+    if an empty list was given; else the previous version's, when they name every class
+    of this one (a NOTICE says so, or says why not): re-registering without --labels
+    used to change answers from 'seven' to '7'."""
+    given = row["labels"]
+    if given is not None:
+        _check_labels(what, described, given, options)
+        return given or None
+    plpy = server.plpy()
+    found = plpy.execute(
+        registry.plan(_PREVIOUS_LABELS, ["text", "int4"]), [row["name"], row["version"]]
+    )
+    if not found or not found[0]["labels"]:
+        return None
+    previous, labels = found[0]["version"], list(found[0]["labels"])
+    try:
+        _check_labels(what, described, labels, options)
+    except PgmlError as e:
+        plpy.notice(
+            f"pgml: {what} does not keep the labels of v{previous}: {e.message}",
+            hint="Register it with labels that name its classes.",
+        )
+        return None
+    plpy.notice(
+        f"pgml: {what} keeps the labels of v{previous} ({', '.join(labels[:5])}"
+        + (", ..." if len(labels) > 5 else "")
+        + ")",
+        hint="Register it with labels => '{}' (labels=[] in Python) to have none.",
+    )
+    return labels
 
 
 def _check_labels(what: str, described: dict, labels: list[str] | None, options: dict) -> None:
