@@ -5,7 +5,7 @@ functions in :mod:`pgml_ext.sqlalchemy`, the ``pgml-ext`` CLI and the embedded c
 Server side: :mod:`pgml_ext.indb`, imported by the extension's PL/Python functions.
 """
 
-__all__ = ["__version__", "install", "register_model"]
+__all__ = ["__version__", "install", "install_async", "install_in_migration", "register_model"]
 
 
 def __getattr__(name: str):
@@ -18,12 +18,8 @@ def __getattr__(name: str):
             return version("pgml_ext")
         except PackageNotFoundError:  # a checkout that was never installed
             return "0+unknown"
-    if name == "install":
-        from pgml_ext.client import install
+    if name in ("install", "install_async", "install_in_migration", "register_model"):
+        from pgml_ext import client
 
-        return install
-    if name == "register_model":
-        from pgml_ext.client import register_model
-
-        return register_model
+        return getattr(client, name)
     raise AttributeError(name)

@@ -78,15 +78,20 @@ def create_database(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+# What install does, as statements for a script (an Alembic migration run with --sql).
+INSTALL_SQL = ("CREATE EXTENSION IF NOT EXISTS pgml_ext CASCADE", "ALTER EXTENSION pgml_ext UPDATE")
+
+
 def install(target: EngineOrUrl) -> str:
     """Create or update the extension in that database; returns the installed version.
 
     The server must have the extension's files (``make install``) and the Python
-    packages on PL/Python's path (``make setup``); see the README. Usable from an
-    Alembic migration: ``pgml_ext.install(op.get_bind())``.
+    packages on PL/Python's path (``make setup``); see the README. In an Alembic
+    migration use :func:`install_in_migration`; with an AsyncEngine,
+    :func:`install_async`.
     """
     with _begin(target) as conn:
-        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pgml_ext CASCADE"))
+        conn.execute(sa.text(INSTALL_SQL[0]))
         installed, default = conn.execute(
             sa.text(
                 "SELECT e.extversion, a.default_version FROM pg_extension e "
@@ -94,9 +99,30 @@ def install(target: EngineOrUrl) -> str:
             )
         ).one()
         if installed != default:
-            conn.execute(sa.text("ALTER EXTENSION pgml_ext UPDATE"))
+            conn.execute(sa.text(INSTALL_SQL[1]))
             installed = default
     return installed
+
+
+async def install_async(target) -> str:
+    """:func:`install` for an AsyncEngine or AsyncConnection (SQLAlchemy's asyncio)."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    if isinstance(target, AsyncConnection):
+        return await target.run_sync(install)
+    async with target.begin() as conn:
+        return await conn.run_sync(install)
+
+
+def install_in_migration(op) -> None:
+    """Install or update the extension from an Alembic migration's ``op``: online, as
+    :func:`install` does; offline (``alembic upgrade --sql``), as the statements of
+    ``INSTALL_SQL`` in the script (updating to the version the server has)."""
+    if op.get_context().as_sql:
+        for statement in INSTALL_SQL:
+            op.execute(statement)
+    else:
+        install(op.get_bind())
 
 
 def register_model(

@@ -377,3 +377,70 @@ def test_sqlalchemy_features_by_name(driver_engine, digits):
         inputs = sa.table("inputs", sa.column("id"), sa.column("pixels"))
         got = conn.execute(select(classify("mlp", row)).select_from(inputs).where(inputs.c.id == 3))
         assert got.scalar() == by_name
+
+
+def test_install_with_an_async_engine_and_connection(db_url):
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from pgml_ext import install_async
+
+    async def both() -> tuple[str, str]:
+        engine = create_async_engine(db_url.replace("+pg8000", "+psycopg"))
+        try:
+            by_engine = await install_async(engine)
+            async with engine.connect() as conn:
+                by_connection = await install_async(conn)
+                await conn.commit()
+            return by_engine, by_connection
+        finally:
+            await engine.dispose()
+
+    got = asyncio.run(both())
+    version = scalar_of(db_url, "SELECT extversion FROM pg_extension WHERE extname = 'pgml_ext'")
+    assert got == (version, version) and version
+
+
+def test_install_in_an_alembic_migration_online_and_offline(cluster):
+    """Online: installs through op.get_bind(). Offline (alembic upgrade --sql): writes the
+    statements, which install the extension when the script is run."""
+    import io
+
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    from pgml_ext import install_in_migration
+
+    script = io.StringIO()
+    offline = MigrationContext.configure(
+        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": script}
+    )
+    install_in_migration(Operations(offline))
+    assert "CREATE EXTENSION IF NOT EXISTS pgml_ext CASCADE;" in script.getvalue()
+    assert "ALTER EXTENSION pgml_ext UPDATE;" in script.getvalue()
+    for name, run in (("pgml_offline", "script"), ("pgml_online", "bind")):
+        url = client.create_database(cluster.url(), name)
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                if run == "script":
+                    for statement in script.getvalue().split(";"):
+                        if statement.strip():
+                            conn.exec_driver_sql(statement)
+                else:
+                    install_in_migration(Operations(MigrationContext.configure(conn)))
+            assert scalar_of(url, "SELECT count(*) FROM pg_extension WHERE extname = 'pgml_ext'")
+        finally:
+            engine.dispose()
+            with sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT").connect() as c:
+                c.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def scalar_of(url: str, sql: str):
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(sql).scalar()
+    finally:
+        engine.dispose()
