@@ -370,7 +370,7 @@ def parser() -> argparse.ArgumentParser:
         "--layout",
         choices=["json", "columns"],
         default="json",
-        help="scores as jsonb {label: score}, or one column per class",
+        help="scores as json {label: score} in class order, or one column per class",
     )
     score.add_argument("--url", help=URL_HELP)
     score.set_defaults(func=_score)

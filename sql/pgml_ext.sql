@@ -848,7 +848,8 @@ $$;
 
 -- Score a whole table or query into TARGET (created if missing) in chunks: columns
 -- key (its primary key: a second run replaces the rows of its keys), the source's KEEP
--- columns, label, class_index, scores (jsonb {label: score}) or, with layout 'columns',
+-- columns, label, class_index, scores (json {label: score} in class order) or, with
+-- layout 'columns',
 -- one float4 column per class, then model, version and scored_at. One transaction: all
 -- rows or none. Returns rows written.
 CREATE FUNCTION pgml.score_into(model text, source text, target text,

@@ -146,7 +146,8 @@ def score_into(
         raise PgmlError(
             f"unknown layout '{layout}'",
             INVALID_PARAMETER,
-            hint="Use 'json' (scores as {label: score}) or 'columns' (one per class).",
+            hint="Use 'json' (scores as {label: score}, in class order) or 'columns' (one per "
+            "class).",
         )
     if chunk_size < 1:
         raise PgmlError("chunk_size must be positive", INVALID_PARAMETER)
@@ -272,7 +273,7 @@ class _Writer:
         q = self.plpy.quote_ident
         if self.layout == "json":
             self.columns = ["scores"]
-            score_types = ["jsonb"]
+            score_types = ["json"]  # json keeps the classes' order (jsonb sorts its keys)
         else:
             self.columns = [f"p_{n}" for n in self._names(width, names)]
             score_types = ["float4"] * width
