@@ -257,6 +257,12 @@ def numbered_table(engine: sa.Engine, table: str, column: str, values: list) -> 
         )
 
 
+def ddl(engine: sa.Engine, sql: str) -> None:
+    """Run SQL that returns no rows (DDL) in its own committed transaction."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql)
+
+
 def committed(engine: sa.Engine, sql: str, **params):
     """Run SQL in its own committed transaction; return the first column of the first row."""
     with engine.begin() as conn:

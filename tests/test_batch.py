@@ -5,7 +5,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from conftest import LABELS, committed, force_parallel_plans, rows, scalar, sql_error
+from conftest import LABELS, committed, ddl, force_parallel_plans, rows, scalar, sql_error
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -237,7 +237,7 @@ def test_score_into_names_the_row_it_cannot_score(engine, column, damage, words)
 
 
 def test_score_into_keeps_columns_and_says_which_version_scored(engine):
-    _ddl(engine, "DROP TABLE IF EXISTS kept")
+    ddl(engine, "DROP TABLE IF EXISTS kept")
     source = (
         "SELECT id, pixels, label AS digit, label::float8 / 2 AS half FROM inputs WHERE id < 30"
     )
@@ -283,8 +283,8 @@ def test_score_into_refuses_columns_it_cannot_keep(engine):
 
 
 def test_score_into_an_older_target_gets_the_new_columns_and_double_arrays(engine):
-    _ddl(engine, "DROP TABLE IF EXISTS older_target")
-    _ddl(
+    ddl(engine, "DROP TABLE IF EXISTS older_target")
+    ddl(
         engine,
         "CREATE TABLE older_target "
         "(key int PRIMARY KEY, label text, class_index int, scores jsonb)",
@@ -297,8 +297,3 @@ def test_score_into_an_older_target_gets_the_new_columns_and_double_arrays(engin
         "SELECT id, pgml.classify('mlp', pixels), 'mlp' FROM inputs WHERE id < 20 ORDER BY id",
     )
     assert got == want
-
-
-def _ddl(engine, sql: str) -> None:
-    with engine.begin() as conn:
-        conn.exec_driver_sql(sql)

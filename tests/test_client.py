@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from conftest import scalar
+from conftest import ddl, new_engine, scalar
 from pgml_ext import client
 from pgml_ext.sqlalchemy import FLOAT4_ARRAY, classify, predict, predict_class
 
@@ -235,14 +235,14 @@ def test_cli_score_with_progress(db_url, engine):
     )
     assert proc.returncode == 1 and "cannot keep column 'label'" in proc.stderr
     assert "Traceback" not in proc.stderr
-    _ddl(engine, "CREATE VIEW digits_kept AS SELECT id, example, label AS digit FROM inputs")
+    ddl(engine, "CREATE VIEW digits_kept AS SELECT id, example, label AS digit FROM inputs")
     proc = _cli_score(db_url, "digits_kept", "example", "cli_picked", *picked, "--keep", "digit")
     assert "scored 599 rows of digits_kept into cli_picked" in proc.stdout
     got = scalar(
         engine, "SELECT count(*) FILTER (WHERE key % 3 = 0 AND digit IS NOT NULL) FROM cli_picked"
     )
     assert got == 599 == scalar(engine, "SELECT count(*) FROM cli_picked")
-    _ddl(engine, "DROP VIEW digits_kept")
+    ddl(engine, "DROP VIEW digits_kept")
 
 
 @pytest.mark.usefixtures("models", "inputs")
@@ -353,11 +353,6 @@ def test_cli_takes_libpq_urls_and_defaults_to_the_demo_database(cluster, mlp_dir
             c.exec_driver_sql("DROP DATABASE pgml_demo WITH (FORCE)")
 
 
-def _ddl(engine, sql: str) -> None:
-    with engine.begin() as conn:
-        conn.exec_driver_sql(sql)
-
-
 @pytest.mark.usefixtures("models", "inputs")
 def test_sqlalchemy_features_by_name(driver_engine, digits):
     """A dict of features (or a row's to_jsonb) scores as the Example of those features."""
@@ -398,7 +393,9 @@ def test_install_with_an_async_engine_and_connection(db_url):
             await engine.dispose()
 
     got = asyncio.run(both())
-    version = scalar_of(db_url, "SELECT extversion FROM pg_extension WHERE extname = 'pgml_ext'")
+    version = scalar(
+        new_engine(db_url), "SELECT extversion FROM pg_extension WHERE extname = 'pgml_ext'"
+    )
     assert got == (version, version) and version
 
 
@@ -430,17 +427,10 @@ def test_install_in_an_alembic_migration_online_and_offline(cluster):
                             conn.exec_driver_sql(statement)
                 else:
                     install_in_migration(Operations(MigrationContext.configure(conn)))
-            assert scalar_of(url, "SELECT count(*) FROM pg_extension WHERE extname = 'pgml_ext'")
+            assert scalar(
+                new_engine(url), "SELECT count(*) FROM pg_extension WHERE extname = 'pgml_ext'"
+            )
         finally:
             engine.dispose()
             with sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT").connect() as c:
                 c.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-def scalar_of(url: str, sql: str):
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.exec_driver_sql(sql).scalar()
-    finally:
-        engine.dispose()
