@@ -101,11 +101,64 @@ def _models(args: argparse.Namespace) -> int:
         ]
         for r in rows
     ]
+    _print_table(header, table, "(no models registered)")
+    return 0
+
+
+def _print_table(header: list[str], table: list[list[str]], empty: str) -> None:
+    """Columns padded to their widest cell; numbers (cells starting with a digit)
+    aligned right."""
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
     for row in [header, *table]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    if not rows:
-        print("(no models registered)")
+        cells = [
+            c.rjust(w) if c[:1].isdigit() and row is not header else c.ljust(w)
+            for c, w in zip(row, widths, strict=True)
+        ]
+        print("  ".join(cells).rstrip())
+    if not table:
+        print(empty)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from pgml_ext.client import stats, stats_dropped
+
+    url = _url(args)
+    header = [
+        "model",
+        "version",
+        "calls",
+        "rows",
+        "in C",
+        "PL/Python",
+        "errors",
+        "mean ms",
+        "loads",
+        "load ms",
+        "last used",
+    ]
+    table = [
+        [
+            r["model"],
+            str(r["version"]),
+            f"{r['calls']:,}",
+            f"{r['rows']:,}",
+            f"{r['c_rows']:,}",
+            f"{r['fallback_rows']:,}",
+            f"{r['errors']:,}",
+            f"{r['mean_ms']:.3f}" if r["mean_ms"] is not None else "",
+            f"{r['loads']:,}",
+            f"{r['load_ms']:.1f}",
+            f"{r['last_used']:%Y-%m-%d %H:%M:%S}",
+        ]
+        for r in stats(url)
+    ]
+    _print_table(header, table, "(nothing scored since the last pgml.stats_reset())")
+    if stats_dropped(url) is None:
+        print(
+            "pgml-ext: the server does not preload pgml_ext, so pgml.stats counts one session "
+            "only (this one): add pgml_ext to shared_preload_libraries and restart it.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -310,6 +363,16 @@ def parser() -> argparse.ArgumentParser:
     mods = sub.add_parser("models", help="list registered models")
     mods.add_argument("--url", help=URL_HELP)
     mods.set_defaults(func=_models)
+
+    st = sub.add_parser(
+        "stats",
+        help="what each model version scored, across all sessions (pgml.stats)",
+        description="Calls, rows (in C and in PL/Python), errors, mean time and loads per "
+        "model version since the last pgml.stats_reset(), counted across all backends and "
+        "parallel workers (with pgml_ext in shared_preload_libraries).",
+    )
+    st.add_argument("--url", help=URL_HELP)
+    st.set_defaults(func=_stats)
 
     desc = sub.add_parser("describe", help="versions, signatures, runtimes and labels of a model")
     desc.add_argument("name")

@@ -218,6 +218,21 @@ def models(target: EngineOrUrl) -> list[dict]:
         return [dict(r._mapping) for r in rows]
 
 
+def stats(target: EngineOrUrl) -> list[dict]:
+    """pgml.stats: per model version, what every backend and worker scored since the
+    last reset (a WARNING, logged, when the server has no shared memory for it)."""
+    with _begin(target) as conn:
+        rows = conn.execute(sa.text("SELECT * FROM pgml.stats ORDER BY model, version"))
+        return [dict(r._mapping) for r in rows]
+
+
+def stats_dropped(target: EngineOrUrl) -> int | None:
+    """Counts pgml.stats had no room for, or None: no shared memory (the server does not
+    preload pgml_ext), so pgml.stats shows one session's scoring only."""
+    with _begin(target) as conn:
+        return conn.execute(sa.text("SELECT pgml.stats_dropped()")).scalar()
+
+
 def describe(target: EngineOrUrl, name: str) -> list[dict]:
     """Every version of NAME with its signatures, runtimes (and why) and labels."""
     with _begin(target) as conn:

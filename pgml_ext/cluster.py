@@ -20,6 +20,7 @@ PG_BIN = Path(os.environ.get("PGML_EXT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 HOME = Path(os.environ.get("PGML_EXT_HOME", "/var/tmp/pgml_ext"))
 DEFAULT_PORT = int(os.environ.get("PGML_EXT_PORT", "54329"))
 SERVER_USER = os.environ.get("PGML_EXT_SERVER_USER", "postgres")
+PRELOAD = "shared_preload_libraries = 'pgml_ext'"
 
 
 class ClusterError(RuntimeError):
@@ -105,15 +106,35 @@ class Cluster:
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "shared_buffers = 256MB\nmax_connections = 50\n"
                 "logging_collector = off\n"
-                # pgml_ext's settings (pgml.*) are known from a session's first
-                # statement; loaded per session, so a new build needs no restart
-                "session_preload_libraries = 'pgml_ext'\n"
             )
+        self._preload()
+
+    def _preload(self) -> None:
+        """pgml_ext in shared_preload_libraries: pgml.stats counts across backends in
+        shared memory, and SHOW pgml.* works in a fresh session. (Appended to a cluster
+        made before: the last line wins.)"""
+        conf = self.datadir / "postgresql.conf"
+        if PRELOAD not in conf.read_text():
+            with open(conf, "a") as f:
+                f.write(f"{PRELOAD}\n")
+
+    def _library_is_newer(self) -> bool:
+        """The extension's library was installed after the server started (a preloaded
+        library is read once, at start)."""
+        pid = self.datadir / "postmaster.pid"
+        lib = self._run(PG_BIN / "pg_config", "--pkglibdir", check=False).stdout.strip()
+        try:
+            return Path(lib, "pgml_ext.so").stat().st_mtime > pid.stat().st_mtime
+        except OSError:
+            return False
 
     def start(self) -> str:
         """Start (initialising on first use) and return the SQLAlchemy URL."""
         if not self.initialized:
             self.init()
+        self._preload()
+        if self.running() and self._library_is_newer():
+            self._run(PG_BIN / "pg_ctl", "stop", "-D", self.datadir, "-m", "fast", "-w")
         if not self.running():
             log = self.datadir / "server.log"
             self._run(PG_BIN / "pg_ctl", "start", "-D", self.datadir, "-l", log, "-w", "-t", "60")

@@ -476,23 +476,40 @@ answer_row(NativeModel *m, Answer answer, int r, Datum *out)
 	return true;
 }
 
+/* pgml.stats: CALLS calls answered ROWS rows in C, from STARTED until now. */
+static void
+count_c_rows(NativeModel *m, int64 calls, int64 rows, instr_time started)
+{
+	instr_time	elapsed;
+
+	if (!pgml_track_stats)
+		return;
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, started);
+	pgml_stats_count_version(m->version_id, calls, rows, 0, 0, INSTR_TIME_GET_MILLISEC(elapsed));
+}
+
 static Datum
 score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_name)
 {
 	NativeModel *m;
 	Datum		result;
+	instr_time	started;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	check_ref(fcinfo);
 	if (!pgml_native_scoring)
 		return call_general(fcinfo, general_name, 1);
+	if (pgml_track_stats)
+		INSTR_TIME_SET_CURRENT(started);
 	m = call_model(fcinfo, packed, false);
 	/* the output argument (2): the default, or a head the plan names */
 	if (!answers(m, answer, PG_ARGISNULL(2) ? NULL : output_name(fcinfo))
 		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run_rows(m, 1)
 		|| !answer_row(m, answer, 0, &result))
-		return call_general(fcinfo, general_name, 1);
+		return call_general(fcinfo, general_name, 1);	/* PL/Python counts it */
+	count_c_rows(m, 1, 1, started);
 	return result;
 }
 
@@ -532,12 +549,15 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 				chunk = Min(8, pgml_batch_chunk_rows),
 				*index,
 				lower = 1;
+	instr_time	began;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	check_ref(fcinfo);
 	if (!pgml_native_scoring)
 		return call_general(fcinfo, general_name, 0);
+	if (pgml_track_stats)
+		INSTR_TIME_SET_CURRENT(began);
 	m = call_model(fcinfo, packed, true);
 	if (!answers(m, answer, PG_ARGISNULL(2) ? NULL : output_name(fcinfo)))
 		return call_general(fcinfo, general_name, 0);
@@ -603,6 +623,7 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 		}
 	}
 	native_rows += present;		/* counted once the whole batch is answered here */
+	count_c_rows(m, 1, present, began);
 	if (answer == CLASS_INDEX)
 		PG_RETURN_ARRAYTYPE_P(construct_md_array(out, out_null, 1, &n, &lower, INT4OID,
 												 sizeof(int32), true, TYPALIGN_INT));
@@ -624,9 +645,13 @@ native_score_block(Answer answer, bool packed, text *ref, text *output, text *si
 	NativeModel *m;
 	int		   *index;
 	int			rows = 0,
+				answered = 0,
 				i;
+	instr_time	started;
 
 	memset(done, 0, sizeof(bool) * n);
+	if (pgml_track_stats)
+		INSTR_TIME_SET_CURRENT(started);
 	if (!pgml_native_scoring || ref == NULL
 		|| !pgml_ref_issued(VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref)))
 		return;
@@ -650,7 +675,10 @@ native_score_block(Answer answer, bool packed, text *ref, text *output, text *si
 	{
 		out_null[index[i]] = false;
 		done[index[i]] = answer_row(m, answer, i, &out[index[i]]);
+		answered += done[index[i]];
 	}
+	/* each row is a call of the per-row function; the others are counted at their turn */
+	count_c_rows(m, answered, answered, started);
 }
 
 /* Each SQL function: its entry (score or score_batch), answer, input form and twin. */

@@ -75,6 +75,7 @@ typedef struct NativeModel
 {
 	/* the key: model version (its ref), input form, requested signature, use, threads */
 	text	   *ref;
+	int64		version_id;		/* the version the ref names (pgml.stats counts by it) */
 	bool		packed;			/* float4[] packed by pgml_internal.tensor, else tf.Example */
 	char	   *signature;		/* NULL: the model's default */
 	bool		batch;			/* for the batch forms: resized to their chunks */

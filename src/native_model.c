@@ -735,6 +735,7 @@ native_model(text *ref, bool packed, const char *signature, bool batch)
 	m->context = context;
 	m->ref = (text *) MemoryContextAlloc(context, VARSIZE_ANY(ref));
 	memcpy(m->ref, ref, VARSIZE_ANY(ref));
+	m->version_id = pgml_ref_version(VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref));
 	m->packed = packed;
 	m->batch = batch;
 	m->threads = pgml_threads;
@@ -746,6 +747,7 @@ native_model(text *ref, bool packed, const char *signature, bool batch)
 	INSTR_TIME_SET_CURRENT(elapsed);
 	INSTR_TIME_SUBTRACT(elapsed, started);
 	m->load_ms = INSTR_TIME_GET_MILLISEC(elapsed);
+	pgml_stats_load_version(m->version_id, m->load_ms);
 	return m;
 }
 

@@ -26,6 +26,21 @@ extern void scoring_cost_init(void);
 extern double pgml_call_row_us(struct FuncExpr *call);
 extern void pgml_jit_without_scoring(struct PlannedStmt *stmt);
 
+/*
+ * stats.c: the counters behind pgml.stats (shared memory when preloaded). Counting
+ * never raises; the ref forms are exported for PL/Python (pgml_ext.indb.stats).
+ */
+extern int	pgml_stats_max;
+extern bool pgml_track_stats;
+extern void stats_init(void);
+extern int64 pgml_ref_version(const char *ref, Size len);
+extern void pgml_stats_count_version(int64 version_id, int64 calls, int64 c_rows,
+									 int64 fallback_rows, int64 errors, double ms);
+extern void pgml_stats_load_version(int64 version_id, double ms);
+extern PGDLLEXPORT void pgml_stats_count(const char *ref, Size len, int64 calls,
+										 int64 fallback_rows, int64 errors, double ms);
+extern PGDLLEXPORT void pgml_stats_load(const char *ref, Size len, double ms);
+
 /* Most models kept loaded per backend (pgml.model_cache_size's upper bound). */
 #define PGML_MAX_CACHED_MODELS 16
 

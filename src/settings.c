@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "pgml_ext.h"
@@ -21,6 +22,8 @@ int			pgml_threads = 1;
 int			pgml_batch_chunk_rows = 1024;
 int			pgml_model_cache_size = 4;
 int			pgml_block_rows = 64;
+bool		pgml_track_stats = true;
+int			pgml_stats_max = 1000;
 
 void		_PG_init(void);
 
@@ -55,6 +58,21 @@ _PG_init(void)
 							"answers and errors; 1 scores row by row. Read when a "
 							"statement is planned and started.",
 							&pgml_block_rows, 64, 1, 8192, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgml.track_stats",
+							 "Counts scoring in pgml.stats.",
+							 "Two clock reads and an add per row scored in C; off for the "
+							 "last few percent of a tiny model's speed.",
+							 &pgml_track_stats, true, PGC_SUSET, 0, NULL, NULL, NULL);
+	/* a server-start setting can only be made at server start (else FATAL) */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("pgml.stats_max",
+								"Model versions pgml.stats counts, across all databases.",
+								"Shared memory for that many versions is reserved at server "
+								"start (pgml_ext in shared_preload_libraries); the counts of "
+								"more versions are dropped (pgml.stats_dropped()).",
+								&pgml_stats_max, 1000, 16, 100000, PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+	stats_init();
 	block_scan_init();
 	scoring_cost_init();
 #if PG_VERSION_NUM >= 150000

@@ -185,8 +185,10 @@ def test_settings_refuse_bad_values_and_show(scorer):
         "SET pgml.native_scoring = 'maybe'",
         "SET pgml.block_rows = 0",
         "SET pgml.block_rows = 100000",
+        "SET pgml.track_stats = off",
+        "SET pgml.stats_max = 10",
     ):
-        assert sql_error(scorer, sql)[0] in ("22023", "42501"), sql
+        assert sql_error(scorer, sql)[0] in ("22023", "42501", "55P02"), sql
     assert sql_error(scorer, "SET pgml.threads = 2")[0] == "42501"  # superusers decide
     assert sql_error(scorer, "SET pgml.no_such_setting = 1")[0] in ("42704", "42602")
     got = rows(
@@ -199,9 +201,12 @@ def test_settings_refuse_bad_values_and_show(scorer):
         "pgml.block_rows",
         "pgml.model_cache_size",
         "pgml.native_scoring",
+        "pgml.stats_max",
         "pgml.threads",
+        "pgml.track_stats",
     ]
     assert ("pgml.threads", "1", "1", "16", "superuser") in got
+    assert ("pgml.track_stats", "on", None, None, "superuser") in got
     assert ("pgml.block_rows", "64", "1", "8192", "user") in got
     assert scalar(scorer, "SHOW pgml.batch_chunk_rows") == "1024"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import bulk, cache, registration, registry, server
+from pgml_ext.indb import bulk, cache, registration, registry, server, stats
 from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError, reported, translate
 from pgml_ext.indb.signatures import tensor_from_packed
 
@@ -25,7 +25,8 @@ def predict(
     if ref is None or data is None:
         return None
     try:
-        return cache.get(ref).predict(data, output, signature)
+        with stats.scoring(ref):
+            return cache.get(ref).predict(data, output, signature)
     except Exception as exc:
         raise translate(exc, ref) from None
 
@@ -36,7 +37,8 @@ def classify(
     if ref is None or data is None:
         return None
     try:
-        return cache.get(ref).top_class(data, signature, output)[1]
+        with stats.scoring(ref):
+            return cache.get(ref).top_class(data, signature, output)[1]
     except Exception as exc:
         raise translate(exc, ref) from None
 
@@ -47,7 +49,8 @@ def predict_class(
     if ref is None or data is None:
         return None
     try:
-        return cache.get(ref).top_class(data, signature, output)[0]
+        with stats.scoring(ref):
+            return cache.get(ref).top_class(data, signature, output)[0]
     except Exception as exc:
         raise translate(exc, ref) from None
 
@@ -109,7 +112,7 @@ def predict_batch(
     """Scores for many inputs in one runtime call: bytea[] or the rows of a float4[]."""
     if ref is None or data is None:
         return None
-    with reported(ref):
+    with reported(ref), stats.scoring(ref, len(data)):
         return bulk.predict_batch(ref, data, output, signature)
 
 
@@ -122,7 +125,7 @@ def top_class_batch(
 ) -> list | None:
     if ref is None or data is None:
         return None
-    with reported(ref):
+    with reported(ref), stats.scoring(ref, len(data)):
         classes = bulk.top_classes_batch(ref, data, signature, output)
         pick = 1 if want == "label" else 0
         return [c[pick] if c is not None else None for c in classes]
@@ -140,7 +143,11 @@ def score_into(
 ) -> int:
     with reported(model):
         ref = registry.model_ref(model)
-        return bulk.score_into(ref, source, target, key, input_column, chunk_size, layout, keep)
+        with stats.scoring(ref) as call:
+            call.rows = bulk.score_into(
+                ref, source, target, key, input_column, chunk_size, layout, keep
+            )
+            return call.rows
 
 
 def finish_registration(model_id: int, samples: bytes | None = None) -> int:

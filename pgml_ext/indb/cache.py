@@ -7,9 +7,10 @@ statement that started earlier keeps the one it resolved.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
-from pgml_ext.indb import registry, server
+from pgml_ext.indb import registry, server, stats
 from pgml_ext.indb.model import LoadedModel
 
 _models: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -25,7 +26,9 @@ def get(ref: str) -> LoadedModel:
     if loaded is not None:
         _models.move_to_end(ref)
     else:
+        started = time.perf_counter()
         loaded = _models[ref] = LoadedModel(registry.read(ref))
+        stats.load(ref, (time.perf_counter() - started) * 1000.0)
         limit = max(1, int(server.setting("pgml.model_cache_size", "4")))
         while len(_models) > limit:
             _models.popitem(last=False)

@@ -21,13 +21,20 @@ def plpy():
 
 
 @cache
-def _process() -> ctypes.CDLL:
-    return ctypes.CDLL(None)
+def process() -> ctypes.CDLL:
+    """This backend's symbols: PostgreSQL's, and the extension's (loaded RTLD_GLOBAL)."""
+    lib = ctypes.CDLL(None)
+    if not hasattr(lib, "pgml_models_root"):
+        # a server that does not preload pgml_ext, and no C function called yet in this
+        # backend: calling one makes PostgreSQL load the library (not in a parallel
+        # worker, which has the leader's libraries)
+        plpy().execute("SELECT pgml_internal.native_status()")
+    return lib
 
 
 @cache
 def _get_config_option():
-    fn = _process().GetConfigOption
+    fn = process().GetConfigOption
     fn.restype = ctypes.c_char_p
     fn.argtypes = [ctypes.c_char_p, ctypes.c_bool, ctypes.c_bool]
     return fn
@@ -41,7 +48,7 @@ def setting(name: str, default: str) -> str:
 
 @cache
 def _is_in_parallel_mode():
-    fn = _process().IsInParallelMode
+    fn = process().IsInParallelMode
     fn.restype = ctypes.c_bool
     fn.argtypes = []
     return fn
@@ -54,7 +61,7 @@ def in_parallel_mode() -> bool:
 
 def cancel_pending() -> bool:
     """A cancel, statement_timeout or termination is waiting to be acted on."""
-    lib = _process()
+    lib = process()
     return bool(
         ctypes.c_int.in_dll(lib, "QueryCancelPending").value
         or ctypes.c_int.in_dll(lib, "ProcDiePending").value
@@ -63,7 +70,7 @@ def cancel_pending() -> bool:
 
 @cache
 def _ref_issued():
-    fn = _process().pgml_ref_issued  # src/pgml_ext.c, loaded with RTLD_GLOBAL
+    fn = process().pgml_ref_issued  # src/pgml_ext.c, loaded with RTLD_GLOBAL
     fn.restype = ctypes.c_bool
     fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
     return fn
@@ -78,7 +85,7 @@ def ref_issued(ref: str) -> bool:
 @cache
 def models_root() -> str:
     """Where pgml_internal.model_ref (src/pgml_ext.c) writes this database's model files."""
-    fn = _process().pgml_models_root
+    fn = process().pgml_models_root
     fn.restype = ctypes.c_char_p
     fn.argtypes = []
     return fn().decode()
