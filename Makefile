@@ -48,7 +48,7 @@ extension/pgml_ext--%.sql: sql/pgml_ext--%.sql Makefile
 	@mkdir -p extension
 	{ $(SCRIPT_HEADER); cat $<; } > $@
 
-$(OBJS): src/pgml_ext.h src/example.h src/litert.h src/native.h
+$(OBJS): src/pgml_ext.h src/compat.h src/example.h src/litert.h src/native.h
 
 $(CONTROL): extension/pgml_ext.control.in pyproject.toml Makefile
 	sed 's/@VERSION@/$(EXTVERSION)/' $< > $@

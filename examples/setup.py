@@ -1,6 +1,7 @@
-"""Prepare the examples' database: `python examples/setup.py [--url URL]`.
+"""Prepare the examples' database: `python examples/setup.py [--url URL] [--force]`.
 
-Creates database pgml_examples (on the embedded cluster unless --url names a server),
+Creates database pgml_examples (on the embedded cluster unless --url names a server; an
+existing pgml_examples that this script did not make is dropped only with --force),
 installs pgml_ext, registers two models and loads the tables the examples use:
 - model 'mnist': TF Serving's MNIST export (classify signature on tf.Examples);
 - model 'digits': the reference Keras MLP, labels '0'..'9';
@@ -21,13 +22,13 @@ DATABASE = "pgml_examples"
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-def prepare(server_url: str | None = None) -> str:
+def prepare(server_url: str | None = None, force: bool = False) -> str:
     """Create the database and everything in it; return its SQLAlchemy URL."""
-    if server_url is None:
+    if server_url is None:  # the embedded cluster: throwaway, made by this project
         cluster = Cluster.default()
         cluster.start()
-        server_url = cluster.url()
-    url = client.create_database(server_url, DATABASE)
+        server_url, force = cluster.url(), True
+    url = client.create_database(server_url, DATABASE, force=force)
     engine = sa.create_engine(url)
     client.install(engine)
     client.register_model(
@@ -60,8 +61,16 @@ def prepare(server_url: str | None = None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a server's SQLAlchemy URL (default: the embedded cluster)")
-    url = prepare(parser.parse_args().url)
-    print(url)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"drop an existing {DATABASE} database that this script did not make",
+    )
+    args = parser.parse_args()
+    try:
+        print(prepare(args.url, args.force))
+    except ValueError as e:
+        raise SystemExit(f"setup.py: {e}") from None
 
 
 if __name__ == "__main__":

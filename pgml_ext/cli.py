@@ -306,7 +306,7 @@ def _soak(args: argparse.Namespace) -> int:
     if not url:
         cluster = Cluster.default(args.port)
         cluster.start()
-        url = client.create_database(cluster.url(), "pgml_soak")
+        url = client.create_database(cluster.url(), "pgml_soak", force=True)
         engine = sa.create_engine(url)
         client.install(engine)
         reference.load_table(engine, "inputs", 2_000)

@@ -65,14 +65,33 @@ def _begin(target: EngineOrUrl) -> Iterator[Connection]:
             yield bind
 
 
-def create_database(server_url: str, name: str) -> str:
-    """(Re)create database NAME on the server of SERVER_URL, dropping any old one with its
-    connections; return the new database's URL. For throwaway demo/bench/example data."""
+# The comment on a database create_database made: the only kind it drops unasked.
+THROWAWAY = "pgml_ext throwaway database (demo, examples, bench): recreated on each run"
+
+
+def create_database(server_url: str, name: str, *, force: bool = False) -> str:
+    """(Re)create database NAME on the server of SERVER_URL for throwaway demo, bench or
+    example data; return its URL. An old NAME is dropped (with its connections) only if
+    this function made it, or with FORCE: a database of the same name with real data in
+    it is never dropped by accident."""
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
+            found = conn.execute(
+                sa.text(
+                    "SELECT coalesce(shobj_description(oid, 'pg_database'), '') "
+                    "FROM pg_database WHERE datname = :n"
+                ),
+                {"n": name},
+            ).first()
+            if found is not None and found[0] != THROWAWAY and not force:
+                raise ValueError(
+                    f"database {name} exists and pgml_ext did not make it: not dropping it "
+                    "(pass --force to drop it and everything in it, or use another server)"
+                )
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)"))
             conn.execute(sa.text(f"CREATE DATABASE {_ident(name)}"))
+            conn.execute(sa.text(f"COMMENT ON DATABASE {_ident(name)} IS '{THROWAWAY}'"))
     finally:
         admin.dispose()
     return server_url.rsplit("/", 1)[0] + f"/{name}"

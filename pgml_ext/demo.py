@@ -50,7 +50,7 @@ def embedded_database(name: str, port: int | None = None) -> tuple[Cluster, sa.E
     installed; the engine opens a new backend per connection (no pool)."""
     cluster = Cluster.default(port)
     cluster.start()
-    url = client.create_database(cluster.url(), name)
+    url = client.create_database(cluster.url(), name, force=True)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     client.install(engine)
     return cluster, engine
@@ -60,7 +60,7 @@ def run(rows: int = 20_000, port: int | None = None) -> dict:
     cluster = Cluster.default(port)
     say(f"starting the embedded PostgreSQL cluster ({cluster.datadir}, port {cluster.port})")
     cluster.start()
-    engine = sa.create_engine(client.create_database(cluster.url(), DEMO_DB))
+    engine = sa.create_engine(client.create_database(cluster.url(), DEMO_DB, force=True))
     say(f"installing pgml_ext {client.install(engine)} into database {DEMO_DB}")
     model_dir = trained_mlp()
     say(f"registering {model_dir} as '{MODEL}'")

@@ -2,18 +2,22 @@
 # Idempotent set-up for `make demo` and `make test`:
 #   1. Debian packages: PostgreSQL 15, PL/Python, venv support, the server headers and a
 #      C compiler (apt-get only if missing);
-#   2. the venv the *server* imports from (numpy, protobuf, TensorFlow, pgml_ext), in a
-#      place the postgres OS user can read ($PGML_EXT_VENV, default /opt/pgml_ext/venv),
-#      made with the same Python that PL/Python embeds;
+#   2. two venvs, made with the same Python that PL/Python embeds:
+#      - the one the *server* imports from, with what scoring needs and nothing else
+#        (numpy, protobuf, TensorFlow, LiteRT, pgml_ext: the `server` extra), in a place
+#        the postgres OS user can read ($PGML_EXT_SERVER_VENV, default /opt/pgml_ext/server);
+#      - the one the tests, the CLI and the benchmarks run from, with the dev tools too
+#        ($PGML_EXT_VENV, default /opt/pgml_ext/venv); never on PL/Python's path;
 #   3. the extension's files (PGXS `make install`);
-#   4. a .pth file that puts the venv on PL/Python's sys.path: new backends see it, no
-#      server restart needed.
+#   4. a .pth file that puts the server venv on PL/Python's sys.path: new backends see
+#      it, no server restart needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PG_MAJOR=${PG_MAJOR:-15}
 # one pg_config for the build and the install (the Makefile passes its own)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+SERVER_VENV=${PGML_EXT_SERVER_VENV:-/opt/pgml_ext/server}
 VENV=${PGML_EXT_VENV:-/opt/pgml_ext/venv}
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -39,37 +43,47 @@ PYVER=$(ldd "$PLPY" | sed -n 's/.*libpython\(3\.[0-9]*\).*/\1/p' | head -1)
 PY=/usr/bin/python$PYVER
 [ -x "$PY" ] || { echo "PL/Python uses libpython$PYVER but $PY is missing" >&2; exit 1; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  say "creating $VENV with $PY"
-  as_root mkdir -p "$(dirname "$VENV")"
-  as_root "$PY" -m venv "$VENV"
-fi
-stamp="$VENV/.pgml_ext-deps"
-want=$(sha256sum pyproject.toml | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing Python dependencies into $VENV (TensorFlow is large: minutes the first time)"
-  as_root "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
-  as_root "$VENV/bin/pip" install -q ".[tensorflow,dev]"
-  echo "$want" | as_root tee "$stamp" >/dev/null
-fi
-# Always refresh pgml_ext itself, so the server runs this checkout's code.
-log=$(mktemp)
-as_root "$VENV/bin/pip" install -q --no-deps --no-build-isolation --force-reinstall . >"$log" 2>&1 \
-  || { cat "$log" >&2; rm -f "$log"; exit 1; }
-rm -f "$log"
-rm -rf build/lib build/bdist* ./*.egg-info
-as_root chmod -R a+rX "$VENV"
+# VENV REQUIREMENTS...: a venv with those packages (installed again when pyproject.toml
+# changes) and this checkout's pgml_ext without its dependencies (always refreshed: the
+# server runs this code).
+make_venv() {
+  local venv=$1 stamp want log
+  shift
+  if [ ! -x "$venv/bin/python" ]; then
+    say "creating $venv with $PY"
+    as_root mkdir -p "$(dirname "$venv")"
+    as_root "$PY" -m venv "$venv"
+  fi
+  stamp="$venv/.pgml_ext-deps"
+  want="$(sha256sum pyproject.toml | cut -c1-16) $*"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing $* into $venv (TensorFlow is large: minutes the first time)"
+    as_root "$venv/bin/pip" install -q --upgrade pip setuptools wheel
+    as_root "$venv/bin/pip" install -q "$@"
+    echo "$want" | as_root tee "$stamp" >/dev/null
+  fi
+  log=$(mktemp)
+  as_root "$venv/bin/pip" install -q --no-deps --no-build-isolation --force-reinstall . >"$log" 2>&1 \
+    || { cat "$log" >&2; rm -f "$log"; exit 1; }
+  rm -f "$log"
+  rm -rf build/lib build/bdist* ./*.egg-info
+}
+mapfile -t server_requirements < <("$PY" -c 'import tomllib
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["server"]))')
+make_venv "$SERVER_VENV" "${server_requirements[@]}"
+as_root chmod -R a+rX "$SERVER_VENV"
+make_venv "$VENV" ".[server,dev]"
 
 say "installing the extension into $("$PG_CONFIG" --sharedir)/extension"
 make -s all PG_CONFIG="$PG_CONFIG"
 as_root make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
 
 SITE=$(/usr/bin/python$PYVER -c 'import sys; print([p for p in sys.path if p.startswith("/usr/local/lib") and p.endswith("dist-packages")][0])')
-site_packages=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+site_packages=$("$SERVER_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 pth="import sys; 'plpy' in sys.builtin_module_names and '$site_packages' not in sys.path and sys.path.insert(0, '$site_packages')"
 if [ "$(cat "$SITE/pgml_ext.pth" 2>/dev/null)" != "$pth" ]; then
   say "putting $site_packages on PL/Python's path ($SITE/pgml_ext.pth; only PL/Python reads it)"
   as_root mkdir -p "$SITE"
   echo "$pth" | as_root tee "$SITE/pgml_ext.pth" >/dev/null
 fi
-say "ready: pgml_ext $(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml), venv $VENV"
+say "ready: pgml_ext $(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml), server venv $SERVER_VENV, tools venv $VENV"

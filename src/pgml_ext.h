@@ -8,6 +8,8 @@
 
 #include "fmgr.h"
 
+#include "compat.h"
+
 /* settings.c: the pgml.* settings, defined in _PG_init with types and bounds */
 extern bool pgml_native_scoring;
 extern int	pgml_threads;

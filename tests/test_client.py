@@ -434,3 +434,35 @@ def test_install_in_an_alembic_migration_online_and_offline(cluster):
             engine.dispose()
             with sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT").connect() as c:
                 c.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_create_database_drops_only_its_own_unless_forced(cluster):
+    """The examples' database name, made by someone else with data in it."""
+    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS pgml_examples WITH (FORCE)")
+        conn.exec_driver_sql("CREATE DATABASE pgml_examples")
+    theirs = cluster.url("pgml_examples")
+    ddl(new_engine(theirs), "CREATE TABLE precious AS SELECT 42 AS answer")
+    try:
+        with pytest.raises(ValueError, match="pgml_ext did not make it"):
+            client.create_database(cluster.url(), "pgml_examples")
+        # the examples' set-up says so and stops, before it reads any model
+        script = os.path.join(os.path.dirname(__file__), "..", "examples", "setup.py")
+        done = subprocess.run(
+            [sys.executable, script, "--url", cluster.url()],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode != 0 and "--force" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert scalar(new_engine(theirs), "SELECT answer FROM precious") == 42
+        # FORCE drops anyone's; one it made itself it recreates unasked
+        client.create_database(cluster.url(), "pgml_examples", force=True)
+        client.create_database(cluster.url(), "pgml_examples")
+        assert scalar(new_engine(theirs), "SELECT to_regclass('precious') IS NULL")
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS pgml_examples WITH (FORCE)")
+        admin.dispose()

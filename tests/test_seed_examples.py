@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 def examples_url(cluster):
     import setup as examples_setup
 
-    return examples_setup.prepare(cluster.url())
+    return examples_setup.prepare(cluster.url(), force=True)
 
 
 def _psql(url: str, script: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from conftest import LABELS, built_model, model_files, new_engine, rows, scalar, sql_error
+from conftest import LABELS, built_model, ddl, model_files, new_engine, rows, scalar, sql_error
 from pgml_ext import client, reference
 from pgml_ext.cluster import HOME
 
@@ -494,3 +494,20 @@ def test_the_crash_witness_sees_a_backend_crash(tmp_path):
         check.close()
     finally:
         other.destroy()
+
+
+def test_pl_python_sees_the_server_packages_and_no_dev_tools(engine):
+    """PL/Python's path holds the server venv (the `server` extra): what scoring needs,
+    no test runner, linter or client library a model's code could reach."""
+    ddl(
+        engine,
+        """DO $$
+import importlib.util
+missing = [m for m in ("numpy", "google.protobuf", "tensorflow", "ai_edge_litert",
+                       "pgml_ext.indb") if importlib.util.find_spec(m) is None]
+extra = [m for m in ("pytest", "ruff", "sqlalchemy", "pg8000", "psycopg", "matplotlib",
+                     "sklearn", "fastapi") if importlib.util.find_spec(m) is not None]
+if missing or extra:
+    plpy.error(f"missing {missing}, not for the server {extra}")
+$$ LANGUAGE plpython3u""",
+    )
