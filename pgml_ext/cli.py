@@ -269,8 +269,9 @@ def _score(args: argparse.Namespace) -> int:
         layout=args.layout,
         where=args.where,
         keep=args.keep or (),
+        query=args.query,
     )
-    print(f"scored {n:,} rows of {args.table} into {args.into}")
+    print(f"scored {n:,} rows of {args.table or 'the query'} into {args.into}")
     return 0
 
 
@@ -348,15 +349,20 @@ def parser() -> argparse.ArgumentParser:
 
     reg = sub.add_parser(
         "register",
-        help="upload a SavedModel into the database",
-        description="Uploads the SavedModel directory PATH as model NAME; "
-        "registering a name again makes a new version.",
+        help="upload a model (SavedModel, .keras, .tflite) into the database",
+        description="Uploads PATH as model NAME; registering a name again makes a new "
+        "version. PATH is a SavedModel directory, a Keras .keras/.h5 file (exported to a "
+        "SavedModel here first) or a LiteRT .tflite file (served by LiteRT as given).",
     )
     reg.add_argument("name")
-    reg.add_argument("path", help="SavedModel directory (with saved_model.pb)")
+    reg.add_argument(
+        "path", help="SavedModel directory (with saved_model.pb), .keras/.h5 or .tflite file"
+    )
     reg.add_argument("--url", help=URL_HELP)
     reg.add_argument("--labels", help="comma-separated class labels, in class-index order")
-    reg.add_argument("--runtime", default="auto", help="auto (default) or tensorflow")
+    reg.add_argument(
+        "--runtime", default="auto", help="auto (default), litert (required) or tensorflow"
+    )
     reg.add_argument("--signature", help="signature to use by default (else chosen by input)")
     reg.set_defaults(func=_register)
 
@@ -415,13 +421,20 @@ def parser() -> argparse.ArgumentParser:
         "--key. A re-run replaces the rows of the keys it scores.",
     )
     score.add_argument("--model", required=True)
-    score.add_argument("--table", required=True)
-    score.add_argument("--column", required=True)
+    rows = score.add_mutually_exclusive_group(required=True)
+    rows.add_argument("--table", help="the table to score")
+    rows.add_argument(
+        "--query",
+        help="a SELECT to score instead of a table (a join, computed inputs), e.g. "
+        "'SELECT o.id, o.example, c.region FROM orders o JOIN customers c USING (cid)'",
+    )
+    score.add_argument("--column", required=True, help="the input column (bytea or numbers)")
     score.add_argument("--into", required=True)
     score.add_argument("--key", default="id", help="unique, ordered key column (default id)")
     score.add_argument("--chunk-size", type=int, default=5000)
     score.add_argument(
-        "--where", help="score only the rows of TABLE this SQL condition picks, e.g. 'id < 100'"
+        "--where",
+        help="score only the rows (of TABLE or QUERY) this SQL condition picks, e.g. 'id < 100'",
     )
     score.add_argument(
         "--keep",
@@ -507,8 +520,13 @@ def main(argv: list[str] | None = None) -> int:
         from pgml_ext.cluster import ClusterError
         from pgml_ext.indb.errors import PgmlError
 
-        if isinstance(e, ClusterError | PgmlError | OSError | ValueError):
-            print(f"pgml-ext: {getattr(e, 'message', e)}", file=sys.stderr)
+        if isinstance(e, PgmlError):
+            lines = [e.message, *(f"  {k}: {v}" for k, v in (("detail", e.detail),
+                                                              ("hint", e.hint)) if v)]  # fmt: skip
+            print("pgml-ext: " + "\n".join(lines), file=sys.stderr)
+            return 1
+        if isinstance(e, ClusterError | OSError | ValueError):
+            print(f"pgml-ext: {e}", file=sys.stderr)
             return 1
         raise
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
@@ -157,26 +161,36 @@ def register_model(
     progress: bool | None = None,
     allow_unsafe_ops: bool = False,
 ) -> int:
-    """Upload a SavedModel into the database and return its new version.
+    """Upload a model into the database and return its new version.
 
-    The upload and the server's check of the model (its signatures are read there) are
-    one transaction: if anything fails, nothing is registered. ``signature`` names the
-    signature to use by default; ``feature_map`` maps input names to tf.Example feature
-    names when they differ. ``runtime``: ``"auto"`` converts each signature to LiteRT
-    and keeps the conversion only where it matches TensorFlow on sample inputs (the
-    model's own signature filled with random values, plus ``samples``, an array of
-    inputs, if given); ``"litert"`` requires that, ``"tensorflow"`` skips it.
+    ``saved_model_dir`` is a SavedModel directory; a Keras ``.keras``/``.h5`` file
+    (exported to a SavedModel here first, with TensorFlow); or a LiteRT ``.tflite`` file
+    (served by LiteRT as it is: no TensorFlow, no parity check). The upload and the
+    server's check of the model (its signatures are read there) are one transaction: if
+    anything fails, nothing is registered. ``signature`` names the signature to use by
+    default; ``feature_map`` maps input names to tf.Example feature names when they
+    differ. ``runtime``: ``"auto"`` converts each signature to LiteRT and keeps the
+    conversion only where it matches TensorFlow on sample inputs (the model's own
+    signature filled with random values, plus ``samples``, an array of inputs, if
+    given); ``"litert"`` requires that, ``"tensorflow"`` skips it. ``progress``: an
+    upload bar and a spinner while the server converts (default: for large models).
 
     A graph with ops that reach outside the database (files, network, Python) is
     refused; ``allow_unsafe_ops=True`` registers it anyway, for superusers only.
     """
+    from pgml_ext.sources import model_source
+
     with _begin(target) as conn:
         # a name the server would refuse is refused before the model is read and sent
         conn.execute(sa.text("SELECT pgml_internal.check_model_name(:n)"), {"n": name})
-    blob = archive.pack(saved_model_dir)
+    with model_source(saved_model_dir) as source:
+        blob = source.blob
+        if source.note and progress:
+            print(f"{name}: {source.note}", file=sys.stderr)
     options = {
         k: v
         for k, v in {
+            **source.options,
             "signature": signature,
             "feature_map": feature_map,
             "allow_unsafe_ops": allow_unsafe_ops,
@@ -207,10 +221,42 @@ def register_model(
             for seq, chunk in enumerate(parts):
                 conn.execute(insert, {"id": model_id, "seq": seq, "data": chunk})
                 bar.update(len(chunk))
-        return conn.execute(
-            sa.text("SELECT pgml_internal.finish_registration(:id, :samples)"),
-            {"id": model_id, "samples": _npy(samples)},
-        ).scalar_one()
+        with spinner(f"{name}: the server checks and converts it", show):
+            return conn.execute(
+                sa.text("SELECT pgml_internal.finish_registration(:id, :samples)"),
+                {"id": model_id, "samples": _npy(samples)},
+            ).scalar_one()
+
+
+@contextlib.contextmanager
+def spinner(what: str, enabled: bool = True) -> Iterator[None]:
+    """WHAT and the seconds it has taken, on stderr, until the block ends: a long server
+    call (converting a model, score_into) is not silence."""
+    if not enabled:
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def spin() -> None:
+        for frame in itertools.cycle("|/-\\"):
+            if done.wait(0.2):
+                break
+            print(f"\r{what} {frame} {time.monotonic() - started:.0f} s", end="", file=sys.stderr)
+
+    # a terminal gets a spinner; a log gets one line before and one after
+    thread = threading.Thread(target=spin, daemon=True) if sys.stderr.isatty() else None
+    if thread is not None:
+        thread.start()
+    else:
+        print(f"{what} ...", file=sys.stderr)
+    try:
+        yield
+    finally:
+        done.set()
+        if thread is not None:
+            thread.join()
+        print(f"\r{what}: {time.monotonic() - started:.1f} s", file=sys.stderr)
 
 
 def _npy(samples) -> bytes | None:
@@ -294,14 +340,16 @@ def rollback_model(target: EngineOrUrl, name: str) -> int:
 def export_model(
     target: EngineOrUrl, name: str, out_dir: str | os.PathLike, version: int | None = None
 ) -> int:
-    """Write the stored SavedModel of NAME (current or VERSION) back to OUT_DIR; returns
-    the version. Needs pgml_admin: scorers cannot read model blobs."""
+    """Write the stored SavedModel of NAME (current or VERSION) back to OUT_DIR (a model
+    registered as a .tflite file: OUT_DIR/model.tflite); returns the version. Needs
+    pgml_admin: scorers cannot read model blobs."""
     from pathlib import Path
 
     with _begin(target) as conn:
         row = conn.execute(
             sa.text(
-                "SELECT r.id, m.version, m.checksum FROM pgml_internal.model_version(:ref) r "
+                "SELECT r.id, m.version, m.checksum, m.options ->> 'format' AS format "
+                "FROM pgml_internal.model_version(:ref) r "
                 "JOIN pgml.model_versions m ON m.id = r.id"
             ),
             {"ref": name if version is None else f"{name}@{version}"},
@@ -317,14 +365,18 @@ def export_model(
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"'{out}' exists and is not empty")
     out.parent.mkdir(parents=True, exist_ok=True)
-    archive.unpack(blob, out)
+    if row.format == archive.FLATBUFFER:
+        out.mkdir(exist_ok=True)
+        (out / "model.tflite").write_bytes(blob)
+    else:
+        archive.unpack(blob, out)
     return row.version
 
 
 def score_table(
     target: EngineOrUrl,
     model: str,
-    table: str,
+    table: str | None,
     column: str,
     into: str,
     key: str = "id",
@@ -333,20 +385,26 @@ def score_table(
     progress: bool = True,
     where: str | None = None,
     keep: Sequence[str] = (),
+    query: str | None = None,
 ) -> int:
     """Score TABLE.COLUMN into table INTO with a progress bar: keyset chunks of
     CHUNK_SIZE rows, each committed, so a long job shows progress and an interrupted
     one keeps what is done (a re-run replaces the rows of the keys it scores). WHERE,
     a SQL condition on TABLE's columns, picks the rows; KEEP names columns of TABLE to
-    write beside each answer."""
+    write beside each answer. QUERY, a SELECT, stands for TABLE (a join, computed
+    inputs): its rows are scored the same way."""
+    if (table is None) == (query is None):
+        raise ValueError("score takes a table or a query, not both")
     engine = engine_for(target)
-    k, col, tbl = _ident(key), _ident(column), _qualified(table)
+    k, col = _ident(key), _ident(column)
+    tbl = f"({query}) AS source" if query is not None else _qualified(table)
     picked = f"({where})" if where else "true"
     with _begin(engine) as conn:
         total = conn.execute(sa.text(f"SELECT count(*) FROM {tbl} WHERE {picked}")).scalar_one()
     written, last = 0, None
     kept = "".join(f", {_ident(c)}" for c in keep if c != key)
-    with tqdm(total=total, unit="row", desc=f"scoring {table}", disable=not progress) as bar:
+    what = table if query is None else "the query"
+    with tqdm(total=total, unit="row", desc=f"scoring {what}", disable=not progress) as bar:
         while True:
             after = f"WHERE {picked}" + ("" if last is None else f" AND {k} > {_literal(last)}")
             with _begin(engine) as conn:

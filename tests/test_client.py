@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from conftest import ddl, new_engine, scalar
+from conftest import ddl, new_engine, rows, scalar
 from pgml_ext import client
 from pgml_ext.sqlalchemy import FLOAT4_ARRAY, classify, predict, predict_class
 
@@ -162,7 +162,7 @@ def test_cli_install_register_models(db_url, mlp_dir):
 def test_cli_errors_are_messages_not_tracebacks(db_url):
     proc = _cli("register", "x", "/nonexistent", "--url", db_url, check=False)
     assert proc.returncode == 1
-    assert "not a SavedModel directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_cli_db_url(cluster):
@@ -243,6 +243,24 @@ def test_cli_score_with_progress(db_url, engine):
     )
     assert got == 599 == scalar(engine, "SELECT count(*) FROM cli_picked")
     ddl(engine, "DROP VIEW digits_kept")
+    # a query instead of a table: computed columns, kept beside the answers
+    query = "SELECT id * 10 AS id, example, label + 100 AS shifted FROM inputs WHERE id < 50"
+    proc = _cli(
+        "score", "--model", "mlp_labels", "--query", query, "--column", "example",
+        "--into", "cli_query", "--keep", "shifted", "--where", "id % 20 = 0",
+        "--url", db_url,
+    )  # fmt: skip
+    # --where is on the query's columns: its id is the table's id * 10
+    assert "scored 25 rows of the query into cli_query" in proc.stdout
+    assert "scoring the query" in proc.stderr
+    kept = rows(engine, "SELECT key, shifted FROM cli_query ORDER BY key")
+    expected = rows(
+        engine, "SELECT id * 10, label + 100 FROM inputs WHERE id < 50 AND id % 2 = 0 ORDER BY id"
+    )
+    assert [tuple(r) for r in kept] == [tuple(r) for r in expected]
+    both = _cli("score", "--model", "m", "--table", "t", "--query", "q", "--column", "c",
+                "--into", "i", check=False)  # fmt: skip
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
 @pytest.mark.usefixtures("models", "inputs")

@@ -39,9 +39,10 @@ def fresh(engine: sa.Engine, stats_model: str) -> str:
 
 def stats(engine: sa.Engine, model: str = MODEL) -> dict | None:
     with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT * FROM pgml.stats WHERE model = :m"), {"m": model})
-        found = row.mappings().first()
-    return dict(found) if found else None
+        found = conn.execute(sa.text("SELECT * FROM pgml.stats WHERE model = :m"), {"m": model})
+        rows = found.mappings().all()
+    assert len(rows) <= 1, rows  # one entry per version
+    return dict(rows[0]) if rows else None
 
 
 def count_scored(url: str, query: str, *settings: str) -> int:

@@ -19,6 +19,11 @@ from pgml_ext.indb.errors import DATA_CORRUPTED, INVALID_PARAMETER, PgmlError
 CHUNK_SIZE = 8 * 1024 * 1024  # rows of pgml.model_chunks; keeps single values far below 1 GB
 
 
+# options["format"] of a model uploaded as a LiteRT flatbuffer (a .tflite file) rather
+# than as a SavedModel archive
+FLATBUFFER = "tflite"
+
+
 def pack(saved_model_dir: str | os.PathLike) -> bytes:
     """Tar a SavedModel directory (uncompressed: weights barely compress, TOAST tries)."""
     root = Path(saved_model_dir)

@@ -88,9 +88,15 @@ def finish(model_id: int, samples: bytes | None = None) -> int:
     with registry.version_lock(mine):
         workdir = tempfile.mkdtemp(prefix=os.path.basename(mine) + ".tmp", dir=root)
         try:
-            path = str(archive.unpack(data, os.path.join(workdir, "savedmodel")))
-            found = _audit(what, path, options)
-            described, outcomes = _describe(what, path, row["runtime"], options, samples, workdir)
+            if options.get("format") == archive.FLATBUFFER:
+                found, described, outcomes = _describe_flatbuffer(what, data, row["runtime"])
+                _check_usable(what, described, options)
+            else:
+                path = str(archive.unpack(data, os.path.join(workdir, "savedmodel")))
+                found = _audit(what, path, options)
+                described, outcomes = _describe(
+                    what, path, row["runtime"], options, samples, workdir
+                )
             labels = _labels(what, row, described, options)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -237,6 +243,44 @@ def _audit(what: str, path: str, options: dict) -> dict:
     return found
 
 
+def _describe_flatbuffer(what: str, flatbuffer: bytes, runtime: str):
+    """(audit, signatures, outcomes) of a LiteRT flatbuffer registered as it is (a .tflite
+    file): LiteRT serves every signature; there is no TensorFlow to check it against."""
+    from pgml_ext.indb.conversion import Outcome, microseconds_per_row, sample_inputs
+    from pgml_ext.indb.runtimes.litert import LiteRTRuntime, flatbuffer_signatures
+
+    if check_runtime(runtime) == "tensorflow":
+        raise PgmlError(
+            f"{what} is a LiteRT flatbuffer (.tflite): it runs on LiteRT only",
+            WRONG_OBJECT_TYPE,
+            hint="Register it with runtime 'auto' or 'litert', or register the SavedModel "
+            "it was converted from to run it on TensorFlow.",
+        )
+    described = flatbuffer_signatures(what, flatbuffer)
+    lite = LiteRTRuntime({name: flatbuffer for name in described}, threads())
+    outcomes = []
+    for name, spec in sorted(described.items()):
+        sig = Signature.from_json(name, spec)
+        try:
+            row_us = microseconds_per_row(
+                lambda feeds, n=name: lite.run(n, feeds), sample_inputs(sig, None)[0]
+            )
+        except Exception:  # a fixed batch size or odd input: scored, just not timed
+            row_us = None
+        outcomes.append(
+            Outcome(
+                name,
+                "litert",
+                "registered as a LiteRT flatbuffer (.tflite): served as given, no "
+                "TensorFlow to compare with",
+                flatbuffer=flatbuffer,
+                row_us=row_us,
+            )
+        )
+    found = {"unsafe_ops": [], "ops": None, "format": archive.FLATBUFFER}
+    return found, described, outcomes
+
+
 def _describe(
     what: str, path: str, runtime: str, options: dict, samples: bytes | None, workdir: str
 ):
@@ -304,17 +348,24 @@ def load_from_path(
             hint="Upload from a client with pgml_ext.register_model(engine, name, dir), "
             "or GRANT pg_read_server_files to this role.",
         )
-    if not os.path.isdir(path):
+    is_flatbuffer = path.endswith(".tflite") and os.path.isfile(path)
+    if not os.path.isdir(path) and not is_flatbuffer:
         raise PgmlError(
-            f"'{path}' is not a directory on the database server",
+            f"'{path}' is not a directory (or a .tflite file) on the database server",
             INVALID_PARAMETER,
             hint="pgml.load_model reads the server's file system; from a client use "
             "pgml_ext.register_model(engine, name, local_dir) instead.",
         )
     check_runtime(runtime)
     plpy.execute(registry.plan(_CHECK_NAME, ["text"]), [name])
+    if is_flatbuffer:
+        options = {**(options or {}), "format": archive.FLATBUFFER}
     try:
-        blob = archive.pack(path)
+        if is_flatbuffer:
+            with open(path, "rb") as f:
+                blob = f.read()
+        else:
+            blob = archive.pack(path)
     except PermissionError as e:
         import getpass
 

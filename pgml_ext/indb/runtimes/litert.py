@@ -106,3 +106,53 @@ def verify_flatbuffers(directory: str) -> None:
                 DATA_CORRUPTED,
                 hint="Register the model again; its stored LiteRT conversion is damaged.",
             ) from None
+
+
+def flatbuffer_signatures(what: str, flatbuffer: bytes) -> dict[str, dict]:
+    """The signatures of a LiteRT flatbuffer registered as it is, described as a
+    SavedModel's are (inputs and outputs: dtype, shape with None for a dynamic size),
+    after LiteRT's own checks (verify_flatbuffers). 22023 for one LiteRT cannot read or
+    that has no signatures."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from pgml_ext.indb.errors import INVALID_PARAMETER, WRONG_OBJECT_TYPE, PgmlError, first_line
+
+    try:
+        interpreter = Interpreter(
+            model_content=flatbuffer,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        interpreter.allocate_tensors()
+        listed = interpreter.get_signature_list()
+    except Exception as e:
+        raise PgmlError(
+            f"{what} is not a LiteRT flatbuffer LiteRT can read ({first_line(e)})",
+            INVALID_PARAMETER,
+            hint="Convert it again with tf.lite.TFLiteConverter (builtin ops only), or "
+            "register the SavedModel it came from.",
+        ) from None
+    if not listed:
+        raise PgmlError(
+            f"{what} has no signatures",
+            WRONG_OBJECT_TYPE,
+            hint="Convert with TFLiteConverter.from_saved_model (or from_keras_model), which "
+            "keeps the signatures, or register the SavedModel.",
+        )
+
+    def spec(detail: dict) -> dict:
+        shape = detail.get("shape_signature", detail["shape"])
+        dtype = np.dtype(detail["dtype"])
+        return {
+            "dtype": "string" if dtype.kind in "OSU" else dtype.name,
+            "shape": [int(d) if d >= 0 else None for d in shape],
+        }
+
+    described = {}
+    for name in sorted(listed):
+        runner = interpreter.get_signature_runner(name)
+        described[name] = {
+            "method": "",
+            "inputs": {k: spec(v) for k, v in sorted(runner.get_input_details().items())},
+            "outputs": {k: spec(v) for k, v in sorted(runner.get_output_details().items())},
+        }
+    return described
