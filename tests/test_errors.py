@@ -196,7 +196,7 @@ CASES = {
         "SELECT pgml.load_model('x', '/nonexistent')",
         {},
         "22023",
-        "'/nonexistent' is not a directory on the database server",
+        "'/nonexistent' is not a directory (or a .tflite file) on the database server",
     ),
     "load_model not a SavedModel": (
         "SELECT pgml.load_model('x', '/tmp')",
