@@ -44,6 +44,8 @@ def _url(args: argparse.Namespace) -> str:
 def _db(args: argparse.Namespace) -> int:
     from pgml_ext.cluster import Cluster
 
+    if args.citus:
+        return _citus_db(args)
     cluster = Cluster.default(args.port)
     if args.action == "start":
         print(cluster.start())
@@ -57,6 +59,27 @@ def _db(args: argparse.Namespace) -> int:
         print(f"stopped the cluster on port {cluster.port}", file=sys.stderr)
     else:
         print(cluster.url())
+    return 0
+
+
+def _citus_db(args: argparse.Namespace) -> int:
+    """`db start|stop|url --citus`: a coordinator and two workers on loopback."""
+    from pgml_ext.citus import CitusCluster
+
+    citus = CitusCluster.default(args.port)
+    if args.action == "start":
+        print(citus.start())
+        ports = ", ".join(str(w.port) for w in citus.workers)
+        print(f"coordinator on port {citus.coordinator.port}, workers on {ports}; then:"
+              " pgml-ext install, and SELECT pgml.distribute() on the coordinator",
+              file=sys.stderr)  # fmt: skip
+    elif args.action == "stop":
+        citus.stop()
+        print(f"stopped the Citus cluster on port {citus.coordinator.port}", file=sys.stderr)
+    elif args.action == "url":
+        print(citus.coordinator.url())
+    else:
+        raise ValueError("a standby of a Citus cluster is not supported")
     return 0
 
 
@@ -340,6 +363,12 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--port", type=int, help="port (default $PGML_EXT_PORT or 54329)")
     db.add_argument(
         "--primary-port", type=int, help="with standby: the primary's port (default 54329)"
+    )
+    db.add_argument(
+        "--citus",
+        action="store_true",
+        help="a Citus coordinator (on --port, default 54350) and two workers after it, "
+        "each preloading Citus and pgml_ext (needs Citus installed: scripts/citus.sh)",
     )
     db.set_defaults(func=_db)
 

@@ -20,7 +20,6 @@ PG_BIN = Path(os.environ.get("PGML_EXT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 HOME = Path(os.environ.get("PGML_EXT_HOME", "/var/tmp/pgml_ext"))
 DEFAULT_PORT = int(os.environ.get("PGML_EXT_PORT", "54329"))
 SERVER_USER = os.environ.get("PGML_EXT_SERVER_USER", "postgres")
-PRELOAD = "shared_preload_libraries = 'pgml_ext'"
 
 
 class ClusterError(RuntimeError):
@@ -33,6 +32,7 @@ class Cluster:
     port: int = DEFAULT_PORT
     host: str = "127.0.0.1"
     user: str = "postgres"  # the database superuser we connect as
+    preload: str = "pgml_ext"  # shared_preload_libraries ("citus,pgml_ext" on Citus)
 
     @classmethod
     def default(cls, port: int | None = None) -> Cluster:
@@ -114,9 +114,15 @@ class Cluster:
         shared memory, and SHOW pgml.* works in a fresh session. (Appended to a cluster
         made before: the last line wins.)"""
         conf = self.datadir / "postgresql.conf"
-        if PRELOAD not in conf.read_text():
+        wanted = f"shared_preload_libraries = '{self.preload}'"
+        set_to = [
+            line.strip()
+            for line in conf.read_text().splitlines()
+            if line.startswith("shared_preload_libraries")
+        ]
+        if not set_to or set_to[-1] != wanted:
             with open(conf, "a") as f:
-                f.write(f"{PRELOAD}\n")
+                f.write(f"{wanted}\n")
 
     def _library_is_newer(self) -> bool:
         """The extension's library was installed after the server started (a preloaded

@@ -78,6 +78,9 @@ say "installing the extension into $("$PG_CONFIG" --sharedir)/extension"
 make -s all PG_CONFIG="$PG_CONFIG"
 as_root make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
 
+# Citus for the distributed test tier, built from its source when that is given
+PG_MAJOR=$PG_MAJOR PG_CONFIG=$PG_CONFIG bash scripts/citus.sh
+
 SITE=$(/usr/bin/python$PYVER -c 'import sys; print([p for p in sys.path if p.startswith("/usr/local/lib") and p.endswith("dist-packages")][0])')
 site_packages=$("$SERVER_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 pth="import sys; 'plpy' in sys.builtin_module_names and '$site_packages' not in sys.path and sys.path.insert(0, '$site_packages')"

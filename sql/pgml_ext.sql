@@ -901,6 +901,74 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Citus ---------------------------------------------------------------------------------
+-- pgml.distribute(), run once on a Citus coordinator after CREATE EXTENSION (Citus puts
+-- pgml_ext on every worker): the model tables become reference tables (a copy on every
+-- node, written through the coordinator), so that shard queries score next to their
+-- shards and every node sees a new version, pin or deletion from its next statement.
+-- - The foreign keys of chunks and flatbuffers are dropped on every node first (Citus
+--   would otherwise convert the whole foreign-key graph at once and collide with the
+--   tables the extension made on the workers), then made again between the reference
+--   tables.
+-- - The functions that read the model tables from inside a query (C resolves models
+--   through them in shard queries and in parallel workers) may run a nested distributed
+--   query (it is local: every node has a copy), and open no transaction block for it
+--   (in a parallel worker that would need two-phase commit, which Citus refuses).
+CREATE FUNCTION pgml.distribute()
+RETURNS text LANGUAGE plpgsql
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+DECLARE
+    readers text[] := ARRAY[
+        'pgml_internal.model_version(text)', 'pgml_internal.model_files(bigint)',
+        'pgml_internal.model_document(bigint)', 'pgml_internal.model_identity(bigint)',
+        'pgml_internal.stored_plan(bigint, text, boolean, text)', 'pgml_internal.row_cost(text)'];
+    tables text[] := ARRAY['pgml.model_versions', 'pgml.model_chunks', 'pgml.model_litert',
+                           'pgml.pins'];
+    statements text[] := ARRAY[]::text[];
+    statement text;
+    failed text;
+    distributed boolean;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'pgml: pgml.distribute() is for a Citus coordinator, and this database has no Citus'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'On one server nothing needs distributing; with Citus, CREATE EXTENSION citus first.';
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition '
+            'WHERE logicalrelid = ''pgml.model_versions''::regclass)' INTO distributed;
+    IF NOT distributed THEN
+        statements := ARRAY[
+            'ALTER TABLE pgml.model_chunks DROP CONSTRAINT IF EXISTS model_chunks_model_id_fkey',
+            'ALTER TABLE pgml.model_litert DROP CONSTRAINT IF EXISTS model_litert_model_id_fkey'];
+    END IF;
+    SELECT statements || array_agg(format('ALTER FUNCTION %s SET %s', r, setting))
+      INTO statements
+      FROM unnest(readers) r,
+           unnest(ARRAY['citus.allow_nested_distributed_execution = on',
+                        'citus.select_opens_transaction_block = off']) setting;
+    FOREACH statement IN ARRAY statements LOOP
+        EXECUTE statement;
+        EXECUTE 'SELECT string_agg(format(''%s:%s: %s'', nodename, nodeport, result), ''; '') '
+                'FROM run_command_on_workers($1) WHERE NOT success'
+           INTO failed USING statement;
+        IF failed IS NOT NULL THEN
+            RAISE EXCEPTION 'pgml: % failed on a worker: %', statement, failed;
+        END IF;
+    END LOOP;
+    IF distributed THEN
+        RETURN 'the model tables were distributed already; the readers are set on every worker';
+    END IF;
+    FOREACH statement IN ARRAY tables LOOP
+        EXECUTE 'SELECT create_reference_table($1)' USING statement;
+    END LOOP;
+    ALTER TABLE pgml.model_chunks ADD CONSTRAINT model_chunks_model_id_fkey
+        FOREIGN KEY (model_id) REFERENCES pgml.model_versions (id) ON DELETE CASCADE;
+    ALTER TABLE pgml.model_litert ADD CONSTRAINT model_litert_model_id_fkey
+        FOREIGN KEY (model_id) REFERENCES pgml.model_versions (id) ON DELETE CASCADE;
+    RETURN format('model tables are reference tables on %s workers; scoring runs next to the shards',
+                  (SELECT count(*) FROM run_command_on_workers('SELECT 1')));
+END $$;
+
 -- This backend ---------------------------------------------------------------------------
 
 CREATE FUNCTION pgml.cached_models(
@@ -1002,6 +1070,8 @@ COMMENT ON COLUMN pgml.stats.load_ms IS 'Milliseconds those loads took.';
 COMMENT ON COLUMN pgml.stats.last_used IS 'When counts were last added (at the end of a transaction, or each second of a long statement).';
 COMMENT ON FUNCTION pgml.stats_reset(text) IS
     'Forget pgml.stats'' counts of a model (''name'' or ''name@N''), or of all models; returns the versions forgotten.';
+COMMENT ON FUNCTION pgml.distribute() IS
+    'On a Citus coordinator: make the model tables reference tables and set up the model readers on every node, so distributed tables are scored on their workers.';
 COMMENT ON FUNCTION pgml.stats_dropped() IS
     'Counts pgml.stats dropped for want of room (raise pgml.stats_max); NULL without shared memory.';
 

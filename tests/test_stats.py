@@ -170,12 +170,8 @@ def test_cli_shows_the_table(db_url, fresh):
 
 
 def test_without_preload_it_counts_this_backend_and_says_so(mlp_dir):
-    cluster = Cluster(HOME / "stats-no-preload", 54338)
+    cluster = Cluster(HOME / "stats-no-preload", 54338, preload="")
     cluster.destroy()
-    cluster.init()
-    with open(cluster.datadir / "postgresql.conf", "a") as conf:
-        conf.write("shared_preload_libraries = ''\n")
-    cluster._preload = lambda: None  # keep it off
     try:
         url = cluster.start()
         client.install(url)

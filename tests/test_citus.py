@@ -1,0 +1,144 @@
+"""The Citus tier: pgml_ext on a real Citus cluster (a coordinator and two workers on
+loopback, each preloading Citus and pgml_ext), built from source by scripts/citus.sh.
+
+Scoring a distributed table must run on the workers next to their shards, answer what
+one node answers, and see a new version, pin, rollback or deletion made on the
+coordinator from the next statement on every worker. Without Citus on this machine the
+module is skipped, and the skip says why.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import LABELS, PARALLEL_PLAN, rows, scalar, sql_error
+from pgml_ext import client, reference
+from pgml_ext.citus import CitusCluster, citus_installed
+
+pytestmark = [
+    pytest.mark.skipif(
+        not citus_installed(),
+        reason="Citus is not installed here, so the Citus tier did not run (scripts/citus.sh "
+        "builds it from ../shared/vendor/citus)",
+    ),
+    pytest.mark.usefixtures("models", "inputs"),
+]
+
+N = reference.N_DIGITS
+DATABASE = "pgml_citus_test"
+PORT = 54355  # the coordinator; workers on 54356 and 54357
+
+
+@pytest.fixture(scope="module")
+def citus(mlp_dir: Path):
+    cluster = CitusCluster.default(PORT)
+    cluster.destroy()
+    url = cluster.start(DATABASE)
+    engine = sa.create_engine(url)
+    client.install(engine)
+    with engine.begin() as conn:
+        said = conn.exec_driver_sql("SELECT pgml.distribute()").scalar()
+    assert "reference tables on 2 workers" in said
+    client.register_model(engine, "digits", mlp_dir)
+    reference.load_table(engine, "inputs", N)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SELECT create_distributed_table('inputs', 'id')")
+    yield cluster, engine
+    engine.dispose()
+    cluster.destroy()
+
+
+def on_workers(engine: sa.Engine, sql: str) -> list[str]:
+    """SQL's result on each worker (run_command_on_workers), in port order."""
+    found = rows(
+        engine,
+        "SELECT result FROM run_command_on_workers(:command) ORDER BY nodeport",
+        command=sql,
+    )
+    return [r[0] for r in found]
+
+
+def test_a_distributed_table_is_scored_on_its_workers(citus, engine):
+    _, distributed = citus
+    query = "SELECT id, pgml.predict_class('{m}', pixels) FROM inputs ORDER BY id"
+    one_node = rows(engine, query.format(m="mlp"))
+    assert rows(distributed, query.format(m="digits")) == one_node
+    # the scoring call is in the shard queries, over blocks of rows on each worker
+    with distributed.connect() as conn:
+        plan = "\n".join(
+            r[0]
+            for r in conn.exec_driver_sql(
+                "EXPLAIN (VERBOSE, COSTS OFF) SELECT pgml.predict_class('digits', pixels) "
+                "FROM inputs"
+            )
+        )
+    assert "Custom Scan (Citus Adaptive)" in plan
+    assert "predict_class_tensor_native" in plan.split("->  Task")[1]
+    assert "PgmlBlockScan" in plan
+    # every row counted once, all on the workers, none on the coordinator
+    per_worker = [
+        int(r or 0)
+        for r in on_workers(distributed, "SELECT sum(rows) FROM pgml.stats WHERE model = 'digits'")
+    ]
+    assert sum(per_worker) == N and all(n > 0 for n in per_worker), per_worker
+    assert scalar(distributed, "SELECT count(*) FROM pgml.stats WHERE model = 'digits'") == 0
+    accuracy = scalar(
+        distributed, "SELECT avg((pgml.classify('digits', example)::int = label)::int) FROM inputs"
+    )
+    assert accuracy > 0.95
+
+
+def test_versions_pins_and_deletes_reach_every_worker_on_the_next_statement(citus, mlp_dir):
+    _, distributed = citus
+    labels = "SELECT DISTINCT pgml.classify('digits', pixels) ~ '^[0-9]$' FROM inputs"
+    assert [r[0] for r in rows(distributed, labels)] == [True]
+    assert client.register_model(distributed, "digits", mlp_dir, labels=LABELS) == 2
+    assert [r[0] for r in rows(distributed, labels)] == [False]  # v2's labels, everywhere
+    client.pin_model(distributed, "digits", 1)
+    assert [r[0] for r in rows(distributed, labels)] == [True]
+    client.pin_model(distributed, "digits", None)
+    assert [r[0] for r in rows(distributed, labels)] == [False]
+    assert client.rollback_model(distributed, "digits") == 1
+    assert [r[0] for r in rows(distributed, labels)] == [True]
+    assert client.delete_model(distributed, "digits", 2) == 1
+    versions = rows(distributed, "SELECT version, current FROM pgml.models WHERE name = 'digits'")
+    assert [tuple(v) for v in versions] == [(1, True)]
+    # what the workers hold: their copy of the model tables
+    assert on_workers(
+        distributed, "SELECT string_agg(version::text, ',') FROM pgml.model_versions"
+    ) == ["1", "1"]
+
+
+def test_a_coordinator_local_table_still_gets_parallel_plans(citus, engine):
+    _, distributed = citus
+    with distributed.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS local_inputs")
+        conn.exec_driver_sql("CREATE TABLE local_inputs AS SELECT * FROM inputs")
+    with distributed.connect() as conn:
+        for setting in [*PARALLEL_PLAN, "SET parallel_leader_participation = off"]:
+            conn.exec_driver_sql(setting)
+        raw = conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) "
+            "SELECT count(pgml.predict_class('digits', pixels)) FROM local_inputs"
+        ).scalar()
+        plan = json.dumps(json.loads(raw) if isinstance(raw, str) else raw)
+        assert '"Workers Launched": 2' in plan
+        scored = conn.exec_driver_sql(
+            "SELECT id, pgml.predict_class('digits', pixels) FROM local_inputs ORDER BY id"
+        ).all()
+    assert scored == rows(
+        engine, "SELECT id, pgml.predict_class('mlp', pixels) FROM inputs ORDER BY id"
+    )
+
+
+def test_distribute_is_for_citus_and_can_run_again(citus, engine):
+    _, distributed = citus
+    with distributed.begin() as conn:
+        again = conn.exec_driver_sql("SELECT pgml.distribute()").scalar()
+    assert "distributed already" in again
+    sqlstate, message, hint = sql_error(engine, "SELECT pgml.distribute()")  # no Citus here
+    assert sqlstate == "0A000" and "no Citus" in message and "CREATE EXTENSION citus" in hint
