@@ -8,6 +8,14 @@
 -- a new one has.
 
 -- Citus ---------------------------------------------------------------------------------
+-- One row as score_into writes it ({"label", "class_index", "scores"}): the workers of a
+-- score_into over a distributed table call it in one INSERT ... SELECT (bulk.py).
+CREATE FUNCTION pgml_internal.score_row(ref text, input bytea, packed boolean)
+RETURNS json LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+import pgml_ext.indb.api as api
+return api.score_row(ref, input, packed)
+$$;
+
 -- pgml.distribute(), run once on a Citus coordinator after CREATE EXTENSION (Citus puts
 -- pgml_ext on every worker): the model tables become reference tables (a copy on every
 -- node, written through the coordinator), so that shard queries score next to their
@@ -148,6 +156,8 @@ COMMENT ON FUNCTION pgml.stats_dropped() IS
 COMMENT ON FUNCTION pgml.distribute() IS
     'On a Citus coordinator: make the model tables reference tables and set up the model readers on every node, so distributed tables are scored on their workers.';
 REVOKE ALL ON FUNCTION pgml.distribute() FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgml_internal.score_row(text, bytea, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgml_internal.score_row(text, bytea, boolean) TO pgml_scorer;
 -- monitoring, as pg_stat_statements: anyone may look, admins reset
 GRANT SELECT ON pgml.stats TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgml_internal.stats_entries(), pgml.stats_dropped() TO PUBLIC;

@@ -902,6 +902,14 @@ BEGIN
 END $$;
 
 -- Citus ---------------------------------------------------------------------------------
+-- One row as score_into writes it ({"label", "class_index", "scores"}): the workers of a
+-- score_into over a distributed table call it in one INSERT ... SELECT (bulk.py).
+CREATE FUNCTION pgml_internal.score_row(ref text, input bytea, packed boolean)
+RETURNS json LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
+import pgml_ext.indb.api as api
+return api.score_row(ref, input, packed)
+$$;
+
 -- pgml.distribute(), run once on a Citus coordinator after CREATE EXTENSION (Citus puts
 -- pgml_ext on every worker): the model tables become reference tables (a copy on every
 -- node, written through the coordinator), so that shard queries score next to their
@@ -1186,6 +1194,7 @@ GRANT EXECUTE ON FUNCTION
     pgml.predict_class_batch(text, bytea[], text, text),
     pgml.predict_class_batch(text, anyarray, text, text),
     pgml.score_into(text, text, text, text, text, int, text, text[]),
+    pgml_internal.score_row(text, bytea, boolean),
     pgml.create_function(text, text, text),
     pgml.cached_models(), pgml.backend_status(), pgml.clear_cache(),
     pgml_internal.model_ref(text), pgml_internal.tensor(anyarray, text),

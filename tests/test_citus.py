@@ -142,3 +142,55 @@ def test_distribute_is_for_citus_and_can_run_again(citus, engine):
     assert "distributed already" in again
     sqlstate, message, hint = sql_error(engine, "SELECT pgml.distribute()")  # no Citus here
     assert sqlstate == "0A000" and "no Citus" in message and "CREATE EXTENSION citus" in hint
+
+
+def test_score_into_a_distributed_table_runs_on_its_workers(citus, engine):
+    _, distributed = citus
+    with distributed.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS citus_predictions")
+        written = conn.exec_driver_sql(
+            "SELECT pgml.score_into('digits', 'inputs', 'citus_predictions', 'id', "
+            "input => 'pixels')"
+        ).scalar()
+    assert written == N
+    # distributed with the source, by the key: each worker wrote its own shards
+    colocated = scalar(
+        distributed,
+        "SELECT count(DISTINCT colocationid) FROM pg_dist_partition "
+        "WHERE logicalrelid IN ('inputs'::regclass, 'citus_predictions'::regclass)",
+    )
+    assert colocated == 1
+    # each row scored on its worker (score_into's answers come from PL/Python there)
+    per_worker = [
+        int(n)
+        for n in on_workers(
+            distributed,
+            "SELECT coalesce(sum(fallback_rows), 0) FROM pgml.stats WHERE model = 'digits'",
+        )
+    ]
+    assert sum(per_worker) == N and all(n > 0 for n in per_worker), per_worker
+    # what score_into writes on one node, row for row (its json scores too)
+    columns = "key, label, class_index, scores::text, model, version"
+    got = rows(distributed, f"SELECT {columns} FROM citus_predictions ORDER BY key")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS one_node_predictions")
+        conn.exec_driver_sql(
+            "SELECT pgml.score_into('mlp', 'inputs', 'one_node_predictions', 'id', "
+            "input => 'pixels')"
+        )
+    one_node = rows(engine, f"SELECT {columns} FROM one_node_predictions ORDER BY key")
+    assert [r[:4] for r in got] == [r[:4] for r in one_node]
+    assert {tuple(r[4:]) for r in got} == {("digits", 1)}
+    accuracy = scalar(
+        distributed,
+        "SELECT avg((p.class_index = i.label)::int) FROM citus_predictions p "
+        "JOIN inputs i ON i.id = p.key",
+    )
+    assert accuracy > 0.95
+    # a re-run replaces, on the workers too
+    with distributed.begin() as conn:
+        again = conn.exec_driver_sql(
+            "SELECT pgml.score_into('digits', 'inputs', 'citus_predictions', 'id', "
+            "input => 'pixels')"
+        ).scalar()
+    assert again == N == scalar(distributed, "SELECT count(*) FROM citus_predictions")

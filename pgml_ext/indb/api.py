@@ -150,6 +150,15 @@ def score_into(
             return call.rows
 
 
+def score_row(ref: str | None, data: Input, packed: bool = False) -> str | None:
+    """pgml_internal.score_row: one row as score_into writes it (json), for the workers
+    of a distributed score_into."""
+    if ref is None or data is None:
+        return None
+    with reported(ref), stats.scoring(ref):
+        return bulk.score_row(ref, tensor(data) if packed else data)
+
+
 def finish_registration(model_id: int, samples: bytes | None = None) -> int:
     with reported():
         return registration.finish(model_id, samples)

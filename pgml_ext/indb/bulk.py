@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import cache, registry, server, signatures
+from pgml_ext.indb import cache, distributed, registry, server, signatures
 from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
 from pgml_ext.indb.model import LoadedModel
 
@@ -105,6 +105,11 @@ def top_classes_batch(
     return _batch(ref, data, signature, lambda m, sig, out: m.top_classes(sig, out, output))
 
 
+def _column_types(plpy, relation: str) -> dict[str, int]:
+    probe = plpy.execute(f"SELECT * FROM {relation} AS s LIMIT 0")
+    return dict(zip(probe.colnames(), probe.coltypes(), strict=True))
+
+
 def _input_column(cursor_types: dict[str, int], key: str, requested: str | None) -> str:
     if requested:
         if requested not in cursor_types:
@@ -157,8 +162,15 @@ def score_into(
         text.split(None, 1)[0].lower() in ("select", "with", "values", "table") if text else False
     )
     relation = f"({text})" if is_query else ".".join(plpy.quote_ident(p) for p in text.split("."))
-    probe = plpy.execute(f"SELECT * FROM {relation} AS s LIMIT 0")
-    types = dict(zip(probe.colnames(), probe.coltypes(), strict=True))
+    types = _column_types(plpy, relation)
+    if not is_query and distributed.distribution_column(relation) == key:
+        # a Citus table distributed by the key: its workers score their own shards
+        column = _input_column(types, key, input_column)
+        return distributed.score_on_workers(
+            loaded.row.name, loaded.row.version, relation, target, key, column,
+            types[column] in NUMBER_ARRAY_OIDS, layout, keep,
+            lambda query: score_into(ref, query, target, key, column, chunk_size, layout, keep),
+        )  # fmt: skip
     for wanted, what in [(key, "key column"), *((k, "column to keep") for k in keep or [])]:
         if wanted not in types:
             raise PgmlError(
@@ -340,9 +352,7 @@ class _Writer:
             )
 
     def _names(self, width: int, names: list[str] | None) -> list[str]:
-        if names is None:
-            names = [str(x) for x in (self.labels or range(width))][:width]
-        return names + [str(i) for i in range(len(names), width)]
+        return class_names(self.labels, width, names)
 
     def write(
         self,
@@ -358,12 +368,42 @@ class _Writer:
         indices = [i for i, _ in classes]
         if self.layout == "json":
             names = self._names(scores.shape[1], names)
-            # float32's shortest text (6.113e-08), not its float64 expansion
-            docs = [
-                json.dumps(dict(zip(names, (float(str(v)) for v in row), strict=True)))
-                for row in scores.astype(np.float32)
-            ]
+            docs = [json.dumps(scores_document(names, row)) for row in scores]
             self.plpy.execute(self.insert, [keys, *kept, labels, indices, docs])
         else:
             self.plpy.execute(self.insert, [keys, *kept, labels, indices, *scores.T.tolist()])
         return len(keys)
+
+
+def class_names(labels: list[str] | None, width: int, names: list[str] | None) -> list[str]:
+    """The name of each score column: the model's own class names, else the labels,
+    else the index."""
+    if names is None:
+        names = [str(x) for x in (labels or range(width))][:width]
+    return names + [str(i) for i in range(len(names), width)]
+
+
+def scores_document(names: list[str], row: np.ndarray) -> dict[str, float]:
+    """{class: score} in class order, each score float32's shortest text (6.113e-08),
+    not its float64 expansion."""
+    return dict(zip(names, (float(str(v)) for v in row.astype(np.float32)), strict=True))
+
+
+def score_row(ref: str, data: bytes | np.ndarray) -> str:
+    """One row's answers as score_into writes them (json layout): {"label",
+    "class_index", "scores"}. For score_into over a distributed table, where each worker
+    scores its rows inside one INSERT ... SELECT."""
+    registry.check_ref(ref)
+    loaded = cache.get(ref)
+    inputs = np.stack([data]) if isinstance(data, np.ndarray) else [data]
+    sig, out = loaded.score(inputs, None, batch=True)
+    names, scores = loaded.scores_by_class(sig, out)
+    index, label = (
+        loaded.top_classes(sig, out)[0]
+        if loaded.classifies(sig, scores.shape[1])
+        else (None, None)  # a regressor: its value, no class
+    )
+    names = class_names(loaded.row.labels, scores.shape[1], names)
+    return json.dumps(
+        {"label": label, "class_index": index, "scores": scores_document(names, scores[0])}
+    )
