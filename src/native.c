@@ -361,26 +361,6 @@ general_function(FunctionCallInfo fcinfo, const char *name)
 	return fcinfo->flinfo->fn_extra;
 }
 
-/*
- * CONTEXT without the PL/Python traceback that opens it ("Traceback (most recent call
- * last): ... PL/Python function \"predict\""): our errors say what is wrong in their
- * message, detail and hint, and in psql a traceback reads like a crash. Any context
- * lines after it are kept.
- */
-static char *
-without_traceback(char *context)
-{
-	char	   *end;
-
-	if (context == NULL || strncmp(context, "Traceback (most recent call last):", 34) != 0)
-		return context;
-	end = strstr(context, "\nPL/Python function \"");
-	if (end == NULL)
-		return NULL;
-	end = strchr(end + 1, '\n');
-	return end != NULL ? pstrdup(end + 1) : NULL;
-}
-
 /* The row(s) of this call go to the PL/Python twin NAME, counted as its ROWS rows. */
 static Datum
 call_general(FunctionCallInfo fcinfo, const char *name, int rows)
@@ -407,7 +387,7 @@ call_general(FunctionCallInfo fcinfo, const char *name, int rows)
 		MemoryContextSwitchTo(caller);
 		error = CopyErrorData();
 		FlushErrorState();
-		error->context = without_traceback(error->context);
+		error->context = pgml_without_traceback(error->context);
 		ReThrowError(error);
 	}
 	PG_END_TRY();

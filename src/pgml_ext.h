@@ -43,6 +43,10 @@ extern PGDLLEXPORT void pgml_stats_count(const char *ref, Size len, int64 calls,
 										 int64 fallback_rows, int64 errors, double ms);
 extern PGDLLEXPORT void pgml_stats_load(const char *ref, Size len, double ms);
 
+/* messages.c: pgml's errors without PL/Python's traceback in their CONTEXT. */
+extern void messages_init(void);
+extern char *pgml_without_traceback(char *context);
+
 /* Most models kept loaded per backend (pgml.model_cache_size's upper bound). */
 #define PGML_MAX_CACHED_MODELS 16
 

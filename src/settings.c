@@ -73,6 +73,7 @@ _PG_init(void)
 								&pgml_stats_max, 1000, 16, 100000, PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
 	stats_init();
+	messages_init();
 	block_scan_init();
 	scoring_cost_init();
 #if PG_VERSION_NUM >= 150000

@@ -380,3 +380,22 @@ def test_load_model_from_a_directory_the_server_cannot_read(engine, mlp_dir):
         shutil.rmtree(base)
     assert code == "42501" and "cannot read" in text and "operating-system user" in text
     assert "register_model" in hint
+
+
+@pytest.mark.usefixtures("models")
+def test_errors_of_pl_python_functions_carry_no_traceback(engine):
+    """score_into, registration, text and jsonb inputs are PL/Python only: their pgml
+    errors reach psql without PL/Python's traceback in CONTEXT (src/messages.c)."""
+    cases = [
+        "SELECT pgml.score_into('mlp', 'SELECT 1 AS id, ''\\x0a02''::bytea AS example', "
+        "'no_such_predictions', 'id')",
+        "SELECT pgml.load_model('x', '/nonexistent')",
+        "SELECT pgml.example('mlp', '[1, 2]'::jsonb)",
+    ]
+    for sql in cases:
+        with engine.connect() as conn:
+            with pytest.raises(sa.exc.DatabaseError) as info:
+                conn.exec_driver_sql(sql)
+            fields = info.value.orig.args[0]
+        assert fields["M"].startswith("pgml: "), fields
+        assert "Traceback" not in fields.get("W", ""), (sql, fields.get("W"))
