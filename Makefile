@@ -12,7 +12,7 @@ RELEASED := $(patsubst sql/%,extension/%,$(wildcard sql/pgml_ext--*.sql))
 DATA_built = $(CONTROL) $(SCRIPT) $(RELEASED)
 MODULEDIR = extension
 MODULE_big = pgml_ext
-OBJS = src/settings.o src/pgml_ext.o src/native.o src/native_model.o src/block_scan.o src/scoring_cost.o src/stats.o src/messages.o src/example.o src/litert.o
+OBJS = src/settings.o src/pgml_ext.o src/native.o src/native_model.o src/block_scan.o src/scoring_cost.o src/stats.o src/messages.o src/row_example.o src/example.o src/litert.o
 # -fvect-cost-model=dynamic: -O2's "very cheap" model skips loops of unknown length,
 # like native.c's check of every input value.
 PG_CFLAGS = -Wall -Werror -fvect-cost-model=dynamic
@@ -72,6 +72,7 @@ fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1
 	  tests/test_fuzz.py tests/test_example_parser.py \
 	  tests/test_native.py::test_native_and_pl_python_agree_on_any_bytes \
 	  tests/test_serving_exports.py::test_c_and_pl_python_parse_any_customer_example_alike \
+	  tests/test_serving_exports.py::test_the_c_example_of_any_row_is_what_protobuf_reads \
 	  tests/test_text_models.py::test_c_and_pl_python_look_up_any_example_alike \
 	  tests/test_blocks.py::test_blocks_and_rows_alike_on_any_table
 

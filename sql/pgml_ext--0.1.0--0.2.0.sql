@@ -1,11 +1,64 @@
 -- pgml_ext 0.1.0 -> 0.2.0: pgml.stats, the scoring of every backend and parallel worker
--- per model version (src/stats.c), and its functions; pgml.distribute() for Citus.
+-- per model version (src/stats.c), and its functions; pgml.distribute() for Citus; rows
+-- by column name (pgml.example/predict/classify/predict_class/predict_value(model, row)).
 -- Nothing of 0.1.0 changes: its models, pins and answers stay as they were.
 --
 -- The habit: every release that changes sql/pgml_ext.sql adds sql/pgml_ext--FROM--TO.sql
 -- with the same objects, and freezes the release's install script as
 -- sql/pgml_ext--TO.sql; tests/test_upgrade.py checks that an upgraded database has what
 -- a new one has.
+
+-- A row value (a table's row, ROW(...) or a composite) by column name, converted in C
+-- (src/row_example.c) to the tf.Example the model reads. SQL functions cannot take a
+-- record: these are PL/pgSQL, one call into C and the bytea form each.
+CREATE FUNCTION pgml_internal.row_example(ref text, input record, signature text)
+RETURNS bytea AS 'MODULE_PATHNAME', 'pgml_row_example'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION pgml.example(model text, input record, signature text DEFAULT NULL)
+RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml_internal.row_example(pgml_internal.model_ref(model), input, signature);
+END $$;
+
+CREATE FUNCTION pgml.predict(model text, input record, output text DEFAULT NULL,
+                             signature text DEFAULT NULL)
+RETURNS float4[] LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml.predict(model, pgml.example(model, input, signature), output, signature);
+END $$;
+
+CREATE FUNCTION pgml.classify(model text, input record, signature text DEFAULT NULL,
+                              output text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml.classify(model, pgml.example(model, input, signature), signature, output);
+END $$;
+
+CREATE FUNCTION pgml.predict_class(model text, input record, signature text DEFAULT NULL,
+                                   output text DEFAULT NULL)
+RETURNS int LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml.predict_class(model, pgml.example(model, input, signature), signature, output);
+END $$;
+
+CREATE FUNCTION pgml.predict_value(model text, input record, output text DEFAULT NULL,
+                                   signature text DEFAULT NULL)
+RETURNS float4 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml.predict_value(model, pgml.example(model, input, signature), output, signature);
+END $$;
+
+COMMENT ON FUNCTION pgml.example(text, record, text) IS
+    'A row (t, ROW(...), a composite) as the tf.Example the model reads, by column name, converted in C.';
+COMMENT ON FUNCTION pgml.predict(text, record, text, text) IS
+    'The scores of a row by column name: pgml.predict(model, t).';
+COMMENT ON FUNCTION pgml.classify(text, record, text, text) IS
+    'The top class label of a row by column name: pgml.classify(model, t).';
+COMMENT ON FUNCTION pgml.predict_class(text, record, text, text) IS
+    'The top class index of a row by column name: pgml.predict_class(model, t).';
+COMMENT ON FUNCTION pgml.predict_value(text, record, text, text) IS
+    'A regressor''s value for a row by column name: pgml.predict_value(model, t).';
 
 -- Citus ---------------------------------------------------------------------------------
 -- One row as score_into writes it ({"label", "class_index", "scores"}): the workers of a
@@ -156,6 +209,14 @@ COMMENT ON FUNCTION pgml.stats_dropped() IS
 COMMENT ON FUNCTION pgml.distribute() IS
     'On a Citus coordinator: make the model tables reference tables and set up the model readers on every node, so distributed tables are scored on their workers.';
 REVOKE ALL ON FUNCTION pgml.distribute() FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgml.example(text, record, text), pgml_internal.row_example(text, record, text),
+    pgml.predict(text, record, text, text), pgml.classify(text, record, text, text),
+    pgml.predict_class(text, record, text, text), pgml.predict_value(text, record, text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgml.example(text, record, text), pgml_internal.row_example(text, record, text),
+    pgml.predict(text, record, text, text), pgml.classify(text, record, text, text),
+    pgml.predict_class(text, record, text, text), pgml.predict_value(text, record, text, text)
+    TO pgml_scorer;
 REVOKE ALL ON FUNCTION pgml_internal.score_row(text, bytea, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgml_internal.score_row(text, bytea, boolean) TO pgml_scorer;
 -- monitoring, as pg_stat_statements: anyone may look, admins reset

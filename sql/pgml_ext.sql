@@ -733,6 +733,57 @@ RETURNS float4 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pgml.predict_value(model, pgml.example(model, input, signature), output, signature)
 $$;
 
+-- A row value (a table's row, ROW(...) or a composite) by column name, converted in C
+-- (src/row_example.c) to the tf.Example the model reads. SQL functions cannot take a
+-- record: these are PL/pgSQL, one call into C and the bytea form each.
+CREATE FUNCTION pgml_internal.row_example(ref text, input record, signature text)
+RETURNS bytea AS 'MODULE_PATHNAME', 'pgml_row_example'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION pgml.example(model text, input record, signature text DEFAULT NULL)
+RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml_internal.row_example(pgml_internal.model_ref(model), input, signature);
+END $$;
+
+CREATE FUNCTION pgml.predict(model text, input record, output text DEFAULT NULL,
+                             signature text DEFAULT NULL)
+RETURNS float4[] LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml.predict(model, pgml.example(model, input, signature), output, signature);
+END $$;
+
+CREATE FUNCTION pgml.classify(model text, input record, signature text DEFAULT NULL,
+                              output text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml.classify(model, pgml.example(model, input, signature), signature, output);
+END $$;
+
+CREATE FUNCTION pgml.predict_class(model text, input record, signature text DEFAULT NULL,
+                                   output text DEFAULT NULL)
+RETURNS int LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml.predict_class(model, pgml.example(model, input, signature), signature, output);
+END $$;
+
+CREATE FUNCTION pgml.predict_value(model text, input record, output text DEFAULT NULL,
+                                   signature text DEFAULT NULL)
+RETURNS float4 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN pgml.predict_value(model, pgml.example(model, input, signature), output, signature);
+END $$;
+
+COMMENT ON FUNCTION pgml.example(text, record, text) IS
+    'A row (t, ROW(...), a composite) as the tf.Example the model reads, by column name, converted in C.';
+COMMENT ON FUNCTION pgml.predict(text, record, text, text) IS
+    'The scores of a row by column name: pgml.predict(model, t).';
+COMMENT ON FUNCTION pgml.classify(text, record, text, text) IS
+    'The top class label of a row by column name: pgml.classify(model, t).';
+COMMENT ON FUNCTION pgml.predict_class(text, record, text, text) IS
+    'The top class index of a row by column name: pgml.predict_class(model, t).';
+COMMENT ON FUNCTION pgml.predict_value(text, record, text, text) IS
+    'A regressor''s value for a row by column name: pgml.predict_value(model, t).';
 COMMENT ON FUNCTION pgml.example(text, jsonb, text) IS
     'A jsonb object of features (to_jsonb(row), named values) as the tf.Example the model reads.';
 COMMENT ON FUNCTION pgml.predict(text, jsonb, text, text) IS
@@ -1181,6 +1232,9 @@ GRANT EXECUTE ON FUNCTION
     pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, anyarray, text, text),
     pgml_internal.only_value(float4[], text),
     pgml.example(text, jsonb, text), pgml_internal.example(text, jsonb, text),
+    pgml.example(text, record, text), pgml_internal.row_example(text, record, text),
+    pgml.predict(text, record, text, text), pgml.classify(text, record, text, text),
+    pgml.predict_class(text, record, text, text), pgml.predict_value(text, record, text, text),
     pgml.predict(text, jsonb, text, text), pgml.classify(text, jsonb, text, text),
     pgml.predict_class(text, jsonb, text, text), pgml.predict_value(text, jsonb, text, text),
     pgml.predict(text, text, text, text), pgml.classify(text, text, text, text),

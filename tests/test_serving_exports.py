@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from recipes import keras_named_inputs, tf1_classify_and_regress
 from test_native import SERVER_EXAMPLES, examples_around, outcome
 
@@ -187,21 +188,18 @@ def churn_rows(engine) -> str:
     return "churn_rows"
 
 
-@pytest.mark.usefixtures("churn_rows")
-def test_rows_by_column_name_score_as_their_examples(engine, customers):
-    """SELECT pgml.predict('churn', to_jsonb(c)) FROM customers c: each column feeds the
-    feature of its name, typed as the model reads it (float8 and numeric columns into
-    float features, int into int64), a NULL column is a missing feature (its default),
-    other columns are not read; the same answers as the Examples, scored in C."""
+@pytest.fixture(scope="module")
+def customer_rows(engine, customers) -> str:
+    """customer_rows(id, age float8, income numeric, plan int, note text): the
+    customers' Examples as columns (income NULL where the Example has none)."""
     decoded = [examples.decode(e) for e in customers]
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS customer_columns")
+        conn.exec_driver_sql("DROP TABLE IF EXISTS customer_rows")
         conn.exec_driver_sql(
-            "CREATE TABLE customer_columns "
-            "(id int, age float8, income numeric, plan int, note text)"
+            "CREATE TABLE customer_rows (id int, age float8, income numeric, plan int, note text)"
         )
         conn.execute(
-            sa.text("INSERT INTO customer_columns VALUES (:i, :a, :n, :p, 'not read')"),
+            sa.text("INSERT INTO customer_rows VALUES (:i, :a, :n, :p, 'not read')"),
             [
                 {
                     "i": i,
@@ -212,10 +210,19 @@ def test_rows_by_column_name_score_as_their_examples(engine, customers):
                 for i, d in enumerate(decoded)
             ],
         )
+    return "customer_rows"
+
+
+@pytest.mark.usefixtures("churn_rows", "customer_rows")
+def test_rows_by_column_name_score_as_their_examples(engine, customers):
+    """SELECT pgml.predict('churn', to_jsonb(c)) FROM customers c: each column feeds the
+    feature of its name, typed as the model reads it (float8 and numeric columns into
+    float features, int into int64), a NULL column is a missing feature (its default),
+    other columns are not read; the same answers as the Examples, scored in C."""
     by_name = rows(
         engine,
         "SELECT pgml.predict('churn_rows', to_jsonb(c)), pgml.classify('churn_rows', to_jsonb(c)), "
-        "pgml.predict_class('churn_rows', to_jsonb(c)) FROM customer_columns c ORDER BY id",
+        "pgml.predict_class('churn_rows', to_jsonb(c)) FROM customer_rows c ORDER BY id",
     )
     by_example = rows(
         engine,
@@ -227,7 +234,7 @@ def test_rows_by_column_name_score_as_their_examples(engine, customers):
         status = "SELECT pgml.backend_status()"
         before = conn.exec_driver_sql(status).scalar()["native_rows"]
         conn.exec_driver_sql(
-            "SELECT pgml.classify('churn_rows', to_jsonb(c)) FROM customer_columns c"
+            "SELECT pgml.classify('churn_rows', to_jsonb(c)) FROM customer_rows c"
         ).all()
         assert conn.exec_driver_sql(status).scalar()["native_rows"] - before == len(customers)
     named = "jsonb_build_object('age', 0.5, 'income', 0.25, 'plan', 2)"
@@ -257,3 +264,162 @@ def test_rows_by_column_name_score_as_their_examples(engine, customers):
 def test_a_row_that_does_not_fit_names_the_column(engine, document, words):
     code, message, _ = sql_error(engine, f"SELECT pgml.predict('churn_rows', {document})")
     assert code == "22023" and words in message
+
+
+@pytest.mark.usefixtures("churn_rows")
+def test_a_row_value_scores_as_its_example_converted_in_c(engine, customers, customer_rows):
+    """SELECT pgml.classify('churn', c) FROM customers c: the row itself, each column
+    feeding the feature of its name as the model's plan reads it (float8 and numeric into
+    floats, int into int64s), built into a tf.Example in C; a NULL column is a missing
+    feature (its default), other columns are not read."""
+    answers = "pgml.predict('churn_rows', {x}), pgml.classify('churn_rows', {x}), " + (
+        "pgml.predict_class('churn_rows', {x})"
+    )
+    by_row = rows(engine, f"SELECT {answers.format(x='c')} FROM customer_rows c ORDER BY id")
+    by_example = rows(engine, f"SELECT {answers.format(x='example')} FROM customers ORDER BY id")
+    assert by_row == by_example and len(by_row) == len(customers)
+    # the Example C builds holds what the stored Example holds
+    built = [
+        examples.decode(bytes(r[0]))
+        for r in rows(
+            engine, "SELECT pgml.example('churn_rows', c) FROM customer_rows c ORDER BY id"
+        )
+    ]
+    for mine, theirs in zip(built, (examples.decode(e) for e in customers), strict=True):
+        assert sorted(mine) == sorted(theirs)
+        for name, values in theirs.items():
+            np.testing.assert_array_equal(mine[name], values.astype(mine[name].dtype))
+    # a subset of the columns, as a composite
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TYPE IF EXISTS churn_input")
+        conn.exec_driver_sql("CREATE TYPE churn_input AS (age float8, plan int)")
+    subset = rows(
+        engine,
+        "SELECT pgml.predict_class('churn_rows', ROW(c.age, c.plan)::churn_input), "
+        "pgml.predict_class('churn_rows', jsonb_build_object('age', c.age, 'plan', c.plan)) "
+        "FROM customer_rows c ORDER BY id",
+    )
+    assert all(a == b for a, b in subset)
+    with engine.connect() as conn:  # built in C, scored in C: no Python on the way
+        status = "SELECT pgml.backend_status()"
+        before = conn.exec_driver_sql(status).scalar()
+        conn.exec_driver_sql("SELECT pgml.classify('churn_rows', c) FROM customer_rows c").all()
+        after = conn.exec_driver_sql(status).scalar()
+        assert after["native_rows"] - before["native_rows"] == len(customers)
+        assert after["general_rows"] == before["general_rows"]
+
+
+@pytest.mark.parametrize(
+    ("row", "code", "words"),
+    [
+        ("ROW(0.5::float8, 1)", "42703", "a ROW(...) needs a composite type"),
+        ("(SELECT r FROM (SELECT 0.5::float8 AS age, 'gold'::text AS plan) r)", "42804",
+         'column "plan" is text, and the model reads feature "plan" as integers'),
+        ("(SELECT r FROM (SELECT 0.5::float8 AS age, 1.5::float8 AS plan) r)", "42804",
+         "cast a number column to bigint"),
+        ("(SELECT r FROM (SELECT ARRAY[0.5, NULL]::float8[] AS age, 1 AS plan) r)", "22004",
+         'column "age" has a NULL element'),
+        ("(SELECT r FROM (SELECT 1 AS plan) r)", "42703", "SELECT ... AS age"),
+        ("(SELECT r FROM (SELECT NULL::float8 AS age, 1 AS plan) r)", "42703", "not NULL"),
+    ],
+)  # fmt: skip
+@pytest.mark.usefixtures("churn_rows")
+def test_a_row_that_does_not_fit_says_which_column(engine, row, code, words):
+    got, message, hint = sql_error(engine, f"SELECT pgml.predict('churn_rows', {row})")
+    assert got == code and words in f"{message} {hint}", (message, hint)
+
+
+def test_a_row_for_a_model_tensorflow_serves_is_typed_by_its_columns(
+    engine, customers, customer_rows
+):
+    """With no C plan (TensorFlow serves every signature), each column feeds the feature
+    of its name typed by its own type; the model's parse decides."""
+    path = built_model("serving-keras-named-inputs", keras_named_inputs)
+    client.register_model(engine, "churn_tf_rows", path, runtime="tensorflow")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TYPE IF EXISTS churn_tf")
+        conn.exec_driver_sql("CREATE TYPE churn_tf AS (age real, income real, plan bigint)")
+    by_row = rows(
+        engine,
+        "SELECT pgml.predict_class('churn_tf_rows', ROW(c.age, c.income, c.plan)::churn_tf) "
+        "FROM customer_rows c ORDER BY id",
+    )
+    by_example = rows(
+        engine, "SELECT pgml.predict_class('churn_tf_rows', example) FROM customers ORDER BY id"
+    )
+    assert by_row == by_example
+
+
+ROW_COLUMNS = {  # column -> (SQL type, hypothesis strategy of its values)
+    "age": ("float8", st.floats(allow_nan=True, allow_infinity=True)),
+    "income": ("numeric", st.decimals(allow_nan=False, places=6, min_value=-1e9, max_value=1e9)),
+    "plan": ("bigint", st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+    "small": ("smallint", st.integers(min_value=-(2**15), max_value=2**15 - 1)),
+    "flag": ("boolean", st.booleans()),
+    "tags": ("text[]", st.lists(st.text(max_size=8).filter(lambda t: "\x00" not in t), max_size=4)),
+    "blob": ("bytea", st.binary(max_size=16)),
+    "weights": ("real[]", st.lists(st.floats(width=32, allow_nan=False), max_size=5)),
+}
+
+
+@settings(
+    max_examples=SERVER_EXAMPLES,
+    deadline=timedelta(seconds=5),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    row=st.fixed_dictionaries({}, optional={k: s for k, (_, s) in ROW_COLUMNS.items()}),
+    model=st.sampled_from(["churn_rows", "churn_tf_rows"]),
+)
+def test_the_c_example_of_any_row_is_what_protobuf_reads(native_conn, row, model):
+    """src/row_example.c's encoding against protobuf's decoder (upb): the Example built
+    for any row holds exactly the row's values, typed as the plan reads them (churn_rows:
+    age and income floats, plan int64s, the rest not read) or by the columns' own types
+    (churn_tf_rows, served by TensorFlow); or it is a clean ERROR (a type the feature
+    cannot take), never a crash."""
+    if not row:
+        row = {"plan": 1}
+    columns = ", ".join(f"CAST(:{k} AS {ROW_COLUMNS[k][0]}) AS {k}" for k in row)
+    params = {k: (list(v) if isinstance(v, list) else v) for k, v in row.items()}
+    try:
+        built = native_conn.execute(
+            sa.text(f"SELECT pgml.example(:m, r) FROM (SELECT {columns}) r"), {"m": model, **params}
+        ).scalar()
+    except sa.exc.DatabaseError as e:
+        fields = e.orig.args[0]
+        assert fields["C"] in ("42804", "42703"), fields  # a column the plan cannot take
+        assert model == "churn_rows"
+        return
+    got = examples.decode(bytes(built))
+    planned = {"age": np.float32, "income": np.float32, "plan": np.int64}
+    expected = {}
+    for k, v in row.items():
+        if model == "churn_rows" and k not in planned:
+            continue
+        values = v if isinstance(v, list) else [v]
+        kind = planned.get(k) if model == "churn_rows" else None
+        if kind is None:
+            sql_type = ROW_COLUMNS[k][0].rstrip("[]")
+            kind = {
+                "float8": np.float32,
+                "numeric": np.float32,
+                "real": np.float32,
+                "bigint": np.int64,
+                "smallint": np.int64,
+                "boolean": np.int64,
+            }.get(sql_type)
+        if kind is None:  # text, bytea: bytes
+            expected[k] = [t.encode() if isinstance(t, str) else bytes(t) for t in values]
+        elif kind is np.float32:
+            with np.errstate(over="ignore"):  # a double beyond float's range: infinity
+                expected[k] = np.array([float(x) for x in values], np.float64).astype(np.float32)
+        else:
+            expected[k] = np.array([int(x) for x in values], np.int64)
+    assert sorted(got) == sorted(expected)
+    for k, want in expected.items():
+        if isinstance(want, list):
+            assert list(got[k]) == want
+        elif k == "income":  # numeric goes to float through its text: within an ulp
+            np.testing.assert_array_max_ulp(got[k], want, maxulp=1)
+        else:
+            np.testing.assert_array_equal(got[k], want)

@@ -1,0 +1,304 @@
+/*
+ * row_example.c: a table row as the tf.Example a model reads (pgml.example(model, row),
+ * and pgml.predict/classify/predict_class(model, row)), built in C by column name.
+ *
+ * Each column whose name is one of the features the model parses becomes that feature,
+ * typed as the model's plan reads it (native_model.c): floats from real, double
+ * precision, numeric, integers and booleans; int64s from integers and booleans; bytes
+ * from text and bytea; and arrays of them, in order. A NULL column is left out (the
+ * feature's default applies); a feature with no default and no column is an ERROR
+ * naming it. A model with no C plan
+ * (TensorFlow serves it) takes every column, typed by the column's own type. The
+ * Example then goes through the bytea path, which checks it as any other: a column
+ * missing or of the wrong shape gets that path's ERROR, naming the feature, which is the
+ * column's name. A column of a type that cannot feed a feature is an ERROR here.
+ *
+ * The encoding is protobuf's: Example{features: Features{feature: map<string, Feature>}},
+ * Feature{bytes_list = 1 | float_list = 2 | int64_list = 3}, each list one repeated
+ * field 1 (packed for numbers). tests/test_row_input.py checks every answer against
+ * pgml.example's jsonb path and TensorFlow's parse.
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
+
+#include "example.h"
+#include "native.h"
+#include "pgml_ext.h"
+
+static void
+put_varint(StringInfo out, uint64 value)
+{
+	do
+	{
+		uint8		byte = value & 0x7F;
+
+		value >>= 7;
+		appendStringInfoChar(out, (char) (value ? byte | 0x80 : byte));
+	} while (value);
+}
+
+/* Field FIELD (wire type 2: length-delimited) holding DATA. */
+static void
+put_bytes_field(StringInfo out, int field, const char *data, Size len)
+{
+	put_varint(out, ((uint64) field << 3) | 2);
+	put_varint(out, len);
+	appendBinaryStringInfo(out, data, len);
+}
+
+/* The element type of an array type, or the type itself. */
+static Oid
+base_type(Oid type, bool *is_array)
+{
+	Oid			element = get_element_type(type);
+
+	*is_array = OidIsValid(element);
+	return *is_array ? element : type;
+}
+
+/* The kind a column of TYPE feeds when no plan says (a model TensorFlow serves). */
+static int
+kind_of_type(Oid type)
+{
+	switch (type)
+	{
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+			return PGML_FLOATS;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case BOOLOID:
+			return PGML_INT64S;
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case BYTEAOID:
+			return PGML_BYTES;
+		default:
+			return 0;
+	}
+}
+
+static void
+wrong_type(const char *column, Oid type, int kind)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("pgml: column \"%s\" is %s, and the model reads feature \"%s\" as %s",
+					column, format_type_be(type), column,
+					kind == PGML_FLOATS ? "floats" : kind == PGML_INT64S ? "integers" : "bytes"),
+			 errhint(kind == PGML_BYTES ? "Give it as text or bytea."
+					 : kind == PGML_FLOATS ? "Give it as numbers (real, double precision, "
+					 "numeric, integers or booleans)."
+					 : "Give it as integers or booleans; cast a number column to bigint.")));
+}
+
+/* One value of TYPE as a float, or an ERROR for a type floats cannot come from. */
+static float4
+as_float(Datum value, Oid type, const char *column)
+{
+	switch (type)
+	{
+		case FLOAT4OID:
+			return DatumGetFloat4(value);
+		case FLOAT8OID:
+			{
+				float8		d = DatumGetFloat8(value);
+
+				/* beyond float's range: infinity (a C cast would be undefined) */
+				if (isfinite(d) && fabs(d) > FLT_MAX)
+					return d > 0 ? INFINITY : -INFINITY;
+				return (float4) d;
+			}
+		case NUMERICOID:
+			return DatumGetFloat4(DirectFunctionCall1(numeric_float4, value));
+		case INT2OID:
+			return (float4) DatumGetInt16(value);
+		case INT4OID:
+			return (float4) DatumGetInt32(value);
+		case INT8OID:
+			return (float4) DatumGetInt64(value);
+		case BOOLOID:
+			return DatumGetBool(value) ? 1.0f : 0.0f;
+	}
+	wrong_type(column, type, PGML_FLOATS);
+	return 0;
+}
+
+/* One value of TYPE as an int64, or an ERROR (floats are not taken: no silent rounding). */
+static int64
+as_int64(Datum value, Oid type, const char *column)
+{
+	switch (type)
+	{
+		case INT2OID:
+			return DatumGetInt16(value);
+		case INT4OID:
+			return DatumGetInt32(value);
+		case INT8OID:
+			return DatumGetInt64(value);
+		case BOOLOID:
+			return DatumGetBool(value) ? 1 : 0;
+	}
+	wrong_type(column, type, PGML_INT64S);
+	return 0;
+}
+
+/* The list of one feature (KIND) holding VALUES (N of them, of TYPE), into FEATURE. */
+static void
+put_feature(StringInfo feature, int kind, Datum *values, int n, Oid type, const char *column)
+{
+	StringInfoData list;
+	StringInfoData packed;
+
+	initStringInfo(&list);
+	initStringInfo(&packed);
+	for (int i = 0; i < n; i++)
+	{
+		if (kind == PGML_FLOATS)
+		{
+			float4		f = as_float(values[i], type, column);
+
+			appendBinaryStringInfo(&packed, (char *) &f, sizeof(f));	/* little-endian */
+		}
+		else if (kind == PGML_INT64S)
+			put_varint(&packed, (uint64) as_int64(values[i], type, column));
+		else if (type == TEXTOID || type == VARCHAROID || type == BPCHAROID || type == BYTEAOID)
+		{
+			struct varlena *v = PG_DETOAST_DATUM_PACKED(values[i]);
+
+			put_bytes_field(&list, 1, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+		}
+		else
+			wrong_type(column, type, kind);
+	}
+	if (kind != PGML_BYTES)
+		put_bytes_field(&list, 1, packed.data, packed.len);
+	/* Feature: bytes_list = 1, float_list = 2, int64_list = 3 */
+	put_bytes_field(feature, kind == PGML_BYTES ? 1 : kind == PGML_FLOATS ? 2 : 3,
+					list.data, list.len);
+}
+
+/* The kind the plan of M reads feature NAME as, or 0 if it does not read it. */
+static int
+planned_kind(NativeModel *m, const char *name)
+{
+	for (int i = 0; i < m->n_inputs; i++)
+		if (m->inputs[i].feature != NULL && strcmp(m->inputs[i].feature, name) == 0)
+			return m->inputs[i].kind;
+	return 0;
+}
+
+PG_FUNCTION_INFO_V1(pgml_row_example);
+
+/* pgml_internal.row_example(ref text, input record, signature text): see above. */
+Datum
+pgml_row_example(PG_FUNCTION_ARGS)
+{
+	text	   *ref;
+	HeapTupleHeader row;
+	TupleDesc	desc;
+	HeapTupleData tuple;
+	Datum	   *values;
+	bool	   *nulls;
+	bool	   *fed;
+	NativeModel *m;
+	StringInfoData features;
+	StringInfoData example;
+	bytea	   *result;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	ref = PG_GETARG_TEXT_PP(0);
+	pgml_check_ref(VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref));
+	m = native_model(ref, false, PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+					 false);
+	row = PG_GETARG_HEAPTUPLEHEADER(1);
+	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+	fed = palloc0(sizeof(bool) * Max(m->n_inputs, 1));
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(&tuple, desc, values, nulls);
+
+	initStringInfo(&features);
+	for (int c = 0; c < desc->natts; c++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(desc, c);
+		const char *name = NameStr(attr->attname);
+		bool		is_array;
+		Oid			type = base_type(attr->atttypid, &is_array);
+		int			kind = m->usable ? planned_kind(m, name) : kind_of_type(type);
+		StringInfoData entry;
+		StringInfoData feature;
+		Datum	   *items = &values[c];
+		bool	   *item_nulls = NULL;
+		int			n = 1;
+
+		if (attr->attisdropped || nulls[c] || kind == 0)
+			continue;			/* not a feature (or NULL: its default) */
+		for (int i = 0; m->usable && i < m->n_inputs; i++)
+			if (m->inputs[i].feature != NULL && strcmp(m->inputs[i].feature, name) == 0)
+				fed[i] = true;
+		if (is_array)
+		{
+			int16		typlen;
+			bool		typbyval;
+			char		typalign;
+
+			get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+			deconstruct_array(DatumGetArrayTypeP(values[c]), type, typlen, typbyval, typalign,
+							  &items, &item_nulls, &n);
+			for (int i = 0; i < n; i++)
+				if (item_nulls[i])
+					ereport(ERROR,
+							(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							 errmsg("pgml: column \"%s\" has a NULL element", name),
+							 errhint("A feature's values cannot be NULL; a NULL column is "
+									 "left out (its default applies).")));
+		}
+		initStringInfo(&feature);
+		put_feature(&feature, kind, items, n, type, name);
+		/* a map entry: key = 1, value = 2 */
+		initStringInfo(&entry);
+		put_bytes_field(&entry, 1, name, strlen(name));
+		put_bytes_field(&entry, 2, feature.data, feature.len);
+		put_bytes_field(&features, 1, entry.data, entry.len);
+	}
+	ReleaseTupleDesc(desc);
+	/* a feature the plan reads with no default needs its column */
+	for (int i = 0; m->usable && i < m->n_inputs; i++)
+		if (m->inputs[i].feature != NULL && m->inputs[i].fallback == NULL
+			&& !fed[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("pgml: the row has no value for feature \"%s\", which the model "
+							"reads and has no default for", m->inputs[i].feature),
+					 errhint("Give the row a column of that name (SELECT ... AS %s), not "
+							 "NULL; a ROW(...) needs a composite type to name its columns.",
+							 m->inputs[i].feature)));
+
+	initStringInfo(&example);
+	put_bytes_field(&example, 1, features.data, features.len);	/* Example.features */
+	result = (bytea *) palloc(VARHDRSZ + example.len);
+	SET_VARSIZE(result, VARHDRSZ + example.len);
+	memcpy(VARDATA(result), example.data, example.len);
+	PG_RETURN_BYTEA_P(result);
+}
