@@ -177,7 +177,7 @@ put_feature(StringInfo feature, int kind, Datum *values, int n, Oid type, const 
 		}
 		else if (kind == PGML_INT64S)
 			put_varint(&packed, (uint64) as_int64(values[i], type, column));
-		else if (type == TEXTOID || type == VARCHAROID || type == BPCHAROID || type == BYTEAOID)
+		else if (kind_of_type(type) == PGML_BYTES)
 		{
 			struct varlena *v = PG_DETOAST_DATUM_PACKED(values[i]);
 
@@ -193,14 +193,14 @@ put_feature(StringInfo feature, int kind, Datum *values, int n, Oid type, const 
 					list.data, list.len);
 }
 
-/* The kind the plan of M reads feature NAME as, or 0 if it does not read it. */
+/* The input of M's plan that feature NAME feeds, or -1 if the plan does not read it. */
 static int
-planned_kind(NativeModel *m, const char *name)
+planned_input(NativeModel *m, const char *name)
 {
-	for (int i = 0; i < m->n_inputs; i++)
+	for (int i = 0; m->usable && i < m->n_inputs; i++)
 		if (m->inputs[i].feature != NULL && strcmp(m->inputs[i].feature, name) == 0)
-			return m->inputs[i].kind;
-	return 0;
+			return i;
+	return -1;
 }
 
 PG_FUNCTION_INFO_V1(pgml_row_example);
@@ -245,7 +245,9 @@ pgml_row_example(PG_FUNCTION_ARGS)
 		const char *name = NameStr(attr->attname);
 		bool		is_array;
 		Oid			type = base_type(attr->atttypid, &is_array);
-		int			kind = m->usable ? planned_kind(m, name) : kind_of_type(type);
+		int			input = planned_input(m, name);
+		int			kind = m->usable ? (input >= 0 ? m->inputs[input].kind : 0)
+			: kind_of_type(type);	/* TensorFlow serves it: by the column's type */
 		StringInfoData entry;
 		StringInfoData feature;
 		Datum	   *items = &values[c];
@@ -254,9 +256,8 @@ pgml_row_example(PG_FUNCTION_ARGS)
 
 		if (attr->attisdropped || nulls[c] || kind == 0)
 			continue;			/* not a feature (or NULL: its default) */
-		for (int i = 0; m->usable && i < m->n_inputs; i++)
-			if (m->inputs[i].feature != NULL && strcmp(m->inputs[i].feature, name) == 0)
-				fed[i] = true;
+		if (input >= 0)
+			fed[input] = true;
 		if (is_array)
 		{
 			int16		typlen;

@@ -336,6 +336,14 @@ stats_init(void)
 	shmem_startup_hook = stats_shmem_startup;
 }
 
+/* The table of counts (shared, or this backend's), this backend's pending counts in it. */
+static HTAB *
+counts_table(void)
+{
+	flush();					/* first: it may make the local table */
+	return shared != NULL ? shared_entries : local_entries;
+}
+
 PG_FUNCTION_INFO_V1(pgml_stats_entries);
 
 /*
@@ -350,8 +358,7 @@ pgml_stats_entries(PG_FUNCTION_ARGS)
 	HASH_SEQ_STATUS scan;
 	StatsEntry *entry;
 
-	flush();					/* before choosing the table: it may make the local one */
-	table = shared != NULL ? shared_entries : local_entries;
+	table = counts_table();
 	if (shared == NULL)
 		ereport(WARNING,
 				(errmsg("pgml.stats counts this backend's scoring only"),
@@ -412,8 +419,7 @@ pgml_stats_reset_entries(PG_FUNCTION_ARGS)
 	HASH_SEQ_STATUS scan;
 	StatsEntry *entry;
 
-	flush();
-	table = shared != NULL ? shared_entries : local_entries;
+	table = counts_table();
 	if (ids != NULL)
 		deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &values, &nulls, &n);
 	if (table == NULL)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from recipes import keras_named_inputs, tf1_classify_and_regress
 from test_native import SERVER_EXAMPLES, examples_around, outcome
 
-from conftest import built_model, new_engine, numbered_table, rows, sql_error
+from conftest import built_model, ddl, new_engine, numbered_table, rows, sql_error
 from pgml_ext import client
 from pgml_ext.indb import examples
 
@@ -290,9 +290,9 @@ def test_a_row_value_scores_as_its_example_converted_in_c(engine, customers, cus
         for name, values in theirs.items():
             np.testing.assert_array_equal(mine[name], values.astype(mine[name].dtype))
     # a subset of the columns, as a composite
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TYPE IF EXISTS churn_input")
-        conn.exec_driver_sql("CREATE TYPE churn_input AS (age float8, plan int)")
+    ddl(
+        engine, "DROP TYPE IF EXISTS churn_input; CREATE TYPE churn_input AS (age float8, plan int)"
+    )
     subset = rows(
         engine,
         "SELECT pgml.predict_class('churn_rows', ROW(c.age, c.plan)::churn_input), "
@@ -343,9 +343,11 @@ def test_a_row_for_a_model_tensorflow_serves_is_typed_by_its_columns(
 ):
     """With no C plan (TensorFlow serves every signature), each column feeds the feature
     of its name typed by its own type; the model's parse decides."""
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TYPE IF EXISTS churn_tf")
-        conn.exec_driver_sql("CREATE TYPE churn_tf AS (age real, income real, plan bigint)")
+    ddl(
+        engine,
+        "DROP TYPE IF EXISTS churn_tf; "
+        "CREATE TYPE churn_tf AS (age real, income real, plan bigint)",
+    )
     by_row = rows(
         engine,
         "SELECT pgml.predict_class('churn_tf_rows', ROW(c.age, c.income, c.plan)::churn_tf) "
