@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import LABELS, PARALLEL_PLAN, rows, scalar, sql_error
+from conftest import LABELS, PARALLEL_PLAN, committed, ddl, rows, scalar, sql_error
 from pgml_ext import client, reference
 from pgml_ext.citus import CitusCluster, citus_installed
 
@@ -40,13 +40,10 @@ def citus(mlp_dir: Path):
     url = cluster.start(DATABASE)
     engine = sa.create_engine(url)
     client.install(engine)
-    with engine.begin() as conn:
-        said = conn.exec_driver_sql("SELECT pgml.distribute()").scalar()
-    assert "reference tables on 2 workers" in said
+    assert "reference tables on 2 workers" in committed(engine, "SELECT pgml.distribute()")
     client.register_model(engine, "digits", mlp_dir)
     reference.load_table(engine, "inputs", N)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("SELECT create_distributed_table('inputs', 'id')")
+    committed(engine, "SELECT create_distributed_table('inputs', 'id')")
     yield cluster, engine
     engine.dispose()
     cluster.destroy()
@@ -115,9 +112,10 @@ def test_versions_pins_and_deletes_reach_every_worker_on_the_next_statement(citu
 
 def test_a_coordinator_local_table_still_gets_parallel_plans(citus, engine):
     _, distributed = citus
-    with distributed.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS local_inputs")
-        conn.exec_driver_sql("CREATE TABLE local_inputs AS SELECT * FROM inputs")
+    ddl(
+        distributed,
+        "DROP TABLE IF EXISTS local_inputs; CREATE TABLE local_inputs AS SELECT * FROM inputs",
+    )
     with distributed.connect() as conn:
         for setting in [*PARALLEL_PLAN, "SET parallel_leader_participation = off"]:
             conn.exec_driver_sql(setting)
@@ -137,15 +135,14 @@ def test_a_coordinator_local_table_still_gets_parallel_plans(citus, engine):
 
 def test_distribute_is_for_citus_and_can_run_again(citus, engine):
     _, distributed = citus
-    with distributed.begin() as conn:
-        again = conn.exec_driver_sql("SELECT pgml.distribute()").scalar()
-    assert "distributed already" in again
+    assert "distributed already" in committed(distributed, "SELECT pgml.distribute()")
     sqlstate, message, hint = sql_error(engine, "SELECT pgml.distribute()")  # no Citus here
     assert sqlstate == "0A000" and "no Citus" in message and "CREATE EXTENSION citus" in hint
 
 
 def test_score_into_a_distributed_table_runs_on_its_workers(citus, engine):
     _, distributed = citus
+    committed(distributed, "SELECT pgml.stats_reset('digits')")
     with distributed.begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS citus_predictions")
         written = conn.exec_driver_sql(
@@ -153,6 +150,9 @@ def test_score_into_a_distributed_table_runs_on_its_workers(citus, engine):
             "input => 'pixels')"
         ).scalar()
     assert written == N
+    # the coordinator scored the first row only, to make the predictions table
+    here = "SELECT rows FROM pgml.stats WHERE model = 'digits'"
+    assert scalar(distributed, here) == 1
     # distributed with the source, by the key: each worker wrote its own shards
     colocated = scalar(
         distributed,

@@ -112,7 +112,7 @@ def predict_batch(
     """Scores for many inputs in one runtime call: bytea[] or the rows of a float4[]."""
     if ref is None or data is None:
         return None
-    with reported(ref), stats.scoring(ref, len(data)):
+    with reported(ref):
         return bulk.predict_batch(ref, data, output, signature)
 
 
@@ -125,7 +125,7 @@ def top_class_batch(
 ) -> list | None:
     if ref is None or data is None:
         return None
-    with reported(ref), stats.scoring(ref, len(data)):
+    with reported(ref):
         classes = bulk.top_classes_batch(ref, data, signature, output)
         pick = 1 if want == "label" else 0
         return [c[pick] if c is not None else None for c in classes]
@@ -143,11 +143,7 @@ def score_into(
 ) -> int:
     with reported(model):
         ref = registry.model_ref(model)
-        with stats.scoring(ref) as call:
-            call.rows = bulk.score_into(
-                ref, source, target, key, input_column, chunk_size, layout, keep
-            )
-            return call.rows
+        return bulk.score_into(ref, source, target, key, input_column, chunk_size, layout, keep)
 
 
 def score_row(ref: str | None, data: Input, packed: bool = False) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pgml_ext.indb import cache, distributed, registry, server, signatures
+from pgml_ext.indb import cache, registry, server, signatures, stats
 from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
 from pgml_ext.indb.model import LoadedModel
 
@@ -88,8 +88,9 @@ def _batch(ref: str, data: list | np.ndarray, signature: str | None, results) ->
     loaded = cache.get(ref)
     n, idx, present = _inputs(data)
     values: list = []
-    for sig, out, _ in scored_in_chunks(loaded, present, signature):
-        values.extend(results(loaded, sig, out))
+    with stats.scoring(ref, len(present)):  # a NULL input is not a row scored
+        for sig, out, _ in scored_in_chunks(loaded, present, signature):
+            values.extend(results(loaded, sig, out))
     return _spread(n, idx, values)
 
 
@@ -103,6 +104,21 @@ def top_classes_batch(
     ref: str, data: list | np.ndarray, signature: str | None, output: str | None = None
 ) -> list:
     return _batch(ref, data, signature, lambda m, sig, out: m.top_classes(sig, out, output))
+
+
+def qualified_name(plpy, name: str) -> str:
+    """A table's name as SQL, each dotted part quoted: 'public.My Table' ->
+    public."My Table"."""
+    return ".".join(plpy.quote_ident(p) for p in name.split("."))
+
+
+def replacing_by_key(columns: list[str]) -> str:
+    """The ON CONFLICT clause of score_into's INSERTs: a re-run replaces COLUMNS of the
+    keys it scores (it used to append them)."""
+    return (
+        f"ON CONFLICT (key) DO UPDATE SET ({', '.join(columns)}) = "
+        f"ROW({', '.join(f'EXCLUDED.{c}' for c in columns)})"
+    )
 
 
 def _column_types(plpy, relation: str) -> dict[str, int]:
@@ -161,8 +177,10 @@ def score_into(
     is_query = (
         text.split(None, 1)[0].lower() in ("select", "with", "values", "table") if text else False
     )
-    relation = f"({text})" if is_query else ".".join(plpy.quote_ident(p) for p in text.split("."))
+    relation = f"({text})" if is_query else qualified_name(plpy, text)
     types = _column_types(plpy, relation)
+    from pgml_ext.indb import distributed  # it builds on this module
+
     if not is_query and distributed.distribution_column(relation) == key:
         # a Citus table distributed by the key: its workers score their own shards
         column = _input_column(types, key, input_column)
@@ -203,8 +221,18 @@ def score_into(
     )
 
     writer = _Writer(plpy, loaded, target, sql_type(key), layout, [(k, sql_type(k)) for k in kept])
+    # counted here, where its rows are scored (not on a coordinator whose workers do it)
+    with stats.scoring(ref) as call:
+        call.rows = _write_scored(loaded, writer, plpy.cursor(query), chunk_size, packed, len(kept))
+    return call.rows
+
+
+def _write_scored(
+    loaded: LoadedModel, writer: _Writer, cursor, chunk_size: int, packed: bool, kept: int
+) -> int:
+    """Score the (key, input, kept_0 ...) rows of CURSOR, CHUNK_SIZE at a time, into
+    WRITER; the rows written."""
     written = 0
-    cursor = plpy.cursor(query)
     while True:
         rows = cursor.fetch(chunk_size)
         if not rows:
@@ -213,7 +241,7 @@ def score_into(
         inputs = [r["input"] for r in rows]
         idx, present = _present(inputs)
         present_keys = [keys[i] for i in idx]
-        present_kept = [[rows[i][f"kept_{j}"] for i in idx] for j in range(len(kept))]
+        present_kept = [[rows[i][f"kept_{j}"] for i in idx] for j in range(kept)]
         if packed and present:
             present = [signatures.tensor_from_packed(p) for p in present]
             if any(t.shape != present[0].shape for t in present):
@@ -277,7 +305,7 @@ class _Writer:
         self.plpy, self.layout, self.kept = plpy, layout, kept
         self.labels = loaded.row.labels
         self.model, self.version = loaded.row.name, loaded.row.version
-        self.name = ".".join(plpy.quote_ident(p) for p in target.split("."))
+        self.name = qualified_name(plpy, target)
         self.columns: list[str] | None = None
         self.key_type = key_type
 
@@ -323,12 +351,10 @@ class _Writer:
             "now()",
         ]
         aliases = ", ".join(f"c{i}" for i in range(len(arrays)))
-        # a second run replaces the rows of the keys it scores (it used to append them)
         self.insert = self.plpy.prepare(
             f"INSERT INTO {self.name} (key, {', '.join(written)}) "
             f"SELECT {', '.join(values)} FROM unnest({', '.join(arrays)}) AS u({aliases}) "
-            f"ON CONFLICT (key) DO UPDATE SET ({', '.join(written)}) = "
-            f"ROW({', '.join(f'EXCLUDED.{c}' for c in written)})",
+            + replacing_by_key(written),
             [f"{self.key_type}[]", *["text[]"] * len(kept), "text[]", "int[]", *score_params],
         )
 

@@ -10,6 +10,7 @@ one. All of it is one distributed transaction: nothing is left half-written.
 from __future__ import annotations
 
 from pgml_ext.indb import server
+from pgml_ext.indb.bulk import qualified_name, replacing_by_key
 from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError
 
 
@@ -53,7 +54,7 @@ def score_on_workers(
         )
     if first_row(f"SELECT * FROM {relation} LIMIT 1") == 0:
         return 0  # nothing to score: no predictions table either
-    name = ".".join(ident(p) for p in target.split("."))
+    name = qualified_name(plpy, target)
     placed = plpy.execute(
         "SELECT t.colocationid = s.colocationid AS together FROM pg_dist_partition t, "
         f"pg_dist_partition s WHERE t.logicalrelid = {q(name)}::regclass "
@@ -91,9 +92,7 @@ def score_on_workers(
     written = [c for c in columns if c != "key"]
     inserted = plpy.execute(
         f"INSERT INTO {name} ({', '.join(columns)}) SELECT {', '.join(values)} "
-        f"FROM {relation} s WHERE s.{ident(input_column)} IS NOT NULL "
-        f"ON CONFLICT (key) DO UPDATE SET ({', '.join(written)}) = "
-        f"ROW({', '.join(f'EXCLUDED.{c}' for c in written)})"
+        f"FROM {relation} s WHERE s.{ident(input_column)} IS NOT NULL " + replacing_by_key(written)
     )
     plpy.execute(
         f"UPDATE {name} SET label = scores ->> 'label', "
