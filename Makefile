@@ -67,13 +67,14 @@ bench: setup  ## in-database scoring vs the alternatives (results in benchmarks/
 	$(VENV)/bin/pgml-ext bench $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/real_models.py
 
-fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1,000,000); C vs PL/Python scorer, blocks vs rows (6,250 each)
+fuzz: setup  ## decoder, feeding, fast path (150,000 inputs); C reader vs upb (1,000,000); C vs PL/Python scorer and jsonb, blocks vs rows (6,250 each)
 	PGML_FUZZ_EXAMPLES=25000 PGML_FUZZ_PARSER=1000000 $(VENV)/bin/python -m pytest -q -s \
 	  tests/test_fuzz.py tests/test_example_parser.py \
 	  tests/test_native.py::test_native_and_pl_python_agree_on_any_bytes \
 	  tests/test_serving_exports.py::test_c_and_pl_python_parse_any_customer_example_alike \
 	  tests/test_serving_exports.py::test_the_c_example_of_any_row_is_what_protobuf_reads \
 	  tests/test_text_models.py::test_c_and_pl_python_look_up_any_example_alike \
+	  tests/test_jsonb_input.py::test_c_and_pl_python_build_any_document_alike \
 	  tests/test_blocks.py::test_blocks_and_rows_alike_on_any_table
 
 # The C code under the sanitizers. The Example reader is built on its own with ASan and
@@ -86,7 +87,8 @@ SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omi
 UBSAN_FLAGS = -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
 ASAN_RUNTIME = $(shell gcc -print-file-name=libasan.so)
 SANITIZE_TESTS ?= tests/test_native.py tests/test_blocks.py tests/test_trust.py tests/test_batch.py \
-  tests/test_errors.py tests/test_text_models.py tests/test_serving_exports.py
+  tests/test_errors.py tests/test_text_models.py tests/test_serving_exports.py \
+  tests/test_jsonb_input.py
 sanitize: setup  ## the C Example reader under ASan+UBSan (fuzz); the C-path tests under UBSan
 	PGML_SANITIZE_FLAGS="-O1 $(SANITIZE_FLAGS)" LD_PRELOAD=$(ASAN_RUNTIME) \
 	  ASAN_OPTIONS=detect_leaks=0 PGML_FUZZ_PARSER=200000 \

@@ -1,12 +1,24 @@
 -- pgml_ext 0.1.0 -> 0.2.0: pgml.stats, the scoring of every backend and parallel worker
 -- per model version (src/stats.c), and its functions; pgml.distribute() for Citus; rows
--- by column name (pgml.example/predict/classify/predict_class/predict_value(model, row)).
+-- by column name (pgml.example/predict/classify/predict_class/predict_value(model, row));
+-- jsonb objects of features built in C (pgml_internal.example_native).
 -- Nothing of 0.1.0 changes: its models, pins and answers stay as they were.
 --
 -- The habit: every release that changes sql/pgml_ext.sql adds sql/pgml_ext--FROM--TO.sql
 -- with the same objects, and freezes the release's install script as
 -- sql/pgml_ext--TO.sql; tests/test_upgrade.py checks that an upgraded database has what
 -- a new one has.
+
+-- A jsonb object of features is built into its tf.Example in C for a model with a C
+-- plan (src/row_example.c); the PL/Python function is its twin, reached through C.
+CREATE FUNCTION pgml_internal.example_native(ref text, features jsonb, signature text)
+RETURNS bytea AS 'MODULE_PATHNAME', 'pgml_jsonb_example'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION pgml.example(model text, features jsonb, signature text DEFAULT NULL)
+RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pgml_internal.example_native(pgml_internal.model_ref(model), features, signature)
+$$;
 
 -- A row value (a table's row, ROW(...) or a composite) by column name, converted in C
 -- (src/row_example.c) to the tf.Example the model reads. SQL functions cannot take a
@@ -217,6 +229,9 @@ GRANT EXECUTE ON FUNCTION pgml.example(text, record, text), pgml_internal.row_ex
     pgml.predict(text, record, text, text), pgml.classify(text, record, text, text),
     pgml.predict_class(text, record, text, text), pgml.predict_value(text, record, text, text)
     TO pgml_scorer;
+REVOKE ALL ON FUNCTION pgml_internal.example_native(text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgml_internal.example_native(text, jsonb, text) TO pgml_scorer;
+REVOKE ALL ON FUNCTION pgml_internal.example(text, jsonb, text) FROM pgml_scorer;
 REVOKE ALL ON FUNCTION pgml_internal.score_row(text, bytea, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgml_internal.score_row(text, bytea, boolean) TO pgml_scorer;
 -- monitoring, as pg_stat_statements: anyone may look, admins reset

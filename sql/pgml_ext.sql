@@ -697,16 +697,22 @@ COMMENT ON FUNCTION pgml.predict_value(text, anyarray, text, text) IS
 -- Rows by column name, and named values: a jsonb object (to_jsonb(t) of a row,
 -- jsonb_build_object(...)) made into the tf.Example the model reads, each feature typed
 -- as the model's signature reads it (pgml_ext.indb.signatures.example_from_document),
--- then scored as any Example (in C, in blocks).
+-- then scored as any Example (in C, in blocks). For a model with a C plan, C builds it
+-- (src/row_example.c); anything else goes to the PL/Python twin, which builds it or
+-- says what is wrong.
 CREATE FUNCTION pgml_internal.example(ref text, features jsonb, signature text)
 RETURNS bytea LANGUAGE plpython3u STABLE PARALLEL SAFE AS $$
 import pgml_ext.indb.api as api
 return api.example(ref, features, signature)
 $$;
 
+CREATE FUNCTION pgml_internal.example_native(ref text, features jsonb, signature text)
+RETURNS bytea AS 'MODULE_PATHNAME', 'pgml_jsonb_example'
+LANGUAGE C STABLE PARALLEL SAFE;
+
 CREATE FUNCTION pgml.example(model text, features jsonb, signature text DEFAULT NULL)
 RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pgml_internal.example(pgml_internal.model_ref(model), features, signature)
+    SELECT pgml_internal.example_native(pgml_internal.model_ref(model), features, signature)
 $$;
 
 CREATE FUNCTION pgml.predict(model text, input jsonb, output text DEFAULT NULL,
@@ -1231,7 +1237,7 @@ GRANT EXECUTE ON FUNCTION
     pgml.predict_class(text, bytea, text, text), pgml.predict_class(text, anyarray, text, text),
     pgml.predict_value(text, bytea, text, text), pgml.predict_value(text, anyarray, text, text),
     pgml_internal.only_value(float4[], text),
-    pgml.example(text, jsonb, text), pgml_internal.example(text, jsonb, text),
+    pgml.example(text, jsonb, text), pgml_internal.example_native(text, jsonb, text),
     pgml.example(text, record, text), pgml_internal.row_example(text, record, text),
     pgml.predict(text, record, text, text), pgml.classify(text, record, text, text),
     pgml.predict_class(text, record, text, text), pgml.predict_value(text, record, text, text),

@@ -362,8 +362,8 @@ general_function(FunctionCallInfo fcinfo, const char *name)
 }
 
 /* The row(s) of this call go to the PL/Python twin NAME, counted as its ROWS rows. */
-static Datum
-call_general(FunctionCallInfo fcinfo, const char *name, int rows)
+Datum
+native_call_general(FunctionCallInfo fcinfo, const char *name, int rows)
 {
 	FmgrInfo   *general = general_function(fcinfo, name);
 	LOCAL_FCINFO(fc, 4);
@@ -480,7 +480,7 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 		PG_RETURN_NULL();
 	check_ref(fcinfo);
 	if (!pgml_native_scoring)
-		return call_general(fcinfo, general_name, 1);
+		return native_call_general(fcinfo, general_name, 1);
 	if (pgml_track_stats)
 		INSTR_TIME_SET_CURRENT(started);
 	m = call_model(fcinfo, packed, false);
@@ -488,7 +488,7 @@ score(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *general_n
 	if (!answers(m, answer, PG_ARGISNULL(2) ? NULL : output_name(fcinfo))
 		|| !fill_row(m, 0, PG_GETARG_BYTEA_PP(1)) || !run_rows(m, 1)
 		|| !answer_row(m, answer, 0, &result))
-		return call_general(fcinfo, general_name, 1);	/* PL/Python counts it */
+		return native_call_general(fcinfo, general_name, 1);	/* PL/Python counts it */
 	count_c_rows(m, 1, 1, started);
 	return result;
 }
@@ -535,12 +535,12 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 		PG_RETURN_NULL();
 	check_ref(fcinfo);
 	if (!pgml_native_scoring)
-		return call_general(fcinfo, general_name, 0);
+		return native_call_general(fcinfo, general_name, 0);
 	if (pgml_track_stats)
 		INSTR_TIME_SET_CURRENT(began);
 	m = call_model(fcinfo, packed, true);
 	if (!answers(m, answer, PG_ARGISNULL(2) ? NULL : output_name(fcinfo)))
-		return call_general(fcinfo, general_name, 0);
+		return native_call_general(fcinfo, general_name, 0);
 	if (packed)
 		packed_data = packed_input(m, PG_GETARG_BYTEA_PP(1), true, &n);
 	else
@@ -548,11 +548,11 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 		ArrayType  *array = PG_GETARG_ARRAYTYPE_P(1);
 
 		if (ARR_NDIM(array) != 1)
-			return call_general(fcinfo, general_name, 0);
+			return native_call_general(fcinfo, general_name, 0);
 		deconstruct_array(array, BYTEAOID, -1, false, TYPALIGN_INT, &inputs, &missing, &n);
 	}
 	if ((packed && packed_data == NULL) || n < 1)
-		return call_general(fcinfo, general_name, 0);
+		return native_call_general(fcinfo, general_name, 0);
 	present = n;
 	for (int i = 0; missing != NULL && i < n; i++)
 		present -= missing[i];
@@ -578,17 +578,17 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 			break;
 		CHECK_FOR_INTERRUPTS();
 		if (!native_resize(m, rows))
-			return call_general(fcinfo, general_name, present);
+			return native_call_general(fcinfo, general_name, present);
 		/* a float4[] batch has no NULLs: its chunk's rows are one run of floats */
 		if (packed && !copy_rows(m, 0, packed_data + sizeof(float) * (Size) m->inputs[0].count * index[0],
 								 rows))
-			return call_general(fcinfo, general_name, present);
+			return native_call_general(fcinfo, general_name, present);
 		for (r = 0; !packed && r < rows; r++)
 			if (!fill_row(m, r, (bytea *) PG_DETOAST_DATUM_PACKED(inputs[index[r]])))
-				return call_general(fcinfo, general_name, present);
+				return native_call_general(fcinfo, general_name, present);
 		INSTR_TIME_SET_CURRENT(started);
 		if (!run_rows(m, rows))
-			return call_general(fcinfo, general_name, present);
+			return native_call_general(fcinfo, general_name, present);
 		INSTR_TIME_SET_CURRENT(elapsed);
 		INSTR_TIME_SUBTRACT(elapsed, started);
 		chunk = next_chunk(chunk, INSTR_TIME_GET_MILLISEC(elapsed));
@@ -598,7 +598,7 @@ score_batch(FunctionCallInfo fcinfo, Answer answer, bool packed, const char *gen
 			const char *label;
 
 			if (!top_class(m, r, &top, &label))
-				return call_general(fcinfo, general_name, present);
+				return native_call_general(fcinfo, general_name, present);
 			out[index[r]] = answer == CLASS_INDEX ? Int32GetDatum(top) : label_datum(label, top);
 		}
 	}

@@ -111,6 +111,12 @@ typedef struct NativeModel
 	MemoryContext context;
 } NativeModel;
 
+/*
+ * This call goes to its PL/Python twin pgml_internal.NAME (same arguments), which answers
+ * it or reports what is wrong; counted as ROWS rows handed to PL/Python.
+ */
+extern Datum native_call_general(FunctionCallInfo fcinfo, const char *name, int rows);
+
 /* The model for this key, made ready on first use (asking PL/Python for its plan). */
 extern NativeModel *native_model(text *ref, bool packed, const char *signature, bool batch);
 

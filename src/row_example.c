@@ -1,6 +1,7 @@
 /*
- * row_example.c: a table row as the tf.Example a model reads (pgml.example(model, row),
- * and pgml.predict/classify/predict_class(model, row)), built in C by column name.
+ * row_example.c: named values as the tf.Example a model reads, built in C: a table row
+ * by column name (pgml.example(model, row), and pgml.predict/classify/predict_class(model,
+ * row)), and a jsonb object by key (the same functions' jsonb forms; see the end).
  *
  * Each column whose name is one of the features the model parses becomes that feature,
  * typed as the model's plan reads it (native_model.c): floats from real, double
@@ -28,8 +29,10 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
@@ -158,6 +161,33 @@ as_int64(Datum value, Oid type, const char *column)
 	return 0;
 }
 
+/* A map entry (key = 1, value = 2) of Features.feature: NAME's FEATURE, into FEATURES. */
+static void
+put_map_entry(StringInfo features, const char *name, StringInfo feature)
+{
+	StringInfoData entry;
+
+	initStringInfo(&entry);
+	put_bytes_field(&entry, 1, name, strlen(name));
+	put_bytes_field(&entry, 2, feature->data, feature->len);
+	put_bytes_field(features, 1, entry.data, entry.len);
+}
+
+/* The serialized Example{features: FEATURES} as a bytea. */
+static bytea *
+example_of(StringInfo features)
+{
+	StringInfoData example;
+	bytea	   *result;
+
+	initStringInfo(&example);
+	put_bytes_field(&example, 1, features->data, features->len);	/* Example.features */
+	result = (bytea *) palloc(VARHDRSZ + example.len);
+	SET_VARSIZE(result, VARHDRSZ + example.len);
+	memcpy(VARDATA(result), example.data, example.len);
+	return result;
+}
+
 /* The list of one feature (KIND) holding VALUES (N of them, of TYPE), into FEATURE. */
 static void
 put_feature(StringInfo feature, int kind, Datum *values, int n, Oid type, const char *column)
@@ -218,8 +248,6 @@ pgml_row_example(PG_FUNCTION_ARGS)
 	bool	   *fed;
 	NativeModel *m;
 	StringInfoData features;
-	StringInfoData example;
-	bytea	   *result;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -248,7 +276,6 @@ pgml_row_example(PG_FUNCTION_ARGS)
 		int			input = planned_input(m, name);
 		int			kind = m->usable ? (input >= 0 ? m->inputs[input].kind : 0)
 			: kind_of_type(type);	/* TensorFlow serves it: by the column's type */
-		StringInfoData entry;
 		StringInfoData feature;
 		Datum	   *items = &values[c];
 		bool	   *item_nulls = NULL;
@@ -277,11 +304,7 @@ pgml_row_example(PG_FUNCTION_ARGS)
 		}
 		initStringInfo(&feature);
 		put_feature(&feature, kind, items, n, type, name);
-		/* a map entry: key = 1, value = 2 */
-		initStringInfo(&entry);
-		put_bytes_field(&entry, 1, name, strlen(name));
-		put_bytes_field(&entry, 2, feature.data, feature.len);
-		put_bytes_field(&features, 1, entry.data, entry.len);
+		put_map_entry(&features, name, &feature);
 	}
 	ReleaseTupleDesc(desc);
 	/* a feature the plan reads with no default needs its column */
@@ -296,10 +319,181 @@ pgml_row_example(PG_FUNCTION_ARGS)
 							 "NULL; a ROW(...) needs a composite type to name its columns.",
 							 m->inputs[i].feature)));
 
-	initStringInfo(&example);
-	put_bytes_field(&example, 1, features.data, features.len);	/* Example.features */
-	result = (bytea *) palloc(VARHDRSZ + example.len);
-	SET_VARSIZE(result, VARHDRSZ + example.len);
-	memcpy(VARDATA(result), example.data, example.len);
-	PG_RETURN_BYTEA_P(result);
+	PG_RETURN_BYTEA_P(example_of(&features));
+}
+
+
+/*
+ * A jsonb object's values by key (pgml.example(model, jsonb): to_jsonb(t), named values),
+ * the same way for a model with a C plan; the decision of what fits is PL/Python's
+ * (signatures.example_from_document), which this follows value for value: JSON numbers
+ * as Python reads them (a number written with a decimal point is a float, else an
+ * exact integer), strings as their UTF-8 bytes. Anything else (not an object, a key
+ * missing or null with no default, a value of another type, a nested or empty list, an
+ * integer beyond int64 or a float beyond float's range, a server not in UTF-8, no plan)
+ * goes to the PL/Python twin, which builds it or says what is wrong. Tests compare the
+ * two on any document (make fuzz).
+ */
+
+/* A JSON number as PL/Python reads jsonb's text of it: its digits, and whether a float. */
+static char *
+number_text(JsonbValue *v, bool *is_float)
+{
+	char	   *digits = DatumGetCString(DirectFunctionCall1(numeric_out,
+															 NumericGetDatum(v->val.numeric)));
+
+	*is_float = strpbrk(digits, ".eE") != NULL;
+	return digits;
+}
+
+/* One JSON scalar V as feature values of KIND, into PACKED or LIST; false: not here. */
+static bool
+put_json_value(JsonbValue *v, int kind, StringInfo packed, StringInfo list)
+{
+	if (kind == PGML_BYTES)
+	{
+		if (v->type != jbvString)
+			return false;
+		put_bytes_field(list, 1, v->val.string.val, v->val.string.len);
+		return true;
+	}
+	if (v->type != jbvNumeric)
+		return false;
+	else
+	{
+		bool		is_float;
+		char	   *digits = number_text(v, &is_float);
+		char	   *end;
+		double		d;
+
+		errno = 0;
+		if (kind == PGML_FLOATS)
+		{
+			float4		f;
+
+			/* Python: float(text), then float32: both correctly rounded */
+			d = strtod(digits, &end);
+			if (*end != '\0' || errno != 0 || !(fabs(d) <= FLT_MAX))
+				return false;
+			f = (float4) d;
+			appendBinaryStringInfo(packed, (char *) &f, sizeof(f));	/* little-endian */
+		}
+		else if (is_float)
+		{
+			/* Python: a float that is a whole number within int64 is that integer */
+			d = strtod(digits, &end);
+			if (*end != '\0' || errno != 0 || d != floor(d) || d < -0x1p63 || d >= 0x1p63)
+				return false;
+			put_varint(packed, (uint64) (int64) d);
+		}
+		else
+		{
+			long long	i = strtoll(digits, &end, 10);
+
+			if (*end != '\0' || errno != 0)
+				return false;
+			put_varint(packed, (uint64) (int64) i);
+		}
+		pfree(digits);
+	}
+	return true;
+}
+
+/* The JSON value V (a scalar, or a flat non-empty list of them) as a Feature of KIND. */
+static bool
+put_json_feature(JsonbValue *v, int kind, StringInfo feature)
+{
+	StringInfoData list;
+	StringInfoData packed;
+
+	initStringInfo(&list);
+	initStringInfo(&packed);
+	if (v->type == jbvBinary)
+	{
+		JsonbIterator *it;
+		JsonbValue	item;
+		JsonbIteratorToken token;
+
+		if (!JsonContainerIsArray(v->val.binary.data) || JsonContainerSize(v->val.binary.data) == 0)
+			return false;
+		it = JsonbIteratorInit(v->val.binary.data);
+		while ((token = JsonbIteratorNext(&it, &item, true)) != WJB_DONE)
+			if (token == WJB_ELEM && !put_json_value(&item, kind, &packed, &list))
+				return false;	/* a nested value is jbvBinary: not a scalar */
+	}
+	else if (!put_json_value(v, kind, &packed, &list))
+		return false;
+	if (kind != PGML_BYTES)
+		put_bytes_field(&list, 1, packed.data, packed.len);
+	put_bytes_field(feature, kind == PGML_BYTES ? 1 : kind == PGML_FLOATS ? 2 : 3,
+					list.data, list.len);
+	return true;
+}
+
+/* Whether input I of M reads a feature an earlier input reads too (one entry each). */
+static bool
+feature_seen(NativeModel *m, int i)
+{
+	for (int j = 0; j < i; j++)
+		if (m->inputs[j].feature != NULL && strcmp(m->inputs[j].feature, m->inputs[i].feature) == 0)
+			return true;
+	return false;
+}
+
+/* The Example of DOCUMENT's values for M's plan, or NULL: PL/Python's to build or refuse. */
+static bytea *
+jsonb_example(NativeModel *m, Jsonb *document)
+{
+	StringInfoData features;
+
+	if (!m->usable || !JB_ROOT_IS_OBJECT(document) || GetDatabaseEncoding() != PG_UTF8)
+		return NULL;
+	initStringInfo(&features);
+	for (int i = 0; i < m->n_inputs; i++)
+	{
+		NativeInput *in = &m->inputs[i];
+		JsonbValue	found;
+		JsonbValue *v;
+		StringInfoData feature;
+
+		if (in->feature == NULL || feature_seen(m, i))
+			continue;
+		v = getKeyJsonValueFromContainer(&document->root, in->feature, strlen(in->feature),
+										 &found);
+		if (v == NULL || v->type == jbvNull)
+		{
+			if (in->fallback == NULL)
+				return NULL;	/* no default: PL/Python says which feature */
+			continue;
+		}
+		initStringInfo(&feature);
+		if (!put_json_feature(v, in->kind, &feature))
+			return NULL;
+		put_map_entry(&features, in->feature, &feature);
+	}
+	return example_of(&features);
+}
+
+PG_FUNCTION_INFO_V1(pgml_jsonb_example);
+
+/* pgml_internal.example_native(ref text, features jsonb, signature text): see above. */
+Datum
+pgml_jsonb_example(PG_FUNCTION_ARGS)
+{
+	text	   *ref;
+	bytea	   *built;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	ref = PG_GETARG_TEXT_PP(0);
+	pgml_check_ref(VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref));
+	if (!pgml_native_scoring)
+		return native_call_general(fcinfo, "example", 0);
+	built = jsonb_example(native_model(ref, false,
+									   PG_ARGISNULL(2) ? NULL
+									   : text_to_cstring(PG_GETARG_TEXT_PP(2)), false),
+						  PG_GETARG_JSONB_P(1));
+	if (built == NULL)
+		return native_call_general(fcinfo, "example", 0);
+	PG_RETURN_BYTEA_P(built);
 }

@@ -256,7 +256,7 @@ def test_named_heads_are_scored_in_c(conn, engine, column):
     assert outcome(conn, sql, native=True) == outcome(conn, sql, native=False)
 
 
-def _python_loaded(conn) -> bool:
+def python_loaded(conn) -> bool:
     """Whether this session's backend has loaded PL/Python (its maps, read as root)."""
     pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
     return "plpython3" in Path(f"/proc/{pid}/maps").read_text()
@@ -278,11 +278,11 @@ def test_a_new_backend_scores_by_the_stored_plan_without_python(db_url, column):
             c.execute(sa.text("SELECT pgml.predict('mlp', pixels) FROM inputs LIMIT 1")).all()
         with engine.connect() as c:
             native = c.execute(sa.text(sql)).all()
-            assert not _python_loaded(c)
+            assert not python_loaded(c)
         with engine.connect() as c:
             c.execute(sa.text("SET pgml.native_scoring = off"))
             assert native == c.execute(sa.text(sql)).all()
-            assert _python_loaded(c)  # the check can tell
+            assert python_loaded(c)  # the check can tell
     finally:
         engine.dispose()
 
@@ -339,7 +339,7 @@ def test_a_version_without_stored_plans_asks_pl_python_for_one(engine, db_url, m
                 .scalars()
                 .all()
             )
-            assert _python_loaded(c)
+            assert python_loaded(c)
             assert status(c)["native_rows"] == 20
             want = (
                 c.execute(

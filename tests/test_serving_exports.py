@@ -252,7 +252,7 @@ def test_rows_by_column_name_score_as_their_examples(engine, customers):
             "jsonb_build_object('age', 0.5, 'plan', 'gold')",
             "'plan' of model 'churn_rows' must be integers",
         ),
-        ("jsonb_build_object('age', 0.5, 'plan', 1.5)", "must be integers, not 1.5"),
+        ("jsonb_build_object('age', 0.5, 'plan', 1.5)", "must be integers (int64), not 1.5"),
         (
             "jsonb_build_object('age', 'old', 'plan', 1)",
             "'age' of model 'churn_rows' must be numbers",

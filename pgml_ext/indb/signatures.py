@@ -7,6 +7,7 @@ registration from the SavedModel itself), so none of this needs TensorFlow.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -496,6 +497,14 @@ def example_features(sig: Signature, feature_map: dict[str, str] | None) -> dict
     return {feature_for(name, feature_map): spec for name, spec in sig.inputs.items()}
 
 
+def _double(number: int | float) -> float:
+    """A JSON number as a double, infinite beyond its range (an integer of 400 digits)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.copysign(math.inf, number)
+
+
 def example_from_document(
     document: dict[str, Any], wanted: dict[str, dict], sig: Signature, model: str
 ) -> bytes:
@@ -523,8 +532,11 @@ def example_from_document(
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
         if kind == "bytes":
             fits, must = all(isinstance(v, str) for v in values), "strings"
-        elif kind == "integers":
-            fits, must = numbers and all(float(v) == int(v) for v in values), "integers"
+        elif kind == "integers":  # an exact integer, or a whole float, within int64
+            fits = numbers and all(
+                (isinstance(v, int) or v.is_integer()) and -(2**63) <= v < 2**63 for v in values
+            )
+            must = "integers (int64)"
         else:
             fits, must = numbers, "numbers"
         if not fits:
@@ -534,8 +546,9 @@ def example_from_document(
                 INVALID_PARAMETER,
                 detail=f"Signature '{sig.name}' takes {sig.describe_inputs()}.",
             )
-        if kind == "floats":
-            features[name] = values.astype(np.float32)
+        if kind == "floats":  # beyond float's range (an integer beyond double's too): inf
+            with np.errstate(over="ignore"):
+                features[name] = np.array([_double(v) for v in values]).astype(np.float32)
         elif kind == "integers":
             features[name] = values.astype(np.int64)
         else:
