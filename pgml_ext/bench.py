@@ -20,6 +20,9 @@ with (id, class) in a table:
 - floor     the same LiteRT model on an in-memory numpy array: the fastest of one
             call and calls over chunks of 64 or 1,024 rows
 - read      the batch form's array_agg alone, no scoring: the cost of reading inputs
+- serial with LiteRT on every core (pgml.threads), and the two runtimes alone on every
+  core, in-process on numpy: LiteRT bounds scoring in the server, TensorFlow the best
+  client
 And once, on a larger MLP table (--parallel-rows, 100,000): serial vs the planner's plan.
 Each figure is the median of --repeats runs; ratios are computed from those medians.
 Also: first call in a new connection (import + load) and backend RSS after scoring.
@@ -252,6 +255,54 @@ def _floor(engine: sa.Engine, model: str, x: np.ndarray, repeats: int) -> float:
     return min(timings)
 
 
+def _runtimes_on_all_cores(
+    engine: sa.Engine, model: str, x: np.ndarray, signature: dict, repeats: int
+) -> dict[str, float]:
+    """Rows/s of the two runtimes alone, in this process on numpy, on every core, over
+    chunks of 1,024 rows: LiteRT (the flatbuffer the server runs) bounds what scoring in
+    the server can reach, TensorFlow what the best client can."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with engine.connect() as conn:
+        fb = conn.execute(
+            sa.text(
+                "SELECT l.data FROM pgml.model_litert l JOIN pgml.model_versions m ON m.id = "
+                "l.model_id WHERE m.name = :m AND l.signature = 'serving_default'"
+            ),
+            {"m": model},
+        ).scalar_one()
+    runner = Interpreter(model_content=fb, num_threads=os.cpu_count()).get_signature_runner(
+        "serving_default"
+    )
+    ((name, details),) = runner.get_input_details().items()
+    rows = x.reshape([-1, *details["shape_signature"][1:]])
+    tf_name, spec = signature["input"]
+
+    def litert() -> None:
+        for start in range(0, len(rows), 1024):
+            runner(**{name: rows[start : start + 1024]})
+
+    def tensorflow() -> None:
+        for start in range(0, len(rows), 1024):
+            signature["fn"](**{tf_name: rows[start : start + 1024].reshape([-1, *spec[1:]])})
+
+    rates = {}
+    for runtime, fn in (("litert", litert), ("tensorflow", tensorflow)):
+        fn()  # warm up
+        rates[runtime] = len(rows) / _median_seconds(fn, repeats)
+    return rates
+
+
+def _serial_on_all_cores(work: Workload, model: str, col: str, repeats: int) -> float:
+    """Rows/s of inline scoring in a serial plan with LiteRT on every core (pgml.threads):
+    the setting for a costly model on an otherwise idle server."""
+    with work.engine.connect() as conn:
+        conn.execute(sa.text(f"SET pgml.threads = {os.cpu_count()}"))
+        work.serial(conn, model, col)  # load the model with that many threads
+        seconds = _median_seconds(lambda: work.serial(conn, model, col), repeats)
+    return work.rows / seconds
+
+
 def _parallel_at_scale(engine: sa.Engine, model: str, rows: int, repeats: int) -> dict:
     """Inline scoring on a larger table, serial plan vs the plan the planner picks: the
     workers' start-up (a new process per query) is amortised here."""
@@ -378,7 +429,11 @@ def run(
         work = Workload(engine, "inputs", n)
         signature = _client_signature(path)
         floor_s = _floor(engine, model, work.x, repeats)
-        model_results: dict[str, Any] = {"rows": n, "inputs": {}}
+        model_results: dict[str, Any] = {
+            "rows": n,
+            "inputs": {},
+            "runtimes_all_cores": _runtimes_on_all_cores(engine, model, work.x, signature, repeats),
+        }
         for col, form in (("example", "tf.Example"), ("pixels", "float4[]")):
             say(f"{model} / {form}: inline, serial, batch, clients, naive ({repeats} runs each)")
             timings = _measure(work, model, col, signature, naive_rows, repeats)
@@ -387,6 +442,7 @@ def run(
                 workers = work.workers_planned(conn, model, col)
             model_results["inputs"][form] = {
                 "timings": timings,
+                "serial_all_cores_rows_per_s": _serial_on_all_cores(work, model, col, repeats),
                 "workers_planned": workers,
                 "cold_litert": _cold_start(url, model, col),
                 "cold_tensorflow": _cold_start(url, f"{model}_tf", col),
@@ -468,6 +524,32 @@ def format_table(results: dict) -> str:
             f"(`count(pgml.classify(...))`, the planner's own parallel plan): serial "
             f"{serial:,.0f} rows/s, parallel {parallel:,.0f} rows/s "
             f"({parallel / serial:.2f}×)."
+        )
+    threaded = []
+    for model, m in results["models"].items():
+        for form, r in m["inputs"].items():
+            if "serial_all_cores_rows_per_s" in r:
+                rate, best = r["serial_all_cores_rows_per_s"], r["timings"]["best"]["rows_per_s"]
+                threaded.append(
+                    f"{model} {form} {rate:,.0f} rows/s (÷ best client {rate / best:.2f}×)"
+                )
+    if threaded:
+        lines.append(
+            f"Serial, LiteRT on all {results['machine']['cpus']} cores (`pgml.threads`): "
+            + ", ".join(threaded)
+            + "."
+        )
+    bounds = [
+        f"{model} LiteRT {m['runtimes_all_cores']['litert']:,.0f} rows/s, TensorFlow "
+        f"{m['runtimes_all_cores']['tensorflow']:,.0f} rows/s (LiteRT ÷ TensorFlow "
+        f"{m['runtimes_all_cores']['litert'] / m['runtimes_all_cores']['tensorflow']:.2f}×)"
+        for model, m in results["models"].items()
+        if "runtimes_all_cores" in m
+    ]
+    if bounds:
+        lines.append(
+            "The runtimes alone, in-process on numpy, all cores (what bounds scoring in the "
+            "server, and the best client): " + "; ".join(bounds) + "."
         )
     if reads:
         lines.append(
