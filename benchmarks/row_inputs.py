@@ -5,8 +5,8 @@ embedded cluster.
 
     /opt/pgml_ext/venv/bin/python benchmarks/row_inputs.py [--rows N] [--repeats N]
 
-The reference MLP reads one feature, "pixels" (64 floats), so the conversion is the
-work of 64 values a row: serial scans, one backend, the forms alternating within each
+The reference MLP reads one feature, "pixels" (784 floats), so the conversion is the
+work of 784 values a row: serial scans, one backend, the forms alternating within each
 repeat; medians, and each form's time ÷ the stored Example's.
 """
 

@@ -746,36 +746,47 @@ CREATE FUNCTION pgml_internal.row_example(ref text, input record, signature text
 RETURNS bytea AS 'MODULE_PATHNAME', 'pgml_row_example'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+-- The planner sees each of them as its body (src/row_support.c): the row built in C,
+-- then scored as any Example, over blocks of rows.
+CREATE FUNCTION pgml_internal.row_support(internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'pgml_row_support'
+LANGUAGE C STRICT;
+
 CREATE FUNCTION pgml.example(model text, input record, signature text DEFAULT NULL)
-RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE
+SUPPORT pgml_internal.row_support AS $$
 BEGIN
     RETURN pgml_internal.row_example(pgml_internal.model_ref(model), input, signature);
 END $$;
 
 CREATE FUNCTION pgml.predict(model text, input record, output text DEFAULT NULL,
                              signature text DEFAULT NULL)
-RETURNS float4[] LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+RETURNS float4[] LANGUAGE plpgsql STABLE PARALLEL SAFE
+SUPPORT pgml_internal.row_support AS $$
 BEGIN
     RETURN pgml.predict(model, pgml.example(model, input, signature), output, signature);
 END $$;
 
 CREATE FUNCTION pgml.classify(model text, input record, signature text DEFAULT NULL,
                               output text DEFAULT NULL)
-RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE
+SUPPORT pgml_internal.row_support AS $$
 BEGIN
     RETURN pgml.classify(model, pgml.example(model, input, signature), signature, output);
 END $$;
 
 CREATE FUNCTION pgml.predict_class(model text, input record, signature text DEFAULT NULL,
                                    output text DEFAULT NULL)
-RETURNS int LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+RETURNS int LANGUAGE plpgsql STABLE PARALLEL SAFE
+SUPPORT pgml_internal.row_support AS $$
 BEGIN
     RETURN pgml.predict_class(model, pgml.example(model, input, signature), signature, output);
 END $$;
 
 CREATE FUNCTION pgml.predict_value(model text, input record, output text DEFAULT NULL,
                                    signature text DEFAULT NULL)
-RETURNS float4 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+RETURNS float4 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SUPPORT pgml_internal.row_support AS $$
 BEGIN
     RETURN pgml.predict_value(model, pgml.example(model, input, signature), output, signature);
 END $$;

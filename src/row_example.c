@@ -197,6 +197,9 @@ put_feature(StringInfo feature, int kind, Datum *values, int n, Oid type, const 
 
 	initStringInfo(&list);
 	initStringInfo(&packed);
+	if (kind != PGML_BYTES)
+		enlargeStringInfo(&packed,	/* floats; int64s at least (bounded: n of bools) */
+						  (int) Min((Size) n * sizeof(float4), MaxAllocSize / 2));
 	for (int i = 0; i < n; i++)
 	{
 		if (kind == PGML_FLOATS)
@@ -285,15 +288,31 @@ pgml_row_example(PG_FUNCTION_ARGS)
 			continue;			/* not a feature (or NULL: its default) */
 		if (input >= 0)
 			fed[input] = true;
+		initStringInfo(&feature);
 		if (is_array)
 		{
+			ArrayType  *array = DatumGetArrayTypeP(values[c]);
 			int16		typlen;
 			bool		typbyval;
 			char		typalign;
 
+#ifndef WORDS_BIGENDIAN
+			if (kind == PGML_FLOATS && type == FLOAT4OID && !ARR_HASNULL(array))
+			{
+				/* a float4[] is the float list itself: the same little-endian floats */
+				StringInfoData list;
+
+				initStringInfo(&list);
+				put_bytes_field(&list, 1, ARR_DATA_PTR(array),
+								(Size) ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array))
+								* sizeof(float4));
+				put_bytes_field(&feature, 2, list.data, list.len);	/* float_list */
+				put_map_entry(&features, name, &feature);
+				continue;
+			}
+#endif
 			get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-			deconstruct_array(DatumGetArrayTypeP(values[c]), type, typlen, typbyval, typalign,
-							  &items, &item_nulls, &n);
+			deconstruct_array(array, type, typlen, typbyval, typalign, &items, &item_nulls, &n);
 			for (int i = 0; i < n; i++)
 				if (item_nulls[i])
 					ereport(ERROR,
@@ -302,7 +321,6 @@ pgml_row_example(PG_FUNCTION_ARGS)
 							 errhint("A feature's values cannot be NULL; a NULL column is "
 									 "left out (its default applies).")));
 		}
-		initStringInfo(&feature);
 		put_feature(&feature, kind, items, n, type, name);
 		put_map_entry(&features, name, &feature);
 	}

@@ -309,6 +309,30 @@ def test_a_row_value_scores_as_its_example_converted_in_c(engine, customers, cus
         assert after["general_rows"] == before["general_rows"]
 
 
+@pytest.mark.usefixtures("churn_rows")
+def test_a_row_is_built_in_c_and_scored_over_blocks(engine, customer_rows):
+    """The planner sees pgml.classify(model, row) as its body (src/row_support.c): the
+    row built by row_example in C, scored by the C scorer over blocks of rows, no
+    PL/pgSQL call per row; named arguments land where they should. Row by row
+    (pgml.block_rows = 1) gives the same answers."""
+    sql = (
+        "SELECT pgml.predict('churn_rows', c), pgml.classify('churn_rows', c), "
+        "pgml.predict_class('churn_rows', c, signature => 'serving_default'), "
+        "pgml.predict('churn_rows', c, output => 'probabilities') "
+        "FROM customer_rows c ORDER BY id"
+    )
+    with engine.connect() as conn:
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN VERBOSE {sql}").scalars())
+        assert "PgmlBlockScan" in plan and "row_example" in plan, plan
+        assert "pgml.classify(" not in plan and "pgml.example(" not in plan, plan
+        assert "'serving_default'" in plan and "'probabilities'" in plan, plan
+        blocks = conn.exec_driver_sql(sql).all()
+        conn.exec_driver_sql("SET pgml.block_rows = 1")
+        assert conn.exec_driver_sql(sql).all() == blocks
+    assert len(blocks) == 40 and {r[2] for r in blocks} <= {0, 1, 2}
+    assert all(r[0] == r[3] for r in blocks)
+
+
 @pytest.mark.parametrize(
     ("row", "code", "words"),
     [
