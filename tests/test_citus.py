@@ -89,6 +89,26 @@ def test_a_distributed_table_is_scored_on_its_workers(citus, engine):
     assert accuracy > 0.95
 
 
+def test_a_distributed_tables_rows_are_scored_by_column_name_on_its_workers(citus, engine):
+    """pgml.predict_class('m', t) and its jsonb form over a distributed table: Citus
+    sends the call to the workers as written, where the planner makes it the C row
+    encoder feeding the C scorer (src/row_support.c), over blocks of rows."""
+    _, distributed = citus
+    one_node = rows(engine, "SELECT id, pgml.predict_class('mlp', pixels) FROM inputs ORDER BY id")
+    for call in ("i", "jsonb_build_object('pixels', i.pixels)"):
+        query = f"SELECT i.id, pgml.predict_class('digits', {call}) FROM inputs i ORDER BY i.id"
+        assert rows(distributed, query) == one_node, call
+    with distributed.connect() as conn:
+        plan = "\n".join(
+            r[0]
+            for r in conn.exec_driver_sql(
+                "EXPLAIN (VERBOSE, COSTS OFF) SELECT pgml.predict_class('digits', i) FROM inputs i"
+            )
+        )
+    task = plan.split("->  Task")[1]
+    assert "row_example" in task and "PgmlBlockScan" in task, plan
+
+
 def test_versions_pins_and_deletes_reach_every_worker_on_the_next_statement(citus, mlp_dir):
     _, distributed = citus
     labels = "SELECT DISTINCT pgml.classify('digits', pixels) ~ '^[0-9]$' FROM inputs"
