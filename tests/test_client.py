@@ -392,6 +392,38 @@ def test_sqlalchemy_features_by_name(driver_engine, digits):
         assert got.scalar() == by_name
 
 
+@pytest.mark.usefixtures("models", "inputs")
+def test_sqlalchemy_a_row_by_column_name(driver_engine):
+    """A table's whole row (Table.table_valued(), an alias's too) scores by column name:
+    pgml.classify(:model, inputs), its pixels column feeding the model's feature."""
+    from pgml_ext.sqlalchemy import example
+
+    inputs = sa.table("inputs", sa.column("id"), sa.column("pixels"), sa.column("example"))
+    aliased = inputs.alias("i")
+    with driver_engine.connect() as conn:
+        by_row = conn.execute(
+            select(
+                inputs.c.id,
+                classify("mlp", inputs.table_valued()),
+                predict_class("mlp", aliased.table_valued(), signature="serving_default"),
+            )
+            .select_from(inputs.join(aliased, aliased.c.id == inputs.c.id))
+            .order_by(inputs.c.id)
+        ).all()
+        by_example = conn.execute(
+            select(
+                inputs.c.id,
+                classify("mlp", inputs.c.example),
+                predict_class("mlp", inputs.c.example),
+            ).order_by(inputs.c.id)
+        ).all()
+        assert by_row == by_example and len(by_row) > 1000
+        built = conn.execute(
+            select(example("mlp", inputs.table_valued())).where(inputs.c.id == 3)
+        ).scalar()
+        assert conn.execute(select(classify("mlp", built))).scalar() == by_row[3][1]
+
+
 def test_install_with_an_async_engine_and_connection(db_url):
     import asyncio
 
