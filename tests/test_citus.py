@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import LABELS, PARALLEL_PLAN, committed, ddl, rows, scalar, sql_error
+from conftest import LABELS, PARALLEL_PLAN, committed, ddl, new_engine, rows, scalar, sql_error
 from pgml_ext import client, reference
 from pgml_ext.citus import CitusCluster, citus_installed
+from pgml_ext.cluster import Cluster
 
 pytestmark = [
     pytest.mark.skipif(
@@ -214,3 +215,53 @@ def test_score_into_a_distributed_table_runs_on_its_workers(citus, engine):
             "input => 'pixels')"
         ).scalar()
     assert again == N == scalar(distributed, "SELECT count(*) FROM citus_predictions")
+
+
+def test_a_worker_added_later_scores_once_distribute_runs_again(citus, engine):
+    """citus_add_node after pgml.distribute(): Citus brings the extension and the model
+    tables to the new worker, but not the model readers' settings, without which a shard
+    query there fails ("cannot execute a distributed query from a query on a shard").
+    pgml.distribute() run again sets them on every worker, as the README says; then the
+    new worker scores its shards too, with the same answers."""
+    cluster, distributed = citus
+    extra = Cluster(cluster.coordinator.datadir.with_name(f"citus-{PORT + 3}"), PORT + 3,
+                    preload="citus,pgml_ext")  # fmt: skip
+    extra.destroy()
+    extra.start()
+    try:
+        admin = sa.create_engine(extra.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{DATABASE}"')
+        admin.dispose()
+        node = new_engine(extra.url(DATABASE))
+        ddl(node, "CREATE EXTENSION citus")
+        node.dispose()
+        committed(distributed, f"SELECT citus_add_node('{extra.host}', {extra.port})")
+        ddl(
+            distributed,
+            "DROP TABLE IF EXISTS later_inputs; "
+            "CREATE TABLE later_inputs AS SELECT id, pixels FROM inputs",
+        )
+        committed(
+            distributed,
+            "SELECT create_distributed_table('later_inputs', 'id', colocate_with => 'none')",
+        )  # its own shards, on all three workers
+        query = "SELECT id, pgml.predict_class('digits', pixels) FROM {} ORDER BY id"
+        code, message, _ = sql_error(distributed, query.format("later_inputs"))
+        assert code == "XX000" and "from a query on a shard" in message, message
+        assert "already" in committed(distributed, "SELECT pgml.distribute()")
+        assert rows(distributed, query.format("later_inputs")) == rows(
+            distributed, query.format("inputs")
+        )
+        per_worker = on_workers(
+            distributed, "SELECT count(*) FROM pgml.stats WHERE model = 'digits' AND rows > 0"
+        )
+        assert len(per_worker) == 3 and all(int(n) > 0 for n in per_worker), per_worker
+    finally:
+        ddl(distributed, "DROP TABLE IF EXISTS later_inputs")
+        committed(
+            distributed,
+            f"SELECT citus_remove_node('{extra.host}', {extra.port}) FROM pg_dist_node "
+            f"WHERE nodeport = {extra.port}",
+        )
+        extra.destroy()
