@@ -104,14 +104,31 @@ $$;
 --   through them in shard queries and in parallel workers) may run a nested distributed
 --   query (it is local: every node has a copy), and open no transaction block for it
 --   (in a parallel worker that would need two-phase commit, which Citus refuses).
+-- The model readers as a Citus node needs them (see below). The install script runs it
+-- on a node that has Citus, so that a worker added later (Citus installs pgml_ext
+-- there) has them at once; pgml.distribute() runs it on every node.
+CREATE FUNCTION pgml_internal.citus_readers()
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+DECLARE
+    reader text;
+BEGIN
+    FOREACH reader IN ARRAY ARRAY[
+        'pgml_internal.model_version(text)', 'pgml_internal.model_files(bigint)',
+        'pgml_internal.model_document(bigint)', 'pgml_internal.model_identity(bigint)',
+        'pgml_internal.stored_plan(bigint, text, boolean, text)', 'pgml_internal.row_cost(text)']
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET citus.allow_nested_distributed_execution = on',
+                       reader);
+        EXECUTE format('ALTER FUNCTION %s SET citus.select_opens_transaction_block = off',
+                       reader);
+    END LOOP;
+END $$;
+
 CREATE FUNCTION pgml.distribute()
 RETURNS text LANGUAGE plpgsql
 SET search_path = pg_catalog, pgml, pg_temp AS $$
 DECLARE
-    readers text[] := ARRAY[
-        'pgml_internal.model_version(text)', 'pgml_internal.model_files(bigint)',
-        'pgml_internal.model_document(bigint)', 'pgml_internal.model_identity(bigint)',
-        'pgml_internal.stored_plan(bigint, text, boolean, text)', 'pgml_internal.row_cost(text)'];
     tables text[] := ARRAY['pgml.model_versions', 'pgml.model_chunks', 'pgml.model_litert',
                            'pgml.pins'];
     statements text[] := ARRAY[]::text[];
@@ -131,11 +148,7 @@ BEGIN
             'ALTER TABLE pgml.model_chunks DROP CONSTRAINT IF EXISTS model_chunks_model_id_fkey',
             'ALTER TABLE pgml.model_litert DROP CONSTRAINT IF EXISTS model_litert_model_id_fkey'];
     END IF;
-    SELECT statements || array_agg(format('ALTER FUNCTION %s SET %s', r, setting))
-      INTO statements
-      FROM unnest(readers) r,
-           unnest(ARRAY['citus.allow_nested_distributed_execution = on',
-                        'citus.select_opens_transaction_block = off']) setting;
+    statements := statements || 'SELECT pgml_internal.citus_readers()'::text;
     FOREACH statement IN ARRAY statements LOOP
         EXECUTE statement;
         EXECUTE 'SELECT string_agg(format(''%s:%s: %s'', nodename, nodeport, result), ''; '') '
@@ -242,6 +255,7 @@ GRANT EXECUTE ON FUNCTION pgml.example(text, record, text), pgml_internal.row_ex
     TO pgml_scorer;
 REVOKE ALL ON FUNCTION pgml_internal.example_native(text, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgml_internal.row_support(internal) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgml_internal.citus_readers() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgml_internal.example_native(text, jsonb, text) TO pgml_scorer;
 REVOKE ALL ON FUNCTION pgml_internal.example(text, jsonb, text) FROM pgml_scorer;
 REVOKE ALL ON FUNCTION pgml_internal.score_row(text, bytea, boolean) FROM PUBLIC;
@@ -252,3 +266,12 @@ GRANT EXECUTE ON FUNCTION pgml_internal.stats_entries(), pgml.stats_dropped() TO
 REVOKE ALL ON FUNCTION pgml.stats_reset(text), pgml_internal.stats_reset(bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgml.stats_reset(text), pgml_internal.stats_reset(bigint[])
     TO pgml_admin;
+
+-- On a Citus node, the model readers as pgml.distribute() sets them: a worker added
+-- after pgml.distribute() gets pgml_ext from Citus, and with it these.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        PERFORM pgml_internal.citus_readers();
+    END IF;
+END $$;
