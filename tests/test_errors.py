@@ -391,6 +391,9 @@ def test_errors_of_pl_python_functions_carry_no_traceback(engine):
         "'no_such_predictions', 'id')",
         "SELECT pgml.load_model('x', '/nonexistent')",
         "SELECT pgml.example('mlp', '[1, 2]'::jsonb)",
+        # raised by SQL (model_ref) under PL/Python: not "spiexceptions.UndefinedObject: "
+        "SELECT pgml.score_into('no_such_model', 'inputs', 'no_such_predictions', 'id')",
+        "SELECT pgml.predict_batch('no_such_model', ARRAY['\\x0a00'::bytea])",
     ]
     for sql in cases:
         with engine.connect() as conn:

@@ -63,6 +63,13 @@ def translate(exc: Exception, model: str | None = None) -> Exception:
     if isinstance(exc, PgmlError):
         return sql_error(exc.message, exc.sqlstate, exc.detail, exc.hint)
     plpy = server.plpy()
+    message = str(exc.args[0]) if exc.args else ""
+    if isinstance(exc, plpy.SPIError) and message.startswith("pgml: "):
+        # pgml's own ERROR from SQL it ran (model_ref ...): as raised, not prefixed
+        # "spiexceptions.UndefinedObject: " by PL/Python
+        # (PL/Python keeps the ERROR's fields in spidata: sqlstate, detail, hint, ...)
+        _, detail, hint, *_ = getattr(exc, "spidata", None) or (None, None, None)
+        return sql_error(message[6:], exc.sqlstate, detail, hint)
     if isinstance(exc, plpy.SPIError | plpy.Error):
         return exc
     where = ""
