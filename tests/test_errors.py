@@ -394,6 +394,8 @@ def test_errors_of_pl_python_functions_carry_no_traceback(engine):
         # raised by SQL (model_ref) under PL/Python: not "spiexceptions.UndefinedObject: "
         "SELECT pgml.score_into('no_such_model', 'inputs', 'no_such_predictions', 'id')",
         "SELECT pgml.predict_batch('no_such_model', ARRAY['\\x0a00'::bytea])",
+        "SELECT pgml.score_into('mlp', 'no_such_table', 'no_such_predictions', 'id')",
+        "SELECT pgml.score_into('mlp', 'SELECT FROM WHERE', 'no_such_predictions', 'id')",
     ]
     for sql in cases:
         with engine.connect() as conn:

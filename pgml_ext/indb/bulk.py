@@ -122,7 +122,14 @@ def replacing_by_key(columns: list[str]) -> str:
 
 
 def _column_types(plpy, relation: str) -> dict[str, int]:
-    probe = plpy.execute(f"SELECT * FROM {relation} AS s LIMIT 0")
+    try:
+        probe = plpy.execute(f"SELECT * FROM {relation} AS s LIMIT 0")
+    except plpy.SPIError as e:  # a table that is not there, a query that does not parse
+        raise PgmlError(
+            f"source cannot be read: {e.args[0] if e.args else e}",
+            getattr(e, "sqlstate", None) or INVALID_PARAMETER,
+            hint="Pass a table's name (schema.table) or a query (SELECT ...).",
+        ) from None
     return dict(zip(probe.colnames(), probe.coltypes(), strict=True))
 
 
