@@ -128,7 +128,8 @@ def _column_types(plpy, relation: str) -> dict[str, int]:
         raise PgmlError(
             f"source cannot be read: {e.args[0] if e.args else e}",
             getattr(e, "sqlstate", None) or INVALID_PARAMETER,
-            hint="Pass a table's name (schema.table) or a query (SELECT ...).",
+            hint="Check the source: a table's name (schema.table) or a query (SELECT ...), "
+            "and the columns it names.",
         ) from None
     return dict(zip(probe.colnames(), probe.coltypes(), strict=True))
 
