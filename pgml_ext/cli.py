@@ -250,7 +250,7 @@ def _plan_lines(plan: dict | None) -> list[str]:
 def _delete(args: argparse.Namespace) -> int:
     from pgml_ext.client import delete_model
 
-    n = delete_model(_url(args), args.name, args.version)
+    n = delete_model(_url(args), args.name, args.version, force=args.force)
     print(f"deleted {n} version(s) of {args.name}")
     return 0 if n else 1
 
@@ -417,6 +417,11 @@ def parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete a model version, or all its versions")
     delete.add_argument("name")
     delete.add_argument("--version", type=int, help="only this version (default: all)")
+    delete.add_argument(
+        "--force",
+        action="store_true",
+        help="delete the pinned version too (the newest version then serves)",
+    )
     delete.add_argument("--url", help=URL_HELP)
     delete.set_defaults(func=_delete)
 

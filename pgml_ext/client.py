@@ -311,10 +311,15 @@ def describe(target: EngineOrUrl, name: str) -> list[dict]:
         return [dict(r._mapping) for r in rows]
 
 
-def delete_model(target: EngineOrUrl, name: str, version: int | None = None) -> int:
+def delete_model(
+    target: EngineOrUrl, name: str, version: int | None = None, force: bool = False
+) -> int:
+    """Delete VERSION of NAME (None: every version); the versions deleted. The pinned
+    version only with FORCE (the newest then serves)."""
     with _begin(target) as conn:
         return conn.execute(
-            sa.text("SELECT pgml.delete_model(:n, :v)"), {"n": name, "v": version}
+            sa.text("SELECT pgml.delete_model(:n, :v, force => :f)"),
+            {"n": name, "v": version, "f": force},
         ).scalar_one()
 
 

@@ -212,7 +212,8 @@ class delete_model(_PgmlFunction):
     """Delete one version (or all) of a model -> versions deleted (``int``).
 
     ``select(delete_model("mnist", 2))`` renders
-    ``SELECT pgml.delete_model(:delete_model_1, :delete_model_2)``.
+    ``SELECT pgml.delete_model(:delete_model_1, :delete_model_2)``; the pinned version
+    needs ``force=True`` (``..., force => :param_1``).
     """
 
     type = sa.Integer()

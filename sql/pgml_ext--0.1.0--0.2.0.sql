@@ -1,13 +1,53 @@
 -- pgml_ext 0.1.0 -> 0.2.0: pgml.stats, the scoring of every backend and parallel worker
 -- per model version (src/stats.c), and its functions; pgml.distribute() for Citus; rows
 -- by column name (pgml.example/predict/classify/predict_class/predict_value(model, row));
--- jsonb objects of features built in C (pgml_internal.example_native).
+-- jsonb objects of features built in C (pgml_internal.example_native); deleting the
+-- pinned version needs force => true.
 -- Nothing of 0.1.0 changes: its models, pins and answers stay as they were.
 --
 -- The habit: every release that changes sql/pgml_ext.sql adds sql/pgml_ext--FROM--TO.sql
 -- with the same objects, and freezes the release's install script as
 -- sql/pgml_ext--TO.sql; tests/test_upgrade.py checks that an upgraded database has what
 -- a new one has.
+
+-- Deleting the pinned version needs force => true (it changes what serves).
+DROP FUNCTION pgml.delete_model(text, int);
+CREATE FUNCTION pgml.delete_model(name text, version int DEFAULT NULL,
+                                  force boolean DEFAULT false)
+RETURNS int LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgml, pg_temp AS $$
+DECLARE
+    deleted int;
+    pinned int;
+BEGIN
+    -- the pinned version serves: deleting it changes what serves, so only if asked
+    IF NOT force AND EXISTS (SELECT 1 FROM pgml.pins p
+                              WHERE p.name = delete_model.name AND p.version = delete_model.version) THEN
+        RAISE EXCEPTION 'pgml: version % of model ''%'' is pinned: deleting it would change the version that serves',
+            version, name
+            USING ERRCODE = 'object_in_use',
+                  HINT = format('Pin another version first (pgml.pin_model(%L, N)) or unpin it; '
+                                'or pass force => true to delete it and serve the newest.', name);
+    END IF;
+    DELETE FROM pgml.pins p
+     WHERE p.name = delete_model.name
+       AND (delete_model.version IS NULL OR p.version = delete_model.version)
+    RETURNING p.version INTO pinned;
+    DELETE FROM pgml.model_versions m
+     WHERE m.name = delete_model.name
+       AND (delete_model.version IS NULL OR m.version = delete_model.version);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    IF pinned IS NOT NULL AND delete_model.version IS NOT NULL AND deleted > 0 THEN
+        RAISE NOTICE 'pgml: model ''%'' was pinned to version %, which is deleted: it is unpinned',
+            name, pinned
+            USING HINT = 'The newest version serves now; pgml.pin_model pins another.';
+    END IF;
+    RETURN deleted;
+END $$;
+COMMENT ON FUNCTION pgml.delete_model(text, int, boolean) IS
+    'Delete a version, or every version of a model; returns the versions deleted. The pinned version only with force => true.';
+REVOKE ALL ON FUNCTION pgml.delete_model(text, int, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgml.delete_model(text, int, boolean) TO pgml_admin;
 
 -- A jsonb object of features is built into its tf.Example in C for a model with a C
 -- plan (src/row_example.c); the PL/Python function is its twin, reached through C.

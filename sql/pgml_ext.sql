@@ -332,13 +332,23 @@ COMMENT ON FUNCTION pgml.load_model(text, text, text, text[], text) IS
 
 -- Deletes one version (or all); a pin on a deleted version goes too, so the model
 -- falls back to its newest remaining version. Returns the number of versions deleted.
-CREATE FUNCTION pgml.delete_model(name text, version int DEFAULT NULL)
+CREATE FUNCTION pgml.delete_model(name text, version int DEFAULT NULL,
+                                  force boolean DEFAULT false)
 RETURNS int LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgml, pg_temp AS $$
 DECLARE
     deleted int;
     pinned int;
 BEGIN
+    -- the pinned version serves: deleting it changes what serves, so only if asked
+    IF NOT force AND EXISTS (SELECT 1 FROM pgml.pins p
+                              WHERE p.name = delete_model.name AND p.version = delete_model.version) THEN
+        RAISE EXCEPTION 'pgml: version % of model ''%'' is pinned: deleting it would change the version that serves',
+            version, name
+            USING ERRCODE = 'object_in_use',
+                  HINT = format('Pin another version first (pgml.pin_model(%L, N)) or unpin it; '
+                                'or pass force => true to delete it and serve the newest.', name);
+    END IF;
     DELETE FROM pgml.pins p
      WHERE p.name = delete_model.name
        AND (delete_model.version IS NULL OR p.version = delete_model.version)
@@ -1205,8 +1215,8 @@ COMMENT ON FUNCTION pgml.score_into(text, text, text, text, text, int, text, tex
     'Score a table or query into a predictions table (key, kept columns, label, class_index, scores, model, version, scored_at); a re-run replaces its keys.';
 COMMENT ON FUNCTION pgml.create_function(text, text, text) IS
     'Make fn_name(bytea) and fn_name(anyarray) in the current schema, bound to a model: SELECT classify(image) FROM t.';
-COMMENT ON FUNCTION pgml.delete_model(text, int) IS
-    'Delete a version, or every version of a model; returns the versions deleted.';
+COMMENT ON FUNCTION pgml.delete_model(text, int, boolean) IS
+    'Delete a version, or every version of a model; returns the versions deleted. The pinned version only with force => true.';
 COMMENT ON FUNCTION pgml.pin_model(text, int) IS
     'Serve this version of the model to calls by name, instead of the newest.';
 COMMENT ON FUNCTION pgml.unpin_model(text) IS
@@ -1303,7 +1313,7 @@ GRANT EXECUTE ON FUNCTION
     pgml_internal.begin_registration(text, bigint, text, text[], text, jsonb),
     pgml_internal.upload_chunk(bigint, int, bytea),
     pgml_internal.finish_registration(bigint, bytea),
-    pgml.delete_model(text, int), pgml.pin_model(text, int), pgml.unpin_model(text),
+    pgml.delete_model(text, int, boolean), pgml.pin_model(text, int), pgml.unpin_model(text),
     pgml.rollback_model(text),
     pgml.prune_model_files(),
     pgml.load_model(text, text, text, text[], text),

@@ -291,7 +291,7 @@ def test_deleted_model_and_deleted_pinned_version(engine, mlp_dir):
     for _ in range(3):
         client.register_model(engine, "pin_gone", mlp_dir)
     committed(engine, "SELECT pgml.pin_model('pin_gone', 2)")
-    committed(engine, "SELECT pgml.delete_model('pin_gone', 2)")
+    assert client.delete_model(engine, "pin_gone", 2, force=True) == 1
     # the pin went with its version: the newest remaining version serves
     current = rows(engine, "SELECT version FROM pgml.models WHERE name = 'pin_gone' AND current")
     assert current == [(3,)]

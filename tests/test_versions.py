@@ -172,15 +172,24 @@ def test_labels_must_name_every_class(engine, mlp_dir):
 
 def test_model_management_says_what_it_did(engine, mlp_dir):
     """unpin of a model that was not pinned, or is not registered, and deleting the
-    pinned version used to pass in silence; create_function took any model name."""
+    pinned version used to pass in silence (now it needs force => true, and says it
+    unpinned); create_function took any model name."""
     client.register_model(engine, "managed", mlp_dir)
     client.register_model(engine, "managed", mlp_dir)
     assert client.pin_model(engine, "managed", None) is False  # was not pinned
     code, message, _ = sql_error(engine, "SELECT pgml.unpin_model('no_such_model')")
     assert code == "42704" and "not registered" in message
     client.pin_model(engine, "managed", 1)
+    # the pinned version serves: deleting it is refused unless forced
+    code, message, hint = sql_error(engine, "SELECT pgml.delete_model('managed', 1)")
+    assert code == "55006" and "version 1 of model 'managed' is pinned" in message
+    assert "force => true" in hint and "pgml.pin_model('managed', N)" in hint
+    assert scalar(engine, "SELECT version FROM pgml.models WHERE name = 'managed' AND current") == 1
+    assert client.delete_model(engine, "managed", 2) == 1  # another version: no force needed
+    assert client.register_model(engine, "managed", mlp_dir) == 2  # the next after 1
     with engine.begin() as conn:
-        assert conn.execute(sa.text("SELECT pgml.delete_model('managed', 1)")).scalar() == 1
+        deleted = conn.execute(sa.text("SELECT pgml.delete_model('managed', 1, force => true)"))
+        assert deleted.scalar() == 1
         notices = list(conn.connection.dbapi_connection.notices)
     assert any("was pinned to version 1, which is deleted" in str(n) for n in notices), notices
     assert rows(
