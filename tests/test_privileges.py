@@ -38,6 +38,13 @@ def test_scorer_scores_but_cannot_read_blobs_or_register(users, mlp_dir):
         "FROM inputs WHERE id = 4",
     )
     assert got == [("4", 4)]
+    # a row by column name and a jsonb object: the C encoders they are planned as
+    by_name = rows(
+        alice,
+        "SELECT pgml.classify('mlp', i), pgml.classify('mlp', to_jsonb(i)), "
+        "pgml.predict_class('mlp', pgml.example('mlp', i)) FROM inputs i WHERE id = 4",
+    )
+    assert by_name == [("4", "4", 4)]
     for sql in (
         "SELECT data FROM pgml.model_chunks LIMIT 1",
         "SELECT data FROM pgml.model_litert LIMIT 1",
