@@ -188,6 +188,19 @@ example_of(StringInfo features)
 	return result;
 }
 
+/*
+ * FEATURE's list of KIND: LIST's bytes entries, or (numbers) LEN bytes of PACKED values as
+ * the list's one packed field. Feature: bytes_list = 1, float_list = 2, int64_list = 3.
+ */
+static void
+put_list(StringInfo feature, int kind, StringInfo list, const char *packed, Size len)
+{
+	if (kind != PGML_BYTES)
+		put_bytes_field(list, 1, packed, len);
+	put_bytes_field(feature, kind == PGML_BYTES ? 1 : kind == PGML_FLOATS ? 2 : 3,
+					list->data, list->len);
+}
+
 /* The list of one feature (KIND) holding VALUES (N of them, of TYPE), into FEATURE. */
 static void
 put_feature(StringInfo feature, int kind, Datum *values, int n, Oid type, const char *column)
@@ -219,11 +232,7 @@ put_feature(StringInfo feature, int kind, Datum *values, int n, Oid type, const 
 		else
 			wrong_type(column, type, kind);
 	}
-	if (kind != PGML_BYTES)
-		put_bytes_field(&list, 1, packed.data, packed.len);
-	/* Feature: bytes_list = 1, float_list = 2, int64_list = 3 */
-	put_bytes_field(feature, kind == PGML_BYTES ? 1 : kind == PGML_FLOATS ? 2 : 3,
-					list.data, list.len);
+	put_list(feature, kind, &list, packed.data, packed.len);
 }
 
 /* The input of M's plan that feature NAME feeds, or -1 if the plan does not read it. */
@@ -303,10 +312,9 @@ pgml_row_example(PG_FUNCTION_ARGS)
 				StringInfoData list;
 
 				initStringInfo(&list);
-				put_bytes_field(&list, 1, ARR_DATA_PTR(array),
-								(Size) ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array))
-								* sizeof(float4));
-				put_bytes_field(&feature, 2, list.data, list.len);	/* float_list */
+				put_list(&feature, PGML_FLOATS, &list, ARR_DATA_PTR(array),
+						 (Size) ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array))
+						 * sizeof(float4));
 				put_map_entry(&features, name, &feature);
 				continue;
 			}
@@ -368,6 +376,11 @@ number_text(JsonbValue *v, bool *is_float)
 static bool
 put_json_value(JsonbValue *v, int kind, StringInfo packed, StringInfo list)
 {
+	bool		is_float;
+	char	   *digits;
+	char	   *end;
+	double		d;
+
 	if (kind == PGML_BYTES)
 	{
 		if (v->type != jbvString)
@@ -377,43 +390,36 @@ put_json_value(JsonbValue *v, int kind, StringInfo packed, StringInfo list)
 	}
 	if (v->type != jbvNumeric)
 		return false;
-	else
+	digits = number_text(v, &is_float);
+	errno = 0;
+	if (kind == PGML_INT64S && !is_float)
 	{
-		bool		is_float;
-		char	   *digits = number_text(v, &is_float);
-		char	   *end;
-		double		d;
+		long long	i = strtoll(digits, &end, 10);
 
-		errno = 0;
-		if (kind == PGML_FLOATS)
-		{
-			float4		f;
-
-			/* Python: float(text), then float32: both correctly rounded */
-			d = strtod(digits, &end);
-			if (*end != '\0' || errno != 0 || !(fabs(d) <= FLT_MAX))
-				return false;
-			f = (float4) d;
-			appendBinaryStringInfo(packed, (char *) &f, sizeof(f));	/* little-endian */
-		}
-		else if (is_float)
-		{
-			/* Python: a float that is a whole number within int64 is that integer */
-			d = strtod(digits, &end);
-			if (*end != '\0' || errno != 0 || d != floor(d) || d < -0x1p63 || d >= 0x1p63)
-				return false;
-			put_varint(packed, (uint64) (int64) d);
-		}
-		else
-		{
-			long long	i = strtoll(digits, &end, 10);
-
-			if (*end != '\0' || errno != 0)
-				return false;
-			put_varint(packed, (uint64) (int64) i);
-		}
-		pfree(digits);
+		if (*end != '\0' || errno != 0)
+			return false;
+		put_varint(packed, (uint64) (int64) i);
+		return true;
 	}
+	/* Python: float(text), correctly rounded, as strtod */
+	d = strtod(digits, &end);
+	if (*end != '\0' || errno != 0)
+		return false;
+	if (kind == PGML_FLOATS)
+	{
+		float4		f;
+
+		/* then float32 (also correctly rounded); beyond its range, PL/Python's */
+		if (!(fabs(d) <= FLT_MAX))
+			return false;
+		f = (float4) d;
+		appendBinaryStringInfo(packed, (char *) &f, sizeof(f));	/* little-endian */
+		return true;
+	}
+	/* Python: a float that is a whole number within int64 is that integer */
+	if (d != floor(d) || d < -0x1p63 || d >= 0x1p63)
+		return false;
+	put_varint(packed, (uint64) (int64) d);
 	return true;
 }
 
@@ -441,10 +447,7 @@ put_json_feature(JsonbValue *v, int kind, StringInfo feature)
 	}
 	else if (!put_json_value(v, kind, &packed, &list))
 		return false;
-	if (kind != PGML_BYTES)
-		put_bytes_field(&list, 1, packed.data, packed.len);
-	put_bytes_field(feature, kind == PGML_BYTES ? 1 : kind == PGML_FLOATS ? 2 : 3,
-					list.data, list.len);
+	put_list(feature, kind, &list, packed.data, packed.len);
 	return true;
 }
 
