@@ -226,10 +226,9 @@ def _client_signature(saved_model: Path) -> dict[str, Any]:
     return {"fn": fn, "input": (name, [-1, *spec.shape.as_list()[1:]]), "output": output}
 
 
-def _floor(engine: sa.Engine, model: str, x: np.ndarray, repeats: int) -> float:
-    """The same LiteRT flatbuffer the server runs, on numpy in this process: the fastest
-    of one call over every row and calls over chunks of 64 and 1,024 rows (a big batch
-    is not always the fastest: its activations leave the CPU's caches)."""
+def _litert_runner(engine: sa.Engine, model: str, x: np.ndarray, threads: int):
+    """LiteRT's runner of the flatbuffer the server runs for MODEL (serving_default), on
+    THREADS threads, in this process; its input's name, and X shaped for it."""
     from ai_edge_litert.interpreter import Interpreter
 
     with engine.connect() as conn:
@@ -240,9 +239,18 @@ def _floor(engine: sa.Engine, model: str, x: np.ndarray, repeats: int) -> float:
             ),
             {"m": model},
         ).scalar_one()
-    runner = Interpreter(model_content=fb, num_threads=1).get_signature_runner("serving_default")
+    runner = Interpreter(model_content=fb, num_threads=threads).get_signature_runner(
+        "serving_default"
+    )
     ((name, details),) = runner.get_input_details().items()
-    rows = x.reshape([-1, *details["shape_signature"][1:]])
+    return runner, name, x.reshape([-1, *details["shape_signature"][1:]])
+
+
+def _floor(engine: sa.Engine, model: str, x: np.ndarray, repeats: int) -> float:
+    """The same LiteRT flatbuffer the server runs, on numpy in this process: the fastest
+    of one call over every row and calls over chunks of 64 and 1,024 rows (a big batch
+    is not always the fastest: its activations leave the CPU's caches)."""
+    runner, name, rows = _litert_runner(engine, model, x, threads=1)
 
     def chunked(size: int) -> None:
         for start in range(0, len(rows), size):
@@ -261,21 +269,7 @@ def _runtimes_on_all_cores(
     """Rows/s of the two runtimes alone, in this process on numpy, on every core, over
     chunks of 1,024 rows: LiteRT (the flatbuffer the server runs) bounds what scoring in
     the server can reach, TensorFlow what the best client can."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with engine.connect() as conn:
-        fb = conn.execute(
-            sa.text(
-                "SELECT l.data FROM pgml.model_litert l JOIN pgml.model_versions m ON m.id = "
-                "l.model_id WHERE m.name = :m AND l.signature = 'serving_default'"
-            ),
-            {"m": model},
-        ).scalar_one()
-    runner = Interpreter(model_content=fb, num_threads=os.cpu_count()).get_signature_runner(
-        "serving_default"
-    )
-    ((name, details),) = runner.get_input_details().items()
-    rows = x.reshape([-1, *details["shape_signature"][1:]])
+    runner, name, rows = _litert_runner(engine, model, x, threads=os.cpu_count() or 1)
     tf_name, spec = signature["input"]
 
     def litert() -> None:
