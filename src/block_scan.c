@@ -410,6 +410,7 @@ block_planner(Query *parse, const char *query_string, int cursor_options,
 	ListCell   *lc;
 
 	pgml_jit_without_scoring(stmt);
+	pgml_jit_guard(stmt);
 	if (pgml_block_rows <= 1 || (cursor_options & CURSOR_OPT_SCROLL))
 		return stmt;
 	stmt->planTree = with_block_scans(stmt->planTree);

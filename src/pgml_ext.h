@@ -28,6 +28,11 @@ extern void scoring_cost_init(void);
 extern double pgml_call_row_us(struct FuncExpr *call);
 extern void pgml_jit_without_scoring(struct PlannedStmt *stmt);
 
+/* jit_guard.c: TensorFlow and PostgreSQL's JIT never share a process. */
+extern void jit_guard_init(void);
+extern void pgml_jit_guard(struct PlannedStmt *stmt);
+extern PGDLLEXPORT bool pgml_llvm_loaded(void);
+
 /*
  * stats.c: the counters behind pgml.stats (shared memory when preloaded). Counting
  * never raises; the ref forms are exported for PL/Python (pgml_ext.indb.stats).

@@ -76,6 +76,7 @@ _PG_init(void)
 	messages_init();
 	block_scan_init();
 	scoring_cost_init();
+	jit_guard_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pgml");
 #else

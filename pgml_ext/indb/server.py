@@ -83,6 +83,19 @@ def ref_issued(ref: str) -> bool:
 
 
 @cache
+def _llvm_loaded():
+    fn = process().pgml_llvm_loaded  # src/jit_guard.c
+    fn.restype = ctypes.c_bool
+    fn.argtypes = []
+    return fn
+
+
+def llvm_loaded() -> bool:
+    """Whether PostgreSQL's JIT provider (LLVM) is loaded in this backend (never raises)."""
+    return bool(_llvm_loaded()())
+
+
+@cache
 def models_root() -> str:
     """Where pgml_internal.model_ref (src/pgml_ext.c) writes this database's model files."""
     fn = process().pgml_models_root

@@ -15,25 +15,26 @@ from pgml_ext.indb.errors import INVALID_PARAMETER, PREREQUISITE_STATE, PgmlErro
 _PARSE_OPS = {"ParseExampleV2", "ParseExample", "ParseSingleExample"}
 
 
-def _preload_llvm_jit() -> None:
-    """Load PostgreSQL's JIT provider (libLLVM) now, before TensorFlow, if it exists.
+def _refuse_after_llvm() -> None:
+    """TensorFlow never shares a process with PostgreSQL's JIT (src/jit_guard.c): it
+    carries an LLVM of its own, and the two crash the backend in either order. Once
+    TensorFlow is in, jit_guard.c keeps JIT off; a backend that already JIT-compiled a
+    query has LLVM loaded, and TensorFlow must not load into it."""
+    from pgml_ext.indb import server
 
-    The two LLVMs crash the backend in either order when left to themselves: a plain
-    TensorFlow import after the JIT has loaded segfaults in TensorFlow's static
-    initialisers, and a JIT-compiled query after TensorFlow segfaults in LLVM's. Loaded
-    in this order, LLVM first (global, as PostgreSQL does) and TensorFlow second with
-    RTLD_DEEPBIND so that its libraries bind to their own symbols, both work.
-    """
-    import ctypes
-
-    server_bin = os.path.dirname(os.path.realpath("/proc/self/exe"))  # .../15/bin
-    provider = os.path.join(os.path.dirname(server_bin), "lib", "llvmjit.so")
-    if os.path.exists(provider):
-        ctypes.CDLL(provider, mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+    if server.llvm_loaded():
+        raise PgmlError(
+            "this session has run a JIT-compiled query, so TensorFlow cannot load into it",
+            PREREQUISITE_STATE,
+            detail="PostgreSQL's JIT (LLVM) and TensorFlow crash each other in one process; "
+            "the model is served by TensorFlow.",
+            hint="Score it from a new session; pgml's own queries are planned without JIT, "
+            "so keep other JIT-compiled queries out of that session (or SET jit = off).",
+        )
 
 
 def import_tensorflow(threads: int = 1):
-    """Import TensorFlow once per process without risking the server (see above)."""
+    """Import TensorFlow once per process, never into a backend with LLVM (see above)."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,10 +42,11 @@ def import_tensorflow(threads: int = 1):
     if not getattr(sys, "argv", None):  # PL/Python has no argv; absl expects one
         sys.argv = ["postgres"]
     in_server = "plpy" in sys.builtin_module_names
+    if in_server:
+        _refuse_after_llvm()
     flags = sys.getdlopenflags()
     try:
         if in_server:
-            _preload_llvm_jit()
             sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)
         import tensorflow as tf
     except (ImportError, OSError) as e:
