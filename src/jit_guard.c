@@ -8,7 +8,8 @@
  * then restarts every connection. Registration runs TensorFlow in a child process
  * (pgml_ext/indb/isolated.py); scoring a TensorFlow-served model still imports it in the
  * backend, so:
- * - a statement that calls a function of pgml's schemas is planned without JIT: the
+ * - a statement that calls a function of pgml's schemas is planned without JIT, and so
+ *   is every statement planned while it runs (the queries pgml's Python runs): the
  *   statement that may import TensorFlow does not load LLVM first (JIT cannot speed up
  *   a runtime call anyway);
  * - once TensorFlow is in the process (whoever imported it, a DO block included), jit
@@ -40,7 +41,14 @@
 static const char *const tensorflow_libraries[] = {"libtensorflow_framework", "_pywrap_tensorflow", NULL};
 static const char *const llvm_libraries[] = {"llvmjit", "libLLVM", NULL};
 
+/* Our mark on a pgml statement's jitFlags: a bit PostgreSQL does not read. */
+#define PGJIT_PGML_GUARDED (1 << 15)
+
 static ExecutorStart_hook_type previous_executor_start = NULL;
+static ExecutorEnd_hook_type previous_executor_end = NULL;
+
+/* Marked statements running now (reset at transaction end: an ERROR skips their end). */
+static int	guarded_running = 0;
 
 typedef struct LibrarySearch
 {
@@ -200,11 +208,15 @@ plan_calls_pgml(Plan *plan, Oid *schemas)
 		|| plan_calls_pgml(plan->righttree, schemas);
 }
 
-/* STMT without JIT if TensorFlow is in this process or STMT may load it. */
+/*
+ * STMT without JIT if TensorFlow is in this process, or if STMT may load it: it calls
+ * pgml, or it is planned while such a statement runs (marked, for what it plans).
+ */
 void
 pgml_jit_guard(PlannedStmt *stmt)
 {
 	Oid			schemas[2];
+	bool		calls = false;
 	ListCell   *lc;
 
 	if (tensorflow_loaded())
@@ -213,23 +225,22 @@ pgml_jit_guard(PlannedStmt *stmt)
 		stmt->jitFlags = PGJIT_NONE;
 		return;
 	}
-	if (stmt->jitFlags == PGJIT_NONE)
+	if (!jit_enabled)
 		return;
+	if (guarded_running > 0)
+	{
+		stmt->jitFlags = PGJIT_PGML_GUARDED;
+		return;
+	}
 	schemas[0] = get_namespace_oid("pgml", true);
 	schemas[1] = get_namespace_oid("pgml_internal", true);
 	if (!OidIsValid(schemas[0]) && !OidIsValid(schemas[1]))
 		return;
-	if (plan_calls_pgml(stmt->planTree, schemas))
-	{
-		stmt->jitFlags = PGJIT_NONE;
-		return;
-	}
+	calls = plan_calls_pgml(stmt->planTree, schemas);
 	foreach(lc, stmt->subplans)
-		if (plan_calls_pgml(lfirst(lc), schemas))
-		{
-			stmt->jitFlags = PGJIT_NONE;
-			return;
-		}
+		calls = calls || plan_calls_pgml(lfirst(lc), schemas);
+	if (calls)
+		stmt->jitFlags = PGJIT_PGML_GUARDED;
 }
 
 /* A plan made before TensorFlow loaded (a prepared statement's) runs without JIT too. */
@@ -242,6 +253,28 @@ guarded_executor_start(QueryDesc *query, int eflags)
 		previous_executor_start(query, eflags);
 	else
 		standard_ExecutorStart(query, eflags);
+	if (query->plannedstmt->jitFlags & PGJIT_PGML_GUARDED)
+		guarded_running++;
+}
+
+static void
+guarded_executor_end(QueryDesc *query)
+{
+	if ((query->plannedstmt->jitFlags & PGJIT_PGML_GUARDED) && guarded_running > 0)
+		guarded_running--;
+	if (previous_executor_end)
+		previous_executor_end(query);
+	else
+		standard_ExecutorEnd(query);
+}
+
+static void
+guard_at_transaction_end(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT
+		|| event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT
+		|| event == XACT_EVENT_PREPARE)
+		guarded_running = 0;
 }
 
 /* jit's check hook: on is refused once TensorFlow is in the process. */
@@ -286,4 +319,7 @@ jit_guard_init(void)
 		jit->check_hook = check_jit;
 	previous_executor_start = ExecutorStart_hook;
 	ExecutorStart_hook = guarded_executor_start;
+	previous_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = guarded_executor_end;
+	RegisterXactCallback(guard_at_transaction_end, NULL);
 }
