@@ -175,7 +175,8 @@ CALLS = {
     "predict(bytea)": "SELECT count(pgml.predict('{m}', example)) {rows}",
     "classify(float4[])": "SELECT count(pgml.classify('{m}', pixels)) {rows}",
     "predict_class in WHERE": "SELECT count(*) {rows} AND pgml.predict_class('{m}', example) >= 0",
-    "classify(jsonb)": "SELECT count(pgml.classify('{m}', jsonb_build_object('pixels', pixels))) {rows}",
+    "classify(jsonb)": "SELECT count(pgml.classify('{m}', "
+    "jsonb_build_object('pixels', pixels))) {rows}",
     "predict_batch": "SELECT count(*) FROM pgml.predict_batch('{m}', "
     "(SELECT array_agg(example) {rows}))",
     "classify_batch": "SELECT cardinality(pgml.classify_batch('{m}', array_agg(pixels))) {rows}",
