@@ -15,6 +15,11 @@
  * at one row and double up to pgml.block_rows, so LIMIT 1 or a cursor's first FETCH
  * scores one row, and a cancel lands within a block. SCROLL cursors keep the per-row
  * plan (a block scan reads forward only); pgml.block_rows = 1 turns blocks off.
+ *
+ * Under UPDATE, DELETE and FOR UPDATE, a row changed by a concurrent transaction is
+ * re-read by EvalPlanQual: the recheck scores the scan's new version per row. Each row
+ * returned carries its table's tid and the block scan names the scan's table, so WHERE
+ * CURRENT OF finds the cursor's row although the scan has read ahead.
  */
 #include "postgres.h"
 
@@ -34,6 +39,7 @@
 #include "optimizer/planner.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "native.h"
@@ -68,6 +74,8 @@ typedef struct BlockScanState
 	int			capacity;		/* pgml.block_rows when the scan started */
 	int			target;			/* rows of the next block: 1, 2, 4, ... capacity */
 	TupleTableSlot **rows;		/* the block: copies of the child's rows */
+	ItemPointerData *tids;		/* and where in the table each came from */
+	Oid			table;			/* the table the child scans, if it scans one */
 	int			n_rows;
 	int			next;			/* the next row to return */
 	bool		exhausted;		/* the child returned its last row */
@@ -446,6 +454,13 @@ begin_block_scan(CustomScanState *node, EState *estate, int eflags)
 	state->capacity = Max(1, Min(pgml_block_rows, intVal(linitial(cscan->custom_private))));
 	state->target = 1;
 	state->rows = palloc0(sizeof(TupleTableSlot *) * state->capacity);
+	state->tids = palloc0(sizeof(ItemPointerData) * state->capacity);
+	/* the child's table is ours for WHERE CURRENT OF (search_plan_tree looks for it) */
+	if (IsA(child, SeqScan) || IsA(child, IndexScan) || IsA(child, BitmapHeapScan)
+		|| IsA(child, TidScan) || IsA(child, SampleScan))
+		node->ss.ss_currentRelation = ((ScanState *) linitial(node->custom_ps))->ss_currentRelation;
+	state->table = node->ss.ss_currentRelation ? RelationGetRelid(node->ss.ss_currentRelation)
+		: InvalidOid;
 	for (i = 0; i < state->capacity; i++)
 		state->rows[i] = MakeSingleTupleTableSlot(ExecGetResultType(linitial(node->custom_ps)),
 												  &TTSOpsMinimalTuple);
@@ -481,6 +496,19 @@ argument(TupleTableSlot *row, int column)
 	return isnull ? NULL : DatumGetPointer(PG_DETOAST_DATUM_PACKED(value));
 }
 
+/* Where the child's current row is in its table (invalid if it scans none). */
+static ItemPointerData
+current_tid(BlockScanState *state)
+{
+	ScanState  *child = (ScanState *) linitial(state->css.custom_ps);
+	ItemPointerData tid;
+
+	ItemPointerSetInvalid(&tid);
+	if (OidIsValid(state->table) && !TupIsNull(child->ss_ScanTupleSlot))
+		tid = child->ss_ScanTupleSlot->tts_tid;
+	return tid;
+}
+
 /* The next block of the child's rows, each call scored over it where C can. */
 static void
 read_block(BlockScanState *state)
@@ -499,7 +527,10 @@ read_block(BlockScanState *state)
 		if (TupIsNull(slot))
 			state->exhausted = true;
 		else
+		{
+			state->tids[state->n_rows] = current_tid(state);
 			ExecCopySlot(state->rows[state->n_rows++], slot);
+		}
 	}
 	state->target = Min(state->target * 2, state->capacity);
 	if (state->n_rows == 0)
@@ -558,24 +589,19 @@ call_per_row(BlockCall *call, TupleTableSlot *row, bool *isnull)
 	return result;
 }
 
+/*
+ * OUT: block row R (ROW) with its calls' answers, or those of the per-row function for
+ * the calls C left (all of them for R < 0). It is also where the row came from, so
+ * that WHERE CURRENT OF finds it.
+ */
 static TupleTableSlot *
-next_row(ScanState *node)
+store_row(BlockScanState *state, TupleTableSlot *row, int r, ItemPointer tid)
 {
-	BlockScanState *state = (BlockScanState *) node;
+	ScanState  *node = &state->css.ss;
 	TupleTableSlot *out = node->ss_ScanTupleSlot;
-	TupleTableSlot *row;
 	MemoryContext old;
-	int			c,
-				r;
+	int			c;
 
-	if (state->next >= state->n_rows)
-	{
-		read_block(state);
-		if (state->n_rows == 0)
-			return ExecClearTuple(out);
-	}
-	r = state->next++;
-	row = state->rows[r];
 	ExecClearTuple(out);
 	slot_getallattrs(row);
 	memcpy(out->tts_values, row->tts_values, sizeof(Datum) * out->tts_tupleDescriptor->natts);
@@ -584,7 +610,7 @@ next_row(ScanState *node)
 	{
 		BlockCall  *call = &state->calls[c];
 
-		if (call->done[r])
+		if (r >= 0 && call->done[r])
 		{
 			out->tts_values[call->column] = call->out[r];
 			out->tts_isnull[call->column] = call->out_null[r];
@@ -598,12 +624,44 @@ next_row(ScanState *node)
 			MemoryContextSwitchTo(old);
 		}
 	}
-	return ExecStoreVirtualTuple(out);
+	ExecStoreVirtualTuple(out);
+	out->tts_tid = *tid;
+	out->tts_tableOid = state->table;
+	return out;
 }
 
+static TupleTableSlot *
+next_row(ScanState *node)
+{
+	BlockScanState *state = (BlockScanState *) node;
+	int			r;
+
+	if (state->next >= state->n_rows)
+	{
+		read_block(state);
+		if (state->n_rows == 0)
+			return ExecClearTuple(node->ss_ScanTupleSlot);
+	}
+	r = state->next++;
+	return store_row(state, state->rows[r], r, &state->tids[r]);
+}
+
+/*
+ * Under UPDATE, DELETE or FOR UPDATE, a row another transaction changed meanwhile is
+ * re-read (EvalPlanQual): the scan below returns its new version, scored here by the
+ * per-row functions into SLOT (a block scan has no relation of its own to recheck).
+ */
 static bool
 recheck_row(ScanState *node, TupleTableSlot *slot)
 {
+	BlockScanState *state = (BlockScanState *) node;
+	TupleTableSlot *row = ExecProcNode(linitial(state->css.custom_ps));
+	ItemPointerData tid;
+
+	if (TupIsNull(row))
+		return false;
+	tid = current_tid(state);
+	store_row(state, row, -1, &tid);
 	return true;
 }
 
