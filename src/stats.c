@@ -150,7 +150,15 @@ add_shared(const Pending *p, TimestampTz now, bool exclusive)
 	StatsEntry *entry;
 	bool		found;
 
-	entry = hash_search(shared_entries, &key, exclusive ? HASH_ENTER_NULL : HASH_FIND, &found);
+	/*
+	 * A shared hash grows past its size into the server's spare shared memory, which
+	 * every backend needs (locks, temp tables): pgml.stats_max is the bound.
+	 */
+	if (exclusive && hash_get_num_entries(shared_entries) >= pgml_stats_max)
+		entry = hash_search(shared_entries, &key, HASH_FIND, &found);
+	else
+		entry = hash_search(shared_entries, &key, exclusive ? HASH_ENTER_NULL : HASH_FIND,
+							&found);
 	if (entry == NULL)
 		return false;
 	if (!found)
@@ -181,7 +189,10 @@ add_local(const Pending *p, TimestampTz now)
 		local_entries = hash_create("pgml_ext stats (this backend)", 16, &info,
 									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	entry = hash_search(local_entries, &key, HASH_ENTER_NULL, &found);
+	if (hash_get_num_entries(local_entries) >= pgml_stats_max)
+		entry = hash_search(local_entries, &key, HASH_FIND, &found);
+	else
+		entry = hash_search(local_entries, &key, HASH_ENTER_NULL, &found);
 	if (entry == NULL)
 		return;
 	if (!found)
@@ -288,18 +299,25 @@ pgml_stats_load_version(int64 version_id, double ms)
 	c->load_ms += ms;
 }
 
-/* For PL/Python (ctypes): the same, by model reference. */
+/*
+ * For PL/Python (ctypes): the same, by model reference. Only a reference that
+ * pgml_internal.model_ref handed out in this statement counts: a forged one names no
+ * version (and would make entries for versions that do not exist).
+ */
 void
 pgml_stats_count(const char *ref, Size len, int64 calls, int64 fallback_rows, int64 errors,
 				 double ms)
 {
-	pgml_stats_count_version(pgml_ref_version(ref, len), calls, 0, fallback_rows, errors, ms);
+	if (pgml_ref_issued(ref, len))
+		pgml_stats_count_version(pgml_ref_version(ref, len), calls, 0, fallback_rows, errors,
+								 ms);
 }
 
 void
 pgml_stats_load(const char *ref, Size len, double ms)
 {
-	pgml_stats_load_version(pgml_ref_version(ref, len), ms);
+	if (pgml_ref_issued(ref, len))
+		pgml_stats_load_version(pgml_ref_version(ref, len), ms);
 }
 
 static void

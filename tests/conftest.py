@@ -165,6 +165,18 @@ def mlp_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mlp_tflite(mlp_dir: Path) -> Path:
+    """The reference MLP as TFLiteConverter writes it, readable by the server's user."""
+    import tensorflow as tf
+
+    out = HOME / "fixtures" / f"{mlp_dir.name}.tflite"
+    if not out.exists():
+        out.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(mlp_dir)).convert())
+    out.chmod(0o644)
+    return out
+
+
+@pytest.fixture(scope="session")
 def serving_dir() -> Path:
     """TF Serving's MNIST export: predict_images (floats) + serving_default (classify)."""
     return _fixture_dir("serving", reference.export_serving_mnist)

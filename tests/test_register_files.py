@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import HOME, committed, rows, scalar, sql_error
+from conftest import committed, rows, scalar, sql_error
 
 pytestmark = pytest.mark.usefixtures("models", "inputs")
 
@@ -23,18 +22,6 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check:
         assert done.returncode == 0, done.stderr
     return done
-
-
-@pytest.fixture(scope="module")
-def mlp_tflite(mlp_dir: Path) -> Path:
-    """The reference MLP as TFLiteConverter writes it, readable by the server's user."""
-    import tensorflow as tf
-
-    out = HOME / "fixtures" / f"{mlp_dir.name}.tflite"
-    if not out.exists():
-        out.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(mlp_dir)).convert())
-    out.chmod(0o644)
-    return out
 
 
 def test_a_tflite_file_is_served_by_litert_as_given(engine, db_url, mlp_tflite, tmp_path):

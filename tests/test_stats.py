@@ -195,3 +195,40 @@ def test_without_preload_it_counts_this_backend_and_says_so(mlp_dir):
         other.dispose()
     finally:
         cluster.destroy()
+
+
+def test_stats_max_bounds_the_shared_table(mlp_tflite):
+    """The shared table grew past pgml.stats_max into the server's spare shared memory
+    (HASH_ENTER_NULL caps nothing): 13,129 entries with stats_max = 1000, then 'out of
+    shared memory' for everyone. It holds stats_max versions; the rest are dropped and
+    counted."""
+    cluster = Cluster(HOME / "stats-max", 54337)
+    cluster.destroy()
+    try:
+        cluster.init()
+        with open(cluster.datadir / "postgresql.conf", "a") as conf:
+            conf.write("pgml.stats_max = 16\n")
+        url = cluster.start()
+        client.install(url)
+        engine = sa.create_engine(url)
+        for i in range(20):
+            client.register_model(engine, f"m{i}", mlp_tflite)
+        with engine.connect() as conn:
+            for i in range(20):
+                conn.exec_driver_sql(
+                    f"SELECT pgml.predict_class('m{i}', array_fill(0.5::float4, ARRAY[784]))"
+                )
+            conn.commit()
+            assert conn.exec_driver_sql("SHOW pgml.stats_max").scalar() == "16"
+            assert conn.exec_driver_sql("SELECT count(*) FROM pgml.stats").scalar() == 16
+            assert conn.exec_driver_sql("SELECT pgml.stats_dropped()").scalar() >= 4
+            conn.exec_driver_sql("SELECT pgml.stats_reset()")
+            conn.exec_driver_sql(
+                "SELECT pgml.predict_class('m19', array_fill(0.5::float4, ARRAY[784]))"
+            )
+            conn.commit()
+            assert conn.exec_driver_sql("SELECT count(*) FROM pgml.stats").scalar() == 1
+            conn.exec_driver_sql("CREATE TEMP TABLE still_room (i int)")
+        engine.dispose()
+    finally:
+        cluster.destroy()

@@ -511,3 +511,70 @@ if missing or extra:
     plpy.error(f"missing {missing}, not for the server {extra}")
 $$ LANGUAGE plpython3u""",
     )
+
+
+# -- round 3: references and shared memory ----------------------------------------------
+
+# Every PL/Python function that takes a reference and is granted to scorers.
+PL_PYTHON_ENTRIES = [
+    "pgml_internal.predict_text(:r, 'a text', NULL, NULL)",
+    "pgml_internal.classify_text(:r, 'a text', NULL, NULL)",
+    "pgml_internal.predict_class_text(:r, 'a text', NULL, NULL)",
+    "pgml_internal.score_row(:r, (SELECT example FROM inputs LIMIT 1), false)",
+]
+
+
+def test_an_old_reference_is_refused_after_delete_and_pin(engine, scorer, mlp_dir):
+    """A deleted or unpinned version kept answering through the PL/Python entry points
+    (which skipped the check the C path makes), while still loaded in the backend."""
+    for _ in range(2):
+        client.register_model(engine, "old_ref", mlp_dir)
+    with scorer.connect() as conn:
+        conn.exec_driver_sql("SET pgml.native_scoring = off")  # every row to PL/Python
+        ref = conn.exec_driver_sql("SELECT pgml_internal.model_ref('old_ref')").scalar()
+        with pytest.raises(sa.exc.DatabaseError) as info:  # from another statement
+            conn.execute(
+                sa.text("SELECT pgml_internal.score_row(:r, example, false) FROM inputs LIMIT 1"),
+                {"r": ref},
+            ).all()
+        assert info.value.orig.args[0]["C"] == "22023"
+        conn.rollback()
+        # loaded in this backend, scored by PL/Python
+        assert conn.exec_driver_sql(
+            "SELECT pgml.classify('old_ref', example) FROM inputs LIMIT 1"
+        ).scalar()
+        conn.commit()
+        execute(engine, "SELECT pgml.pin_model('old_ref', 1)")
+        execute(engine, "SELECT pgml.delete_model('old_ref', 2)")
+        for call in PL_PYTHON_ENTRIES:
+            with pytest.raises(sa.exc.DatabaseError) as info:
+                conn.execute(sa.text(f"SELECT {call}"), {"r": ref}).all()
+            fields = info.value.orig.args[0]
+            assert fields["C"] == "22023" and "not a model reference" in fields["M"], call
+            conn.rollback()
+    execute(engine, "SELECT pgml.delete_model('old_ref', force => true)")
+
+
+def _stats_entries(engine) -> int:
+    return scalar(engine, "SELECT count(*) FROM pgml_internal.stats_entries()")
+
+
+def test_forged_references_make_no_stats_entries(engine, scorer):
+    """A scorer looping over forged references made 13,129 entries in shared memory with
+    stats_max = 1000; a role with no privileges then got 'out of shared memory'."""
+    before, dropped = _stats_entries(engine), scalar(engine, "SELECT pgml.stats_dropped()")
+    loop = """
+        DO $$ BEGIN
+          FOR n IN 1000000..1001500 LOOP
+            BEGIN
+              PERFORM pgml_internal.predict_text(n || '-0123456789abcdef', 'x', NULL, NULL);
+            EXCEPTION WHEN others THEN NULL;
+            END;
+          END LOOP;
+        END $$"""
+    with scorer.begin() as conn:
+        conn.exec_driver_sql(loop)
+    assert _stats_entries(engine) == before
+    assert scalar(engine, "SELECT pgml.stats_dropped()") == dropped
+    with engine.begin() as conn:  # shared memory is there for everyone
+        conn.exec_driver_sql("CREATE TEMP TABLE after_forgery (i int)")

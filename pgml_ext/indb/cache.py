@@ -18,7 +18,11 @@ _last: tuple[str, LoadedModel] | None = None  # the most recent: every row of a 
 
 
 def get(ref: str) -> LoadedModel:
+    """The model of REF, which pgml_internal.model_ref must have handed out in this
+    statement: a deleted or unpinned version, or a forged reference, is refused even
+    when its model is still loaded here."""
     global _last
+    registry.check_ref(ref)
     last = _last
     if last is not None and last[0] == ref:
         return last[1]
