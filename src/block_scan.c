@@ -23,12 +23,14 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "commands/explain.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/execnodes.h"
 #include "nodes/extensible.h"
 #include "nodes/makefuncs.h"
@@ -509,6 +511,23 @@ current_tid(BlockScanState *state)
 	return tid;
 }
 
+/* What ROW's inputs take detoasted (each call reads its own). */
+static Size
+input_bytes(BlockScanState *state, TupleTableSlot *row)
+{
+	Size		bytes = 0;
+
+	for (int c = 0; c < state->n_calls; c++)
+	{
+		bool		isnull;
+		Datum		value = slot_getattr(row, state->calls[c].args[1] + 1, &isnull);
+
+		if (!isnull)
+			bytes += toast_raw_datum_size(value);
+	}
+	return bytes;
+}
+
 /* The next block of the child's rows, each call scored over it where C can. */
 static void
 read_block(BlockScanState *state)
@@ -518,9 +537,13 @@ read_block(BlockScanState *state)
 	int			c,
 				r;
 
+	Size		bytes = 0;
+	Size		budget = (Size) work_mem * 1024;
+
 	MemoryContextReset(state->block_context);
 	state->n_rows = state->next = 0;
-	while (state->n_rows < state->target && !state->exhausted)
+	/* a block holds its rows' inputs detoasted at once: work_mem bounds them too */
+	while (state->n_rows < state->target && !state->exhausted && bytes < budget)
 	{
 		TupleTableSlot *slot = ExecProcNode(child);
 
@@ -529,7 +552,8 @@ read_block(BlockScanState *state)
 		else
 		{
 			state->tids[state->n_rows] = current_tid(state);
-			ExecCopySlot(state->rows[state->n_rows++], slot);
+			ExecCopySlot(state->rows[state->n_rows], slot);
+			bytes += input_bytes(state, state->rows[state->n_rows++]);
 		}
 	}
 	state->target = Min(state->target * 2, state->capacity);

@@ -214,3 +214,39 @@ def test_calls_inside_expressions_use_blocks_and_answer_as_rows(conn):
     assert status(conn)["native_rows"] - before >= 3 * 1797
     assert got[0] == "ok" and got == _per_row(conn, sql)
     assert sum(r[1] for r in got[1]) > 1700
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_block_of_large_inputs_is_bounded_by_work_mem(engine, db_url, digits):
+    """Blocks held 8192 rows' inputs detoasted at once (work_mem did not apply): 1,024
+    inputs of 1 MB took 565 MB; 8192 of 4 MB would have OOM-killed the backend. (The
+    inputs compress to a few kB each: the shared buffers they are read from stay out of
+    the backend's peak RSS.)"""
+    big = examples.encode({"pixels": digits[0][0], "pad": [b"\x01" * (1 << 20)]})
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS big_inputs")
+        conn.exec_driver_sql("CREATE TABLE big_inputs (id int, example bytea)")
+        conn.execute(
+            sa.text("INSERT INTO big_inputs SELECT g, :e FROM generate_series(1, 200) g"),
+            {"e": big},
+        )
+    sql = "SELECT count(pgml.predict_class('mlp', example)) FROM big_inputs"
+    eng = new_engine(db_url)
+    with eng.connect() as c:
+        c.exec_driver_sql("SET pgml.block_rows = 8192")
+        c.exec_driver_sql("SET work_mem = '4MB'")
+        pid = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        c.exec_driver_sql("SELECT pgml.predict_class('mlp', example) FROM big_inputs LIMIT 1")
+        before = _peak_rss_mb(pid)
+        assert "PgmlBlockScan" in "\n".join(c.exec_driver_sql(f"EXPLAIN {sql}").scalars())
+        assert c.exec_driver_sql(sql).scalar() == 200
+        grown = _peak_rss_mb(pid) - before
+    eng.dispose()
+    assert grown < 40, f"peak RSS grew {grown:.0f} MB for 200 MB of inputs"
