@@ -12,7 +12,7 @@ RELEASED := $(patsubst sql/%,extension/%,$(wildcard sql/pgml_ext--*.sql))
 DATA_built = $(CONTROL) $(SCRIPT) $(RELEASED)
 MODULEDIR = extension
 MODULE_big = pgml_ext
-OBJS = src/settings.o src/pgml_ext.o src/native.o src/native_model.o src/block_scan.o src/scoring_cost.o src/stats.o src/messages.o src/row_example.o src/row_support.o src/example.o src/litert.o src/jit_guard.o
+OBJS = src/settings.o src/pgml_ext.o src/native.o src/native_model.o src/block_scan.o src/scoring_cost.o src/stats.o src/messages.o src/row_example.o src/row_support.o src/example.o src/litert.o src/jit_guard.o src/file_check.o
 # -fvect-cost-model=dynamic: -O2's "very cheap" model skips loops of unknown length,
 # like native.c's check of every input value.
 PG_CFLAGS = -Wall -Werror -fvect-cost-model=dynamic

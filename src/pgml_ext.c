@@ -316,6 +316,55 @@ materialize(const char *dir, const char *id)
 	CloseTransientFile(lock);
 }
 
+/* Directories whose files this backend has found sound (file_check.c). */
+static List *sound_dirs = NIL;
+
+/*
+ * DIR's files, checked before this backend first uses them: a damaged copy (disk
+ * damage, a bad restore) is moved aside and written again from the tables (a WARNING
+ * says so); if the new copy is damaged too, an ERROR.
+ */
+static void
+check_files(const char *dir, const char *id)
+{
+	const char *damaged;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, sound_dirs)
+		if (strcmp(lfirst(lc), dir) == 0)
+			return;
+	damaged = pgml_damaged_file(dir);
+	if (damaged != NULL)
+	{
+		char	   *aside = psprintf("%s.damaged%d", dir, MyProcPid);
+		int			lock;
+
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pgml: this server's copy of %s is damaged; writing it again from the "
+						"database", damaged),
+				 errdetail("Directory \"%s\".", dir)));
+		lock = lock_version(dir);
+		/* another backend may have written it again meanwhile */
+		if (pgml_damaged_file(dir) != NULL && rename(dir, aside) == 0)
+			rmtree(aside, true);
+		CloseTransientFile(lock);
+		materialize(dir, id);
+		damaged = pgml_damaged_file(dir);
+		if (damaged != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("pgml: this server's copy of %s is damaged, also when written "
+							"again from the database", damaged),
+					 errdetail("Directory \"%s\".", dir),
+					 errhint("Check the server's disk; the data directory may be damaged.")));
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	sound_dirs = lappend(sound_dirs, pstrdup(dir));
+	MemoryContextSwitchTo(old);
+}
+
 /*
  * The name of the model's directory (under pgml_models_root()), its files written if
  * this server does not have them yet.
@@ -353,6 +402,7 @@ resolve(const char *model, Oid owner)
 							errmsg("pgml: could not create \"%s\": %m", root)));
 		materialize(dir, id);
 	}
+	check_files(dir, id);
 
 	/* the reference: the directory's name, not a server path */
 	result = MemoryContextStrdup(caller, strrchr(dir, '/') + 1);

@@ -89,6 +89,9 @@ extern void pgml_spi_as_owner_end(PgmlSavedUser saved);
  * its own. Exported for PL/Python (ctypes).
  */
 #define PGML_FILES_DIR "pgsql_tmp_pgml_ext"
+
+/* file_check.c: NULL if a version directory's files are sound, else the first that is not. */
+extern const char *pgml_damaged_file(const char *dir);
 extern PGDLLEXPORT const char *pgml_models_root(void);
 
 #endif

@@ -130,9 +130,19 @@ def row_from_document(r: dict[str, Any], path: str) -> ModelRow:
 
 
 def savedmodel(row: ModelRow) -> bytes:
-    """The SavedModel archive (its checksum was checked when the file was written)."""
+    """The SavedModel archive, checked against its checksum again: the file may have
+    been damaged since it was written (a damaged copy is removed: the next statement
+    writes it again from the database)."""
     with open(os.path.join(row.directory, "savedmodel.tar"), "rb") as f:
-        return f.read()
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != row.checksum:
+        shutil.rmtree(row.directory, ignore_errors=True)
+        raise PgmlError(
+            f"this server's copy of model '{row.name}' v{row.version} is damaged",
+            UNDEFINED_FILE,
+            hint="Run the statement again: its files are written afresh from the database.",
+        )
+    return data
 
 
 def litert_files(row: ModelRow) -> dict[str, str]:
