@@ -8,6 +8,30 @@
 
 -- Schemas: pgml holds what users call (CREATE EXTENSION makes it); pgml_internal the
 -- functions the public ones are built from, granted to as few roles as works.
+-- CREATE EXTENSION takes a schema pgml that exists as it finds it: PostgresML's, or one
+-- a user with CREATE on the database made first, whose functions would then answer
+-- calls meant for ours and whose owner could drop our tables. Only an empty one of the
+-- installing superuser's own (left by DROP EXTENSION) is taken.
+DO $$
+DECLARE
+    found record;
+BEGIN
+    SELECT n.oid, pg_get_userbyid(n.nspowner) AS owner, n.nspowner = current_user::regrole AS ours,
+           EXISTS (SELECT FROM pg_class WHERE relnamespace = n.oid)
+           OR EXISTS (SELECT FROM pg_proc WHERE pronamespace = n.oid)
+           OR EXISTS (SELECT FROM pg_type WHERE typnamespace = n.oid)
+           OR EXISTS (SELECT FROM pg_operator WHERE oprnamespace = n.oid) AS used
+      INTO found FROM pg_namespace n WHERE n.nspname = 'pgml';
+    IF found.used OR NOT found.ours THEN
+        RAISE EXCEPTION 'pgml_ext: the schema pgml exists and is not pgml_ext''s'
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = format('It is owned by %s%s.', found.owner,
+                                  CASE WHEN found.used THEN ' and holds objects' ELSE '' END),
+                  HINT = 'Install pgml_ext in a database without a schema pgml (PostgresML '
+                         'uses that name too), or rename or drop that schema first.';
+    END IF;
+END
+$$;
 CREATE SCHEMA pgml_internal;
 COMMENT ON SCHEMA pgml_internal IS
     'pgml_ext internals: called by the pgml functions and by C, not by users.';

@@ -104,6 +104,33 @@ def with_default(path: str) -> None:
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
 
 
+def bag_of_ids(path: str) -> None:
+    """A VarLenFeature bag of token ids -> the mean of their embeddings -> 3 scores, and
+    a dense float beside it (TF Serving / TFX style: the graph parses the Examples)."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(7).normal(size=(100, 4)).astype(np.float32))
+    head = tf.constant(np.random.default_rng(8).normal(size=(5, 3)).astype(np.float32))
+
+    class Bag(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, serialized):
+            spec = {
+                "tokens": tf.io.VarLenFeature(tf.int64),
+                "length": tf.io.FixedLenFeature([1], tf.float32, default_value=[1.0]),
+            }
+            f = tf.io.parse_example(serialized, spec)
+            ids = tf.sparse.to_dense(f["tokens"], default_value=-1)
+            mask = tf.cast(ids >= 0, tf.float32)
+            vectors = tf.gather(table, tf.maximum(ids, 0)) * mask[..., None]
+            mean = tf.reduce_sum(vectors, 1) / tf.maximum(tf.reduce_sum(mask, 1, True), 1.0)
+            logits = tf.matmul(tf.concat([mean, f["length"]], 1), head)
+            return {"scores": tf.nn.softmax(logits)}
+
+    module = Bag()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+
+
 def regressor(path: str) -> None:
     import tensorflow as tf
 

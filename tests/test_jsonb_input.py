@@ -157,3 +157,50 @@ def test_c_and_pl_python_build_any_document_alike(json_conn, document, model):
     Example or the same ERROR, and never a crash."""
     text = json.dumps(document)
     assert built(json_conn, model, text, True) == built(json_conn, model, text, False), text
+
+
+def test_a_var_len_feature_is_read_from_jsonb_and_described(engine):
+    """A VarLenFeature bag of ids: pgml.predict(m, jsonb) dropped the key without a word,
+    so {"tokens": [5]}, {"tokens": [42, 62, 38]} and no key scored alike (arg-max 61%
+    of TensorFlow's); pgml.describe left the feature out."""
+    from recipes import bag_of_ids
+
+    client.register_model(engine, "bag_json", built_model("bag-of-ids", bag_of_ids))
+    documents = [
+        {"tokens": [5], "length": 1.0},
+        {"tokens": [42, 62, 38], "length": 3.0},
+        {"tokens": [], "length": 0.0},
+        {"length": 2.0},
+        {"tokens": [7, 7, 7, 7, 99]},
+    ]
+    with engine.connect() as conn:
+        features = conn.exec_driver_sql("SELECT features FROM pgml.describe('bag_json')").scalar()
+        assert features["tokens"]["dtype"] == "int64" and features["tokens"]["var_len"]
+        for doc in documents:
+            from_json = conn.execute(
+                sa.text("SELECT pgml.predict('bag_json', CAST(:d AS jsonb))"),
+                {"d": json.dumps(doc)},
+            ).scalar()
+            encoded = {k: np.asarray(v, np.int64 if k == "tokens" else np.float32)
+                       for k, v in doc.items()}  # fmt: skip
+            from_bytes = conn.execute(
+                sa.text("SELECT pgml.predict('bag_json', :b)"), {"b": examples.encode(encoded)}
+            ).scalar()
+            assert np.allclose(from_json, from_bytes, atol=1e-6), doc
+        scores = [
+            conn.execute(
+                sa.text("SELECT pgml.predict('bag_json', CAST(:d AS jsonb))"),
+                {"d": json.dumps(doc)},
+            ).scalar()
+            for doc in documents[:2]
+        ]
+        assert not np.allclose(scores[0], scores[1])
+        code = None
+        try:
+            conn.execute(
+                sa.text("SELECT pgml.predict('bag_json', CAST(:d AS jsonb))"),
+                {"d": json.dumps({"tokens": ["a"]})},
+            ).scalar()
+        except sa.exc.DatabaseError as e:
+            code = e.orig.args[0]["C"]
+        assert code == "22023"

@@ -630,3 +630,57 @@ def test_a_sound_copy_is_hashed_once_per_file(engine, mlp_dir):
     scalar(fresh, "SELECT pgml.classify('hashed_once', pixels) FROM inputs LIMIT 1")
     fresh.dispose()
     assert [m.stat().st_mtime_ns for m in markers] == marked
+
+
+# -- round 3: a schema pgml that is not ours -----------------------------------------------
+
+
+def test_install_refuses_a_schema_pgml_it_does_not_own(cluster):
+    """CREATE EXTENSION took an existing schema pgml as it found it: PostgresML's, or one
+    made first by a user with CREATE on the database, whose pgml.predict(text, real[])
+    then answered, and whose owner could drop the model tables."""
+    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS hijack WITH (FORCE)")
+        conn.exec_driver_sql("CREATE DATABASE hijack")
+        if not conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = 'mallory'").scalar():
+            conn.exec_driver_sql("CREATE ROLE mallory LOGIN")
+        conn.exec_driver_sql("GRANT CREATE ON DATABASE hijack TO mallory")
+    admin.dispose()
+    engine = sa.create_engine(cluster.url("hijack"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET ROLE mallory")
+            conn.exec_driver_sql("CREATE SCHEMA pgml")
+            conn.exec_driver_sql(
+                "CREATE FUNCTION pgml.predict(text, real[]) RETURNS real[] LANGUAGE sql "
+                "AS 'SELECT ARRAY[1]::real[]'"
+            )
+            conn.exec_driver_sql("RESET ROLE")
+            for attempt in ("mallory's, with her function", "mallory's, empty", "ours, used"):
+                with pytest.raises(sa.exc.DatabaseError) as info:
+                    conn.exec_driver_sql("CREATE EXTENSION pgml_ext CASCADE")
+                fields = info.value.orig.args[0]
+                assert fields["C"] == "42P06", (attempt, fields)
+                assert "not pgml_ext's" in fields["M"] and "PostgresML" in fields["H"]
+                if attempt.startswith("mallory's, with"):
+                    conn.exec_driver_sql("DROP FUNCTION pgml.predict(text, real[])")
+                elif attempt.startswith("mallory's, empty"):
+                    conn.exec_driver_sql("DROP SCHEMA pgml")
+                    conn.exec_driver_sql("CREATE SCHEMA pgml")
+                    conn.exec_driver_sql("CREATE TABLE pgml.other (i int)")
+            assert (
+                conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_extension WHERE extname = 'pgml_ext'"
+                ).scalar()
+                == 0
+            )
+            conn.exec_driver_sql("DROP TABLE pgml.other")  # empty and the superuser's
+            conn.exec_driver_sql("CREATE EXTENSION pgml_ext CASCADE")
+            assert conn.exec_driver_sql("SELECT count(*) FROM pgml.models").scalar() == 0
+    finally:
+        engine.dispose()
+        admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS hijack WITH (FORCE)")
+        admin.dispose()

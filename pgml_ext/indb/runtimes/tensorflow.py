@@ -213,8 +213,43 @@ def parse_spec(bodies: list[list]) -> dict[str, dict[str, Any]] | None:
             defaults = [
                 _default(by_name, tf, name) for name in node.input[first_default:][:n_dense]
             ]
-            return {
+            spec = {
                 k: {"dtype": dt, "shape": sh, "default": d}
                 for k, dt, sh, d in zip(keys, dtypes, shapes, defaults, strict=False)
             }
+            return spec | _var_len_spec(node, by_name, tf)
     return None
+
+
+def _const_strings(by_name: dict, tf, tensors: list[str]) -> list[str] | None:
+    """The strings of the constants TENSORS name, in order; None if one is not constant."""
+    out = []
+    for tensor in tensors:
+        const = by_name.get(node_name(tensor))
+        if const is None or const.op != "Const":
+            return None
+        out += [k.decode() for k in tf.make_ndarray(const.attr["value"].tensor).ravel()]
+    return out
+
+
+def _var_len_spec(node, by_name: dict, tf) -> dict[str, dict[str, Any]]:
+    """The var-len (VarLenFeature: sparse; RaggedFeature) features a parse op reads: any
+    number of values, none when missing ({"var_len": true, "default": []})."""
+    if node.op == "ParseExampleV2":
+        groups = [(node.input[2], "sparse_types"), (node.input[4], "ragged_value_types")]
+        found = [(_const_strings(by_name, tf, [k]), node.attr[t].list.type) for k, t in groups]
+    elif node.op == "ParseExample":
+        n_sparse = node.attr["Nsparse"].i
+        keys = _const_strings(by_name, tf, list(node.input[2 : 2 + n_sparse]))
+        found = [(keys, node.attr["sparse_types"].list.type)]
+    else:
+        keys = [k.decode() for k in node.attr["sparse_keys"].list.s]
+        found = [(keys, node.attr["sparse_types"].list.type)]
+    spec = {}
+    for keys, types in found:
+        if keys is None or len(keys) != len(types):
+            continue
+        for key, t in zip(keys, types, strict=True):
+            dtype = tf.dtypes.as_dtype(t).name
+            spec[key] = {"dtype": dtype, "shape": None, "default": [], "var_len": True}
+    return spec
