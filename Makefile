@@ -88,7 +88,7 @@ UBSAN_FLAGS = -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-poi
 ASAN_RUNTIME = $(shell gcc -print-file-name=libasan.so)
 SANITIZE_TESTS ?= tests/test_native.py tests/test_blocks.py tests/test_trust.py tests/test_batch.py \
   tests/test_errors.py tests/test_text_models.py tests/test_serving_exports.py \
-  tests/test_jsonb_input.py
+  tests/test_jsonb_input.py tests/test_blocks_concurrency.py tests/test_stats.py
 sanitize: setup  ## the C Example reader under ASan+UBSan (fuzz); the C-path tests under UBSan
 	PGML_SANITIZE_FLAGS="-O1 $(SANITIZE_FLAGS)" LD_PRELOAD=$(ASAN_RUNTIME) \
 	  ASAN_OPTIONS=detect_leaks=0 PGML_FUZZ_PARSER=200000 \

@@ -8,10 +8,10 @@
  * then restarts every connection. Registration runs TensorFlow in a child process
  * (pgml_ext/indb/isolated.py); scoring a TensorFlow-served model still imports it in the
  * backend, so:
- * - a statement that calls a function of pgml's schemas is planned without JIT, and so
- *   is every statement planned while it runs (the queries pgml's Python runs): the
- *   statement that may import TensorFlow does not load LLVM first (JIT cannot speed up
- *   a runtime call anyway);
+ * - a statement that calls a function of pgml's schemas (anywhere in its plan, inlined
+ *   SQL functions included) is planned without JIT, and every plan executed while it
+ *   runs (the queries pgml's Python runs) starts without JIT: the statement that may
+ *   import TensorFlow does not load LLVM first (JIT cannot speed up a runtime call);
  * - once TensorFlow is in the process (whoever imported it, a DO block included), jit
  *   is off for the rest of the backend: turned off (and made its reset value), refused
  *   by a check hook on jit (SET jit = on is an ERROR that says to reconnect), cleared
@@ -25,20 +25,25 @@
 #include <link.h>
 #include <string.h>
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "jit/jit.h"
-#include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "pgml_ext.h"
 
 /* Libraries by which TensorFlow and LLVM are known to be in the process. */
-static const char *const tensorflow_libraries[] = {"libtensorflow_framework", "_pywrap_tensorflow", NULL};
+static const char *const tensorflow_libraries[] = {"libtensorflow_framework", "_pywrap_tensorflow_internal", NULL};
 static const char *const llvm_libraries[] = {"llvmjit", "libLLVM", NULL};
 
 /* Our mark on a pgml statement's jitFlags: a bit PostgreSQL does not read. */
@@ -133,128 +138,150 @@ jit_off_for_good(void)
 			 errhidestmt(true)));
 }
 
-/* Whether NODE calls a function of the schemas pgml or pgml_internal. */
-static bool
-calls_pgml(Node *node, Oid *schemas)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, FuncExpr))
-	{
-		Oid			schema = get_func_namespace(((FuncExpr *) node)->funcid);
+/*
+ * The syscache hash values of the functions in schemas pgml and pgml_internal, sorted:
+ * a plan lists every function it depends on (calls, inlined SQL functions, in any
+ * expression of any node) as such a hash in its invalItems. Made again after any change
+ * to pg_proc (an extension update).
+ */
+static uint32 *pgml_hashes = NULL;
+static int	n_pgml_hashes = -1;
 
-		if (OidIsValid(schema) && (schema == schemas[0] || schema == schemas[1]))
-			return true;
-	}
-	return expression_tree_walker(node, calls_pgml, schemas);
+static void
+forget_pgml_functions(Datum arg, int cacheid, uint32 hashvalue)
+{
+	n_pgml_hashes = -1;
 }
 
-/* Whether PLAN or a plan below it calls a function of pgml's schemas. */
+static int
+compare_hashes(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a,
+				y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+find_pgml_functions(void)
+{
+	Oid			schemas[2] = {get_namespace_oid("pgml", true),
+							  get_namespace_oid("pgml_internal", true)};
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int			capacity = 256;
+
+	if (pgml_hashes == NULL)
+		pgml_hashes = MemoryContextAlloc(TopMemoryContext, sizeof(uint32) * capacity);
+	n_pgml_hashes = 0;
+	if (!OidIsValid(schemas[0]) && !OidIsValid(schemas[1]))
+		return;
+	rel = table_open(ProcedureRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(tuple);
+
+		if (proc->pronamespace != schemas[0] && proc->pronamespace != schemas[1])
+			continue;
+		if (n_pgml_hashes == capacity)
+		{
+			capacity *= 2;
+			pgml_hashes = repalloc(pgml_hashes, sizeof(uint32) * capacity);
+		}
+		pgml_hashes[n_pgml_hashes++] = GetSysCacheHashValue1(PROCOID,
+															 ObjectIdGetDatum(proc->oid));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	qsort(pgml_hashes, n_pgml_hashes, sizeof(uint32), compare_hashes);
+}
+
+/* Whether STMT calls a function of pgml's schemas (or one a hash mistakes for one). */
 static bool
-plan_calls_pgml(Plan *plan, Oid *schemas)
+calls_pgml(PlannedStmt *stmt)
 {
 	ListCell   *lc;
-	List	   *children = NIL;
 
-	if (plan == NULL)
-		return false;
-	if (calls_pgml((Node *) plan->targetlist, schemas)
-		|| calls_pgml((Node *) plan->qual, schemas))
-		return true;
-	switch (nodeTag(plan))
+	if (n_pgml_hashes < 0)
+		find_pgml_functions();
+	foreach(lc, stmt->invalItems)
 	{
-		case T_FunctionScan:
-			if (calls_pgml((Node *) ((FunctionScan *) plan)->functions, schemas))
-				return true;
-			break;
-		case T_ValuesScan:
-			if (calls_pgml((Node *) ((ValuesScan *) plan)->values_lists, schemas))
-				return true;
-			break;
-		case T_Result:
-			if (calls_pgml(((Result *) plan)->resconstantqual, schemas))
-				return true;
-			break;
-		case T_ModifyTable:
-			if (calls_pgml((Node *) ((ModifyTable *) plan)->returningLists, schemas)
-				|| calls_pgml((Node *) ((ModifyTable *) plan)->onConflictSet, schemas))
-				return true;
-			break;
-		case T_NestLoop:
-		case T_MergeJoin:
-		case T_HashJoin:
-			if (calls_pgml((Node *) ((Join *) plan)->joinqual, schemas))
-				return true;
-			break;
-		case T_Append:
-			children = ((Append *) plan)->appendplans;
-			break;
-		case T_MergeAppend:
-			children = ((MergeAppend *) plan)->mergeplans;
-			break;
-		case T_SubqueryScan:
-			children = list_make1(((SubqueryScan *) plan)->subplan);
-			break;
-		case T_CustomScan:
-			children = ((CustomScan *) plan)->custom_plans;
-			break;
-		default:
-			break;
-	}
-	foreach(lc, children)
-		if (plan_calls_pgml(lfirst(lc), schemas))
+		PlanInvalItem *item = lfirst(lc);
+
+		if (item->cacheId == PROCOID
+			&& bsearch(&item->hashValue, pgml_hashes, n_pgml_hashes, sizeof(uint32),
+					   compare_hashes) != NULL)
 			return true;
-	return plan_calls_pgml(plan->lefttree, schemas)
-		|| plan_calls_pgml(plan->righttree, schemas);
+	}
+	return false;
 }
 
 /*
- * STMT without JIT if TensorFlow is in this process, or if STMT may load it: it calls
- * pgml, or it is planned while such a statement runs (marked, for what it plans).
+ * STMT without JIT if TensorFlow is in this process, or if STMT may load it (it calls
+ * pgml: marked, so that what is planned while it runs is executed without JIT too).
  */
 void
 pgml_jit_guard(PlannedStmt *stmt)
 {
-	Oid			schemas[2];
-	bool		calls = false;
-	ListCell   *lc;
-
 	if (tensorflow_loaded())
 	{
 		jit_off_for_good();
 		stmt->jitFlags = PGJIT_NONE;
 		return;
 	}
-	if (!jit_enabled)
-		return;
-	if (guarded_running > 0)
-	{
-		stmt->jitFlags = PGJIT_PGML_GUARDED;
-		return;
-	}
-	schemas[0] = get_namespace_oid("pgml", true);
-	schemas[1] = get_namespace_oid("pgml_internal", true);
-	if (!OidIsValid(schemas[0]) && !OidIsValid(schemas[1]))
-		return;
-	calls = plan_calls_pgml(stmt->planTree, schemas);
-	foreach(lc, stmt->subplans)
-		calls = calls || plan_calls_pgml(lfirst(lc), schemas);
-	if (calls)
+	if (jit_enabled && calls_pgml(stmt))
 		stmt->jitFlags = PGJIT_PGML_GUARDED;
 }
 
-/* A plan made before TensorFlow loaded (a prepared statement's) runs without JIT too. */
+/*
+ * A plan made before TensorFlow loaded (a prepared statement's) runs without JIT too;
+ * and so does any plan while a marked statement runs (the queries pgml's Python runs):
+ * PostgreSQL compiles a plan's expressions as its executor starts.
+ */
 static void
 guarded_executor_start(QueryDesc *query, int eflags)
 {
+	bool		was_enabled = jit_enabled;
+
 	if (tensorflow_loaded())
 		jit_off_for_good();
-	if (previous_executor_start)
-		previous_executor_start(query, eflags);
-	else
-		standard_ExecutorStart(query, eflags);
+	else if (guarded_running > 0)
+		jit_enabled = false;
+	PG_TRY();
+	{
+		if (previous_executor_start)
+			previous_executor_start(query, eflags);
+		else
+			standard_ExecutorStart(query, eflags);
+	}
+	PG_FINALLY();
+	{
+		if (!tensorflow_loaded())
+			jit_enabled = was_enabled;
+	}
+	PG_END_TRY();
 	if (query->plannedstmt->jitFlags & PGJIT_PGML_GUARDED)
 		guarded_running++;
+}
+
+/*
+ * pgml's own queries (SPI, src/pgml_ext.c) run without JIT, also while a statement is
+ * being planned (a model's cost) and before its executor starts. An ERROR between the
+ * two leaves the count up until its (sub)transaction ends.
+ */
+void
+pgml_without_jit_begin(void)
+{
+	guarded_running++;
+}
+
+void
+pgml_without_jit_end(void)
+{
+	if (guarded_running > 0)
+		guarded_running--;
 }
 
 static void
@@ -277,11 +304,31 @@ guard_at_transaction_end(XactEvent event, void *arg)
 		guarded_running = 0;
 }
 
+/* A subtransaction that fails skips its statements' ends: their marks go with it. */
+#define SAVED_LEVELS 64
+static int	running_at_level[SAVED_LEVELS];
+
+static void
+guard_at_subtransaction(SubXactEvent event, SubTransactionId sub, SubTransactionId parent,
+						void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (level >= SAVED_LEVELS)
+		return;
+	if (event == SUBXACT_EVENT_START_SUB)
+		running_at_level[level] = guarded_running;
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		guarded_running = Min(guarded_running, running_at_level[level]);
+}
+
 /* jit's check hook: on is refused once TensorFlow is in the process. */
 static bool
 check_jit(bool *newval, void **extra, GucSource source)
 {
-	if (!*newval || !tensorflow_loaded())
+	/* ALTER ROLE/DATABASE/SYSTEM and CREATE FUNCTION only check the value (PGC_S_TEST);
+	 * a reload that applies it is overruled at the next plan and executor start */
+	if (!*newval || source == PGC_S_TEST || source == PGC_S_FILE || !tensorflow_loaded())
 		return true;
 	GUC_check_errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
 	GUC_check_errmsg("pgml: jit cannot be turned on in a session that has loaded TensorFlow");
@@ -322,4 +369,6 @@ jit_guard_init(void)
 	previous_executor_end = ExecutorEnd_hook;
 	ExecutorEnd_hook = guarded_executor_end;
 	RegisterXactCallback(guard_at_transaction_end, NULL);
+	RegisterSubXactCallback(guard_at_subtransaction, NULL);
+	CacheRegisterSyscacheCallback(PROCOID, forget_pgml_functions, (Datum) 0);
 }

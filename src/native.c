@@ -200,13 +200,21 @@ top_index(const float *scores, int n)
  * it: P, the position of the highest score, names it by the classes table, either by P
  * (registered labels, or constant class names) or by the key a classes output holds
  * at P (a vocabulary). *LABEL is NULL for the index as text. False for a key outside
- * the table: PL/Python says what is wrong.
+ * the table, or scores that are not all finite: PL/Python says what is wrong.
  */
 static bool
 top_class(NativeModel *m, int r, int *index, const char **label)
 {
-	int			p = top_index(native_scores(m, r), m->n_scores);
-	int64		entry = p;
+	const float *scores = native_scores(m, r);
+	int			p;
+	int64		entry;
+
+	/* NaN or infinite scores have no top class: PL/Python raises the ERROR */
+	for (int i = 0; i < m->n_scores; i++)
+		if (!isfinite(scores[i]))
+			return false;
+	p = top_index(scores, m->n_scores);
+	entry = p;
 
 	if (m->classes_output >= 0)
 	{

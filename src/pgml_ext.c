@@ -420,12 +420,14 @@ pgml_spi_as_owner(Oid owner)
 						   | SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pgml: SPI_connect failed");
+	pgml_without_jit_begin();	/* even while a statement is being planned */
 	return saved;
 }
 
 void
 pgml_spi_as_owner_end(PgmlSavedUser saved)
 {
+	pgml_without_jit_end();
 	SPI_finish();
 	SetUserIdAndSecContext(saved.user, saved.context);
 }
@@ -601,11 +603,18 @@ element_cast(FunctionCallInfo fcinfo, Oid element)
 	return cast;
 }
 
+/* The type an array's element TYPE stores: a domain's base type (posreal over real). */
+static Oid
+number_type(Oid type)
+{
+	return type == FLOAT4OID || type == FLOAT8OID ? type : getBaseType(type);
+}
+
 /* VALUES (of any number type) as float4 in OUT, as SQL's cast to real would give them. */
 static void
 to_float4(FunctionCallInfo fcinfo, ArrayType *values, int count, float4 *out)
 {
-	Oid			element = ARR_ELEMTYPE(values);
+	Oid			element = number_type(ARR_ELEMTYPE(values));
 
 	if (element == FLOAT4OID)
 		memcpy(out, ARR_DATA_PTR(values), sizeof(float4) * (Size) count);
@@ -630,8 +639,8 @@ to_float4(FunctionCallInfo fcinfo, ArrayType *values, int count, float4 *out)
 		Datum	   *datums;
 		int			n;
 
-		deconstruct_array(values, element, cast->typlen, cast->typbyval, cast->typalign,
-						  &datums, NULL, &n);
+		deconstruct_array(values, ARR_ELEMTYPE(values), cast->typlen, cast->typbyval,
+						  cast->typalign, &datums, NULL, &n);
 		for (int i = 0; i < n && i < count; i++)
 			out[i] = DatumGetFloat4(FunctionCall1(&cast->cast, datums[i]));
 		pfree(datums);
@@ -653,8 +662,9 @@ pgml_tensor(PG_FUNCTION_ARGS)
 	bytea	   *result;
 	char	   *out;
 
-	if (ARR_ELEMTYPE(input) != FLOAT4OID && ARR_ELEMTYPE(input) != FLOAT8OID)
-		(void) element_cast(fcinfo, ARR_ELEMTYPE(input));	/* a number type, or an ERROR */
+	if (number_type(ARR_ELEMTYPE(input)) != FLOAT4OID
+		&& number_type(ARR_ELEMTYPE(input)) != FLOAT8OID)
+		(void) element_cast(fcinfo, number_type(ARR_ELEMTYPE(input)));	/* or an ERROR */
 	if (array_contains_nulls(input))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -32,6 +32,8 @@ extern void pgml_jit_without_scoring(struct PlannedStmt *stmt);
 extern void jit_guard_init(void);
 extern void pgml_jit_guard(struct PlannedStmt *stmt);
 extern PGDLLEXPORT bool pgml_llvm_loaded(void);
+extern void pgml_without_jit_begin(void);
+extern void pgml_without_jit_end(void);
 
 /*
  * stats.c: the counters behind pgml.stats (shared memory when preloaded). Counting

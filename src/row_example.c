@@ -65,10 +65,11 @@ put_bytes_field(StringInfo out, int field, const char *data, Size len)
 static Oid
 base_type(Oid type, bool *is_array)
 {
-	Oid			element = get_element_type(type);
+	Oid			element = get_element_type(getBaseType(type));
 
 	*is_array = OidIsValid(element);
-	return *is_array ? element : type;
+	/* a domain (over an array, or of an array's elements) stores its base type */
+	return *is_array ? getBaseType(element) : getBaseType(type);
 }
 
 /* The kind a column of TYPE feeds when no plan says (a model TensorFlow serves). */
@@ -320,7 +321,8 @@ pgml_row_example(PG_FUNCTION_ARGS)
 			}
 #endif
 			get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-			deconstruct_array(array, type, typlen, typbyval, typalign, &items, &item_nulls, &n);
+			deconstruct_array(array, ARR_ELEMTYPE(array), typlen, typbyval, typalign, &items,
+							  &item_nulls, &n);
 			for (int i = 0; i < n; i++)
 				if (item_nulls[i])
 					ereport(ERROR,

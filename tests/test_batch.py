@@ -297,3 +297,104 @@ def test_score_into_an_older_target_gets_the_new_columns_and_double_arrays(engin
         "SELECT id, pgml.classify('mlp', pixels), 'mlp' FROM inputs WHERE id < 20 ORDER BY id",
     )
     assert got == want
+
+
+# -- found by the round-3 probe ------------------------------------------------------------
+
+
+def test_score_into_keeps_what_its_columns_hold(engine):
+    """Kept columns lost their length (char(6) -> char(1), bit(3) -> bit(1)) and floats
+    their digits under extra_float_digits = -3."""
+    ddl(engine, "DROP TABLE IF EXISTS typed_src, typed_out")
+    ddl(
+        engine,
+        "CREATE TABLE typed_src AS SELECT id, ('c' || id)::char(6) AS tag, B'101'::bit(3) AS b, "
+        "id / 7.0::float8 AS f, pixels FROM inputs WHERE id < 20",
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL extra_float_digits = -3")
+        written = conn.exec_driver_sql(
+            "SELECT pgml.score_into('mlp', 'typed_src', 'typed_out', "
+            "keep => ARRAY['tag', 'b', 'f'])"
+        ).scalar()
+        assert written == 20
+        assert conn.exec_driver_sql("SHOW extra_float_digits").scalar() == "-3"
+    got = rows(
+        engine,
+        "SELECT o.tag = s.tag AND o.b = s.b AND o.f = s.f FROM typed_out o "
+        "JOIN typed_src s ON s.id = o.key",
+    )
+    assert got == [(True,)] * 20
+    assert scalar(engine, "SELECT max(length(tag)) FROM typed_out") == 3  # 'c10'..'c19'
+
+
+def test_score_into_runs_one_query_of_the_source_only(engine):
+    """A source that closes its subquery and adds statements of its own ran them (a
+    sequence moved, a DROP TABLE ran) before the call failed."""
+    ddl(engine, "DROP SEQUENCE IF EXISTS injected; CREATE SEQUENCE injected")
+    source = (
+        "select id, pixels from inputs) s; select nextval(''injected''); "
+        "select id, pixels from (select id, pixels from inputs"
+    )
+    code, message, hint = sql_error(
+        engine, f"SELECT pgml.score_into('mlp', '{source}', 'injected_out')"
+    )
+    assert code == "42P11" and "source cannot be read" in message and "one query" in hint
+    assert scalar(engine, "SELECT is_called FROM injected") is False
+
+
+def test_score_into_says_which_arguments_are_null_and_which_keys_repeat(engine):
+    given = {"source": "'inputs'", "target": "'nulls_out'"}
+    for argument in ("source", "target", "key", "chunk_size", "layout"):
+        named = ", ".join(f"{k} => {v}" for k, v in {**given, argument: "NULL"}.items())
+        code, message, _ = sql_error(engine, f"SELECT pgml.score_into(model => 'mlp', {named})")
+        assert code == "22004" and argument in message, (argument, message)
+    code, message, _ = sql_error(
+        engine,
+        "SELECT pgml.score_into('mlp', 'SELECT id % 10 AS id, pixels FROM inputs', 'dup_out')",
+    )
+    assert code == "21000" and "same key" in message
+
+
+def test_nan_scores_name_no_class(engine):
+    """Scores with NaN (inputs far beyond the training range overflow the MLP) gave
+    class 0 as if confident, and broke score_into's json."""
+    huge = "array_fill(1e38::real, ARRAY[784])"
+    assert all(
+        v != v for v in scalar(engine, f"SELECT pgml.predict('mlp', {huge})")
+    )  # the scores themselves are what the model gives
+    for native in ("on", "off"):
+        for call in (f"pgml.classify('mlp', {huge})", f"pgml.predict_class('mlp', {huge})"):
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SET pgml.native_scoring = {native}")
+                with pytest.raises(sa.exc.DatabaseError) as info:
+                    conn.exec_driver_sql(f"SELECT {call}").all()
+                fields = info.value.orig.args[0]
+                assert fields["C"] == "22003" and "NaN" in fields["M"], (native, call)
+    code, message, _ = sql_error(
+        engine,
+        f"SELECT pgml.score_into('mlp', 'SELECT 1 AS id, {huge} AS pixels', 'nan_out')",
+    )
+    assert code == "22003" and "NaN" in message
+
+
+def test_number_arrays_of_a_domain_score_as_their_base_type(engine):
+    ddl(engine, "DROP DOMAIN IF EXISTS posreal CASCADE; DROP DOMAIN IF EXISTS pixels784 CASCADE")
+    ddl(engine, "CREATE DOMAIN posreal AS real CHECK (VALUE >= 0)")
+    ddl(engine, "CREATE DOMAIN pixels784 AS real[] CHECK (cardinality(VALUE) = 784)")
+    ddl(engine, "DROP TYPE IF EXISTS digit_row; CREATE TYPE digit_row AS (pixels pixels784)")
+    got = rows(
+        engine,
+        "SELECT pgml.classify('mlp', pixels::posreal[]), "
+        "pgml.classify('mlp', ROW(pixels::pixels784)::digit_row), pgml.classify('mlp', pixels) "
+        "FROM inputs WHERE id < 30 ORDER BY id",
+    )
+    assert all(a == b == c for a, b, c in got) and len(got) == 30
+    ddl(engine, "DROP TYPE digit_row; DROP DOMAIN pixels784; DROP DOMAIN posreal")
+
+
+def test_a_document_nested_too_deeply_is_a_clean_error(engine):
+    deep = '\'{"pixels": ' + "[" * 5000 + "1" + "]" * 5000 + "}'"
+    code, message, _ = sql_error(engine, f"SELECT pgml.classify('mlp', {deep}::jsonb)")
+    assert code in ("54001", "22023"), message
+    assert "internal error" not in message

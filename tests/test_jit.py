@@ -169,6 +169,52 @@ def test_tensorflow_refuses_a_backend_with_llvm_loaded(db_url, models, inputs, t
         )
 
 
+def test_a_pgml_call_anywhere_in_the_plan_keeps_its_statement_off_jit(
+    db_url, models, inputs, tf_model, settled
+):
+    """In an index condition, a join clause or a LIMIT the call was missed: the
+    statement was JIT-compiled, loaded LLVM, and TensorFlow was then refused."""
+    calls = [
+        f"SELECT id FROM inputs WHERE id = pgml.predict_class('{tf_model}', "
+        "(SELECT example FROM inputs WHERE id = 7))",
+        f"SELECT a.id FROM inputs a JOIN inputs b ON a.id = pgml.predict_class('{tf_model}', "
+        "b.example) WHERE b.id < 3",
+        f"SELECT id FROM inputs LIMIT pgml.predict_class('{tf_model}', "
+        "(SELECT example FROM inputs WHERE id = 3))",
+    ]
+    for sql in calls:
+        with new_engine(db_url).connect() as conn:
+            for s in [*FORCE_JIT, "SET enable_seqscan = off"]:
+                conn.exec_driver_sql(s)
+            conn.exec_driver_sql(sql).all()
+            assert not _uses_jit(conn, sql)
+
+
+def test_a_failed_pgml_statement_leaves_no_mark_behind(db_url, models, inputs, settled):
+    with new_engine(db_url).connect() as conn:
+        for s in FORCE_JIT:
+            conn.exec_driver_sql(s)
+        conn.exec_driver_sql(
+            "DO $$ BEGIN PERFORM pgml.predict_class('no_such_model', example) FROM inputs; "
+            "EXCEPTION WHEN others THEN NULL; END $$"
+        )
+        conn.exec_driver_sql("PREPARE plain AS " + PLAIN)
+        plan = conn.exec_driver_sql("EXPLAIN (ANALYZE) EXECUTE plain").scalars().all()
+        assert any(line.startswith("JIT:") for line in plan)
+        conn.commit()
+
+
+def test_settings_for_later_sessions_may_turn_jit_on(db_url, models, inputs, tf_model, settled):
+    """ALTER ROLE / DATABASE ... SET jit = on only check the value: a session that loaded
+    TensorFlow may run them; its own jit stays off."""
+    with new_engine(db_url).connect() as conn:
+        conn.exec_driver_sql(f"SELECT pgml.classify('{tf_model}', example) FROM inputs LIMIT 1")
+        conn.exec_driver_sql("ALTER ROLE CURRENT_USER SET jit = on")
+        conn.exec_driver_sql("ALTER ROLE CURRENT_USER RESET jit")
+        assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+        conn.commit()
+
+
 # -- the crash matrix ------------------------------------------------------------------
 
 CALLS = {

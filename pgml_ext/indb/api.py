@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from pgml_ext.indb import bulk, cache, registration, registry, server, stats
-from pgml_ext.indb.errors import INVALID_PARAMETER, PgmlError, reported, translate
+from pgml_ext.indb.errors import (
+    INVALID_PARAMETER,
+    NULL_NOT_ALLOWED,
+    PgmlError,
+    reported,
+    translate,
+)
 from pgml_ext.indb.signatures import tensor_from_packed
 
 Input = bytes | str | np.ndarray | None  # a tf.Example, text, or a float4[] from tensor()
@@ -142,6 +148,11 @@ def score_into(
     keep: list[str] | None = None,
 ) -> int:
     with reported(model):
+        given = {"model": model, "source": source, "target": target, "key": key}
+        given |= {"chunk_size": chunk_size, "layout": layout}
+        for name, value in given.items():
+            if value is None:
+                raise PgmlError(f"score_into's {name} must not be NULL", NULL_NOT_ALLOWED)
         ref = registry.model_ref(model)
         return bulk.score_into(ref, source, target, key, input_column, chunk_size, layout, keep)
 

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 
 from pgml_ext.indb import cache, registry, server, signatures, stats
-from pgml_ext.indb.errors import INVALID_PARAMETER, UNDEFINED_OBJECT, PgmlError
+from pgml_ext.indb.errors import (
+    CARDINALITY_VIOLATION,
+    INVALID_PARAMETER,
+    UNDEFINED_OBJECT,
+    PgmlError,
+)
 from pgml_ext.indb.model import LoadedModel
 
 BYTEA_OID = 17
@@ -121,17 +126,26 @@ def replacing_by_key(columns: list[str]) -> str:
     )
 
 
-def _column_types(plpy, relation: str) -> dict[str, int]:
+def _column_types(plpy, relation: str) -> tuple[dict[str, int], dict[str, int]]:
+    """The source's columns: {name: type oid}, {name: typmod} (char(6) keeps its 6)."""
     try:
-        probe = plpy.execute(f"SELECT * FROM {relation} AS s LIMIT 0")
+        probe_plan = plpy.prepare(f"SELECT * FROM {relation} AS s LIMIT 0")
+        # one query only: a cursor refuses a source that adds statements of its own
+        # ("t) s; DROP TABLE ..."), before any of them runs
+        plpy.cursor(probe_plan).close()
+        probe = plpy.execute(probe_plan)
     except plpy.SPIError as e:  # a table that is not there, a query that does not parse
         raise PgmlError(
             f"source cannot be read: {e.args[0] if e.args else e}",
             getattr(e, "sqlstate", None) or INVALID_PARAMETER,
-            hint="Check the source: a table's name (schema.table) or a query (SELECT ...), "
+            hint="Check the source: a table's name (schema.table) or one query (SELECT ...), "
             "and the columns it names.",
         ) from None
-    return dict(zip(probe.colnames(), probe.coltypes(), strict=True))
+    names = probe.colnames()
+    return (
+        dict(zip(names, probe.coltypes(), strict=True)),
+        dict(zip(names, probe.coltypmods(), strict=True)),
+    )
 
 
 def _input_column(cursor_types: dict[str, int], key: str, requested: str | None) -> str:
@@ -186,7 +200,7 @@ def score_into(
         text.split(None, 1)[0].lower() in ("select", "with", "values", "table") if text else False
     )
     relation = f"({text})" if is_query else qualified_name(plpy, text)
-    types = _column_types(plpy, relation)
+    types, typmods = _column_types(plpy, relation)
     from pgml_ext.indb import distributed  # it builds on this module
 
     if not is_query and distributed.distribution_column(relation) == key:
@@ -216,7 +230,7 @@ def score_into(
     column = _input_column(types, key, input_column)
 
     def sql_type(name: str) -> str:
-        return plpy.execute(f"SELECT format_type({types[name]}, NULL) AS t")[0]["t"]
+        return plpy.execute(f"SELECT format_type({types[name]}, {typmods[name]}) AS t")[0]["t"]
 
     packed = types[column] in NUMBER_ARRAY_OIDS
     source = f"s.{plpy.quote_ident(column)}"
@@ -229,9 +243,15 @@ def score_into(
     )
 
     writer = _Writer(plpy, loaded, target, sql_type(key), layout, [(k, sql_type(k)) for k in kept])
+    # kept floats travel as text: every digit, whatever the session's extra_float_digits
+    # (set back after; an ERROR's rollback sets it back by itself)
+    digits = plpy.execute("SELECT current_setting('extra_float_digits') AS v")[0]["v"]
+    plpy.execute("SELECT set_config('extra_float_digits', '3', true)")
     # counted here, where its rows are scored (not on a coordinator whose workers do it)
     with stats.scoring(ref) as call:
         call.rows = _write_scored(loaded, writer, plpy.cursor(query), chunk_size, packed, len(kept))
+    restore = plpy.prepare("SELECT set_config('extra_float_digits', $1, true)", ["text"])
+    plpy.execute(restore, [digits])
     return call.rows
 
 
@@ -258,6 +278,7 @@ def _write_scored(
         done = 0
         try:
             for sig, out, n in scored_in_chunks(loaded, present, None):
+                loaded.check_finite(loaded.scores(sig, out, None))
                 names, scores = loaded.scores_by_class(sig, out)
                 classes = (
                     loaded.top_classes(sig, out)
@@ -403,9 +424,22 @@ class _Writer:
         if self.layout == "json":
             names = self._names(scores.shape[1], names)
             docs = [json.dumps(scores_document(names, row)) for row in scores]
-            self.plpy.execute(self.insert, [keys, *kept, labels, indices, docs])
+            values = [keys, *kept, labels, indices, docs]
         else:
-            self.plpy.execute(self.insert, [keys, *kept, labels, indices, *scores.T.tolist()])
+            values = [keys, *kept, labels, indices, *scores.T.tolist()]
+        try:
+            self.plpy.execute(self.insert, values)
+        except self.plpy.SPIError as e:
+            if getattr(e, "sqlstate", None) != CARDINALITY_VIOLATION:
+                raise
+            twice = sorted({k for k in keys if keys.count(k) > 1}, key=str)[:5]
+            raise PgmlError(
+                "the source has the same key more than once",
+                CARDINALITY_VIOLATION,
+                detail=f"Keys: {', '.join(map(repr, twice))}.",
+                hint="Score a source whose key column is unique (its primary key), or pass "
+                "key => a column that is.",
+            ) from None
         return len(keys)
 
 

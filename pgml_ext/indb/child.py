@@ -1,7 +1,7 @@
 """Registration's model work (describing.py) in a child process of the backend.
 
 The backend starts the server venv's Python on ``python -m pgml_ext.indb.child``, hands
-it the job as JSON on stdin and waits, acting on a cancel or statement_timeout (the
+it the job as a JSON file on stdin and waits, acting on a cancel or statement_timeout (the
 child is killed). The child writes its answer as JSON into the registration's private
 work directory, and each LiteRT flatbuffer as a file beside it. A child that dies (a
 converter or TensorFlow crash on a hostile graph) is an ERROR of this registration,
@@ -32,7 +32,9 @@ def _python() -> tuple[str, dict[str, str]]:
     the server's own Python (the version PL/Python embeds) with this package on its
     path when there is no venv."""
     package_parent = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(package_parent), "PYTHONDONTWRITEBYTECODE": "1"}
+    # what this backend imports from (the server venv, put on PL/Python's path), first
+    path = [str(package_parent), *(p for p in sys.path if p and os.path.isdir(p))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"}
     for folder in package_parent.parents:
         if (folder / "pyvenv.cfg").is_file() and (folder / "bin" / "python").exists():
             return str(folder / "bin" / "python"), env
@@ -45,18 +47,26 @@ def run(job: dict[str, Any], workdir: str, what: str) -> dict[str, Any]:
 
     python, env = _python()
     log_path = os.path.join(workdir, "child.log")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [python, "-m", "pgml_ext.indb.child", workdir],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=workdir,
-        )
+    with open(os.path.join(workdir, "job.json"), "w") as f:
+        json.dump(job, f)
+    with open(log_path, "wb") as log, open(os.path.join(workdir, "job.json"), "rb") as stdin:
         try:
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
+            proc = subprocess.Popen(
+                [python, "-m", "pgml_ext.indb.child", workdir],
+                stdin=stdin,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=workdir,
+            )
+        except OSError as e:
+            raise PgmlError(
+                f"{what}: the model process could not start: {e}",
+                INTERNAL,
+                hint="The server's Python (the venv `make setup` makes) must be readable "
+                "by the server's operating-system user.",
+            ) from None
+        try:
             while True:
                 try:
                     proc.wait(timeout=POLL_SECONDS)

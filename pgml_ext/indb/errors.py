@@ -9,12 +9,15 @@ UNDEFINED_OBJECT = "42704"  # unknown model / signature / output
 INVALID_PARAMETER = "22023"  # input of the wrong shape, missing feature, bad argument
 INVALID_BINARY = "22P03"  # bytea that is not a tf.Example
 NULL_NOT_ALLOWED = "22004"  # NULL element inside an input array
+NUMERIC_OUT_OF_RANGE = "22003"  # NaN or infinite scores: no top class
 DATA_CORRUPTED = "XX001"  # model blob fails its checksum
 WRONG_OBJECT_TYPE = "42809"  # model with no signature we can use for this input
 PREREQUISITE_STATE = "55000"  # e.g. TensorFlow cannot load after LLVM JIT
 QUERY_CANCELED = "57014"  # a cancel or timeout seen in a parallel worker
 INSUFFICIENT_PRIVILEGE = "42501"  # e.g. a graph with file-system ops, without opt-in
 UNDEFINED_FILE = "58P01"  # this server's copy of a model is missing or damaged
+CARDINALITY_VIOLATION = "21000"  # score_into's source has a key twice
+STATEMENT_TOO_COMPLEX = "54001"  # a document nested too deeply to read
 INTERNAL = "XX000"
 
 
@@ -77,6 +80,12 @@ def translate(exc: Exception, model: str | None = None) -> Exception:
         from pgml_ext.indb import cache  # only on this rare path: cache imports us
 
         where = f" with model '{cache.name_of(model)}'"
+    if isinstance(exc, RecursionError):  # a jsonb document nested thousands deep
+        return sql_error(
+            f"the input{where} is nested too deeply",
+            STATEMENT_TOO_COMPLEX,
+            hint="A feature's value is a number, a string or a flat list of them.",
+        )
     failure = _invoke_failure(exc)
     if failure is not None:
         return sql_error(

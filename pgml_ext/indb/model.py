@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 
 from pgml_ext.indb import archive, registry, server, signatures
-from pgml_ext.indb.errors import INVALID_PARAMETER, WRONG_OBJECT_TYPE, PgmlError
+from pgml_ext.indb.errors import (
+    INVALID_PARAMETER,
+    NUMERIC_OUT_OF_RANGE,
+    WRONG_OBJECT_TYPE,
+    PgmlError,
+)
 from pgml_ext.indb.registry import ModelRow
 from pgml_ext.indb.rowpath import RowPath, named_plan_for_c, parsed_plan_for_c
 from pgml_ext.indb.runtimes import Runtime
@@ -204,6 +209,7 @@ class LoadedModel:
         """
         scores = self.scores(sig, out, output)
         self.check_classifies(sig, scores.shape[1], output)
+        self.check_finite(scores)
         classes = signatures.class_output(sig) if output is None else None
         best = scores.argmax(axis=1)
         if classes is None:
@@ -213,6 +219,17 @@ class LoadedModel:
             self._named_class(row[i].decode() if isinstance(row[i], bytes) else str(row[i]), int(i))
             for row, i in zip(class_rows, best, strict=True)
         ]
+
+    def check_finite(self, scores: np.ndarray) -> None:
+        """Scores with NaN or infinity name no class (their arg-max was class 0) and
+        have no place in a table of predictions: an ERROR, as for such an input."""
+        if not np.isfinite(scores).all():
+            raise PgmlError(
+                f"model '{self.row.name}' gave NaN or infinite scores for this input",
+                NUMERIC_OUT_OF_RANGE,
+                hint="pgml.predict shows the scores; the input may be far outside the range "
+                "the model was trained on.",
+            )
 
     def _named_class(self, label: str, position: int) -> tuple[int, str]:
         """(index, label) of the class a string output names: a registered label's
@@ -417,6 +434,7 @@ class LoadedModel:
         if output is None:
             scores = self._fast_scores(data, signature)
             if scores is not None and scores.size > 1:
+                self.check_finite(scores)
                 return self._indexed(int(scores.argmax()))
         sig, out = self.score(data, signature)
         return self.top_classes(sig, out, output)[0]

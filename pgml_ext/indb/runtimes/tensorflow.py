@@ -33,6 +33,15 @@ def _refuse_after_llvm() -> None:
         )
 
 
+def _jit_off_now() -> None:
+    """jit_guard.c turns jit off when it next sees TensorFlow in the process, at a plan
+    or an executor start: one now, so that SHOW jit says so at once."""
+    from pgml_ext.indb import server
+
+    if not server.in_parallel_mode():
+        server.plpy().execute("SELECT 1")
+
+
 def import_tensorflow(threads: int = 1):
     """Import TensorFlow once per process, never into a backend with LLVM (see above)."""
     if "tensorflow" in sys.modules:
@@ -57,6 +66,8 @@ def import_tensorflow(threads: int = 1):
         ) from None
     finally:
         sys.setdlopenflags(flags)
+    if in_server:
+        _jit_off_now()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
